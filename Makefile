@@ -1,0 +1,49 @@
+# twotower: `make run` (set up + run one simulated day through the real DAG) and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# This machine keeps the CPU torch wheel on disk; elsewhere pip takes it from PyPI.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+PYTEST_ARGS ?=
+
+.PHONY: help setup airflow-init run test test-fast lint bench docs clean
+
+help:
+	@echo "make run    - set up, simulate sample logs if none, run one day through the Airflow DAG"
+	@echo "make test   - set up and run the test suite"
+	@echo "make bench  - run the benchmarks (never part of make test)"
+	@echo "make lint   - ruff"
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check pip==26.3
+	$(BIN)/python -m pip install -q --disable-pip-version-check $(FIND_LINKS) -c constraints.txt -e '.[dev]' 2> >(grep -v "is neither a file nor a directory" >&2)
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+airflow-init: $(STAMP)
+	@source scripts/airflow_env.sh && $(BIN)/airflow db migrate > $$AIRFLOW_HOME/db-migrate.log 2>&1 \
+	  || { cat $$AIRFLOW_HOME/db-migrate.log; exit 1; }
+	@echo "Airflow metadata DB ready in var/airflow/"
+
+run: airflow-init
+	@bash scripts/run.sh
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+docs: $(STAMP)
+	$(BIN)/python -m contracts.docs > docs/data-contracts.md
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,1 @@
+"""Data contracts (schemas as named constants) and the storage layout."""

@@ -1,0 +1,46 @@
+"""Shared fixtures: one SparkSession per test session, configs rooted in temp dirs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from twotower.config import Config, config_from_dict
+
+REPO = Path(__file__).resolve().parent.parent
+# Real logs beside the project (../shared/data); tests that need them skip if absent.
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The one SparkSession of the test session: local[2], 4 shuffle partitions, UI off."""
+    from twotower.config import SparkConfig
+    from twotower.spark import spark_session
+
+    session = spark_session(
+        SparkConfig(master="local[2]", shuffle_partitions=4, driver_memory="2g"), app_name="twotower-tests"
+    )
+    yield session
+    session.stop()
+
+
+def make_config(root: Path, **sections) -> Config:
+    """A Config whose roots live under ``root``; ``sections`` are dicts of overrides."""
+    raw = {
+        "paths": {"data_root": str(root / "data"), "artifact_root": str(root / "artifacts"), "reports_root": str(root / "reports")},
+        "spark": {"master": "local[2]", "shuffle_partitions": 4, "driver_memory": "2g"},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return config_from_dict(raw)
+
+
+@pytest.fixture
+def tmp_config(tmp_path: Path) -> Config:
+    return make_config(tmp_path)

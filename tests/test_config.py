@@ -1,0 +1,73 @@
+"""Config: typed, frozen, validated; env overrides; errors name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from twotower.config import Config, ConfigError, load_config
+from tests.conftest import REPO
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return p
+
+
+def test_repo_config_loads_and_paths_resolve_against_its_folder():
+    cfg = load_config(REPO / "twotower.toml", env={})
+    assert cfg.paths.data_root == REPO / "var" / "data"
+    assert cfg.etl.alpha == 0.75
+    assert cfg.features.user_categorical == ("region", "age_band")
+
+
+def test_config_is_frozen(tmp_path):
+    cfg = load_config(write(tmp_path, ""), env={})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.etl.window_days = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[etl]\nwindow_dayz = 3\n", "etl.window_dayz: unknown key"),
+        ("[etll]\n", "etll: unknown key"),
+        ('[etl]\nwindow_days = "3"\n', "etl.window_days: expected an integer, got str '3'"),
+        ("[etl]\nwindow_days = true\n", "etl.window_days: expected an integer"),
+        ('[training]\nloss = "hinge"\n', "training.loss: 'hinge' is not one of"),
+        ("[features]\nuser_numeric = \"activity\"\n", "features.user_numeric: expected a list"),
+        ("[etl\n", "invalid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_config(write(tmp_path, text), env={})
+
+
+def test_environment_overrides(tmp_path):
+    env = {
+        "TWOTOWER_DATA_ROOT": "/data/x",
+        "TWOTOWER_ARTIFACT_ROOT": "rel/art",
+        "TWOTOWER__ETL__WINDOW_DAYS": "3",
+        "TWOTOWER__QUALITY__ENABLED": "false",
+        "TWOTOWER__TRAINING__HIDDEN": "[32, 16]",
+    }
+    cfg = load_config(write(tmp_path, "[etl]\nwindow_days = 5\n"), env=env)
+    assert cfg.paths.data_root == Path("/data/x")
+    assert cfg.paths.artifact_root == tmp_path / "rel" / "art"
+    assert cfg.etl.window_days == 3
+    assert cfg.quality.enabled is False
+    assert cfg.training.hidden == (32, 16)
+    with pytest.raises(ConfigError, match="etl.window_days: cannot parse environment value 'three'"):
+        load_config(write(tmp_path, ""), env={"TWOTOWER__ETL__WINDOW_DAYS": "three"})
+
+
+def test_missing_file_and_hash_stability(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", env={})
+    a = load_config(write(tmp_path, "[etl]\nalpha = 0.5\n"), env={})
+    b = load_config(write(tmp_path, "[etl]\nalpha = 0.5\n"), env={})
+    assert a.hash() == b.hash() != Config().hash()

@@ -1,0 +1,390 @@
+"""Typed, frozen configuration for every entry point (CLI, DAG tasks, tests, benchmarks).
+
+Built once per process by :func:`load_config` from a TOML file (default ``twotower.toml``
+at the project root, or ``$TWOTOWER_CONFIG``) plus environment overrides, then passed
+explicitly. Nothing else in the project reads the environment for settings.
+
+Environment overrides:
+  * ``TWOTOWER_DATA_ROOT``, ``TWOTOWER_ARTIFACT_ROOT``, ``TWOTOWER_REPORTS_ROOT``,
+    ``TWOTOWER_SPARK_MASTER``: the common ones, by name;
+  * ``TWOTOWER__<SECTION>__<KEY>=value``: any scalar key, e.g.
+    ``TWOTOWER__ETL__WINDOW_DAYS=3`` (parsed with the key's declared type).
+
+Unknown sections or keys and values of the wrong type raise :class:`ConfigError` naming the
+key, e.g. ``etl.window_dayz: unknown key (known: ...)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+# --------------------------------------------------------------------------------------
+# Sections. Each stage owns its section; defaults are the embedded single-machine setup.
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where data, published artifacts and reports live (local paths or mounted object storage)."""
+
+    data_root: Path = Path("var/data")
+    artifact_root: Path = Path("var/artifacts")
+    reports_root: Path = Path("var/reports")
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """SparkSession settings. ``master`` switches local mode to a cluster with no code change."""
+
+    master: str = "local[*]"
+    app_name: str = "twotower"
+    driver_memory: str = "4g"
+    shuffle_partitions: int = 8
+    # Extra spark.* settings passed through verbatim (e.g. S3A credentials provider on a cluster).
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Which columns of the ``users``/``items`` snapshots are features, and of what kind.
+
+    Any dataset's features can be used by naming them here; the ETL encodes categorical
+    columns through persisted vocabularies and normalises numeric ones.
+    """
+
+    user_categorical: tuple[str, ...] = ("region", "age_band")
+    user_numeric: tuple[str, ...] = ("activity",)
+    item_categorical: tuple[str, ...] = ("category", "subcategory")
+    item_numeric: tuple[str, ...] = ("quality",)
+    # Declared valid ranges of numeric features [low, high], checked by data quality.
+    numeric_ranges: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {"activity": (0.0, 1.0e6), "quality": (-10.0, 10.0)}
+    )
+    # Length of the recent-clicks history used by the user tower (0 disables it).
+    history_length: int = 20
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Defaults for ``twotower simulate`` (presets are defined in ``logsim.presets``)."""
+
+    preset: str = "small"
+    seed: int = 7
+    # Days simulated by ``make run`` before the run day (the training window needs history).
+    days: int = 7
+    start: str = "2026-11-01"
+
+
+@dataclass(frozen=True)
+class EtlConfig:
+    """Spark ETL settings (see docs/etl.md for the rules these parametrise)."""
+
+    # Training window: the W days ending at the run day D.
+    window_days: int = 7
+    # Weight of a click positive: "constant" (1.0) or "engagement" (1 + liked).
+    positive_weight: Literal["constant", "engagement"] = "constant"
+    # Resampling: items with more than ``hot_threshold`` clicks in the window are kept with
+    # probability sqrt(hot_threshold / clicks); items with fewer than ``cold_threshold`` are
+    # replicated up to ceil(cold_threshold / clicks) times, at most ``max_upsample``.
+    hot_threshold: int = 200
+    cold_threshold: int = 3
+    max_upsample: int = 3
+    seed: int = 17
+    # Negative-sampling distribution: p_i ∝ (clicks_i + smoothing) ** alpha over the catalogue.
+    alpha: float = 0.75
+    smoothing: float = 1.0
+    # Hard negatives kept per request (cut at pre-rank or rank), at most.
+    hard_negatives_per_request: int = 4
+    # Held-out evaluation: the clicks of the last ``eval_days`` of the window are never trained on.
+    eval_days: int = 1
+    # Parquet training shards: target rows per file.
+    shard_rows: int = 262_144
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Data-quality gates (Great Expectations) and quarantine thresholds."""
+
+    enabled: bool = True
+    # Rows failing row-level checks are quarantined when at most this fraction of the
+    # partition fails; above it the check is critical and the run stops.
+    quarantine_max_fraction: float = 0.001
+    # Day volume must lie within [low, high] x the median of the trailing days.
+    volume_low: float = 0.5
+    volume_high: float = 2.0
+    volume_trailing_days: int = 7
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Two-tower model and training loop."""
+
+    embedding_dim: int = 64
+    id_dim: int = 64
+    feature_dim: int = 16
+    hidden: tuple[int, ...] = (128,)
+    temperature: float = 0.05
+    senet: bool = False
+    objectives: tuple[str, ...] = ("click",)
+    objective_weights: tuple[float, ...] = (1.0,)
+    loss: Literal["inbatch_softmax", "listwise", "pointwise", "triplet_hinge", "triplet_logistic"] = (
+        "inbatch_softmax"
+    )
+    logq: Literal["counts", "streaming", "off"] = "counts"
+    # Extra sampled negatives per example (catalogue clicks^alpha draws and hard negatives).
+    num_negatives: int = 4
+    hard_negative_fraction: float = 0.5
+    pointwise_negative_ratio: int = 2
+    triplet_margin: float = 0.2
+    triplet_sigma: float = 10.0
+    batch_size: int = 1024
+    epochs: int = 2
+    lr: float = 0.003
+    sparse_lr: float = 0.05
+    time_decay_half_life_days: float = 0.0
+    warm_start: bool = True
+    seed: int = 1234
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    eval_k: tuple[int, ...] = (10, 50, 100)
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """FAISS index choice by catalogue size."""
+
+    flat_max_items: int = 50_000
+    kind_above_flat: Literal["hnsw", "ivf_flat", "ivf_pq"] = "ivf_flat"
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    ivf_nlist: int = 1024
+    ivf_nprobe: int = 32
+    pq_m: int = 16
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """Versioned publishing and its quality gate."""
+
+    retention: int = 7
+    # Reject a candidate whose recall@50 is more than this fraction below the published model's
+    # recall@50 on the same held-out set.
+    max_recall_drop: float = 0.1
+    min_ann_recall: float = 0.95
+    # Whether a later day may publish when an earlier day in the window failed.
+    allow_gaps: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration. Build with :func:`load_config`."""
+
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    etl: EtlConfig = field(default_factory=EtlConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (paths as strings, tuples as lists)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    def hash(self) -> str:
+        """sha256 of the canonical JSON form: identifies the settings a model was built with."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def replace(self, **sections: Any) -> Config:
+        """A copy with whole sections replaced, e.g. ``cfg.replace(etl=dataclasses.replace(cfg.etl, window_days=3))``."""
+        return dataclasses.replace(self, **sections)
+
+
+# --------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------
+
+DEFAULT_CONFIG_NAME = "twotower.toml"
+
+_NAMED_OVERRIDES = {
+    "TWOTOWER_DATA_ROOT": ("paths", "data_root"),
+    "TWOTOWER_ARTIFACT_ROOT": ("paths", "artifact_root"),
+    "TWOTOWER_REPORTS_ROOT": ("paths", "reports_root"),
+    "TWOTOWER_SPARK_MASTER": ("spark", "master"),
+}
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate the configuration.
+
+    Args:
+        path: TOML file. ``None`` means ``$TWOTOWER_CONFIG``, else ``./twotower.toml`` if it
+            exists, else the built-in defaults.
+        env: environment used for overrides (default ``os.environ``).
+
+    Relative paths in ``[paths]`` are resolved against the config file's directory (the
+    current directory when no file is used), so every process agrees on them.
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is None:
+        path = env.get("TWOTOWER_CONFIG") or (DEFAULT_CONFIG_NAME if Path(DEFAULT_CONFIG_NAME).exists() else None)
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} does not exist")
+        try:
+            raw = tomllib.loads(file.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file}: invalid TOML: {exc}") from exc
+        base_dir = file.resolve().parent
+
+    for var, (section, key) in _NAMED_OVERRIDES.items():
+        if env.get(var):
+            raw.setdefault(section, {})[key] = env[var]
+    for var, value in env.items():
+        if var.startswith("TWOTOWER__"):
+            parts = var[len("TWOTOWER__") :].lower().split("__")
+            if len(parts) != 2:
+                raise ConfigError(f"environment override {var}: expected TWOTOWER__<SECTION>__<KEY>")
+            section, key = parts
+            raw.setdefault(section, {})[key] = _EnvString(value)
+
+    cfg = _build(Config, raw, "")
+    paths = cfg.paths
+    resolved = PathsConfig(
+        **{f.name: _resolve(getattr(paths, f.name), base_dir) for f in dataclasses.fields(PathsConfig)}
+    )
+    return dataclasses.replace(cfg, paths=resolved)
+
+
+def config_from_dict(raw: Mapping[str, Any], base_dir: Path | None = None) -> Config:
+    """Build a Config from a dict with the same validation as a file (handy in tests)."""
+    cfg = _build(Config, dict(raw), "")
+    base = base_dir or Path.cwd()
+    paths = PathsConfig(**{f.name: _resolve(getattr(cfg.paths, f.name), base) for f in dataclasses.fields(PathsConfig)})
+    return dataclasses.replace(cfg, paths=paths)
+
+
+class _EnvString(str):
+    """A value from the environment: parsed into the declared type rather than type-checked."""
+
+
+def _resolve(p: Path, base: Path) -> Path:
+    p = Path(os.path.expanduser(str(p)))
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a table, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+    kwargs = {}
+    for name, value in raw.items():
+        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".")
+    if isinstance(value, _EnvString):
+        value = _parse_env(tp, str(value), key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            try:
+                return _coerce(a, value, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} does not match {tp}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
+        return {str(k): _coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
+    if tp is Path:
+        if not isinstance(value, str | Path):
+            raise ConfigError(f"{key}: expected a path string, got {type(value).__name__} {value!r}")
+        return Path(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+        return str(value)
+    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover - a schema bug
+
+
+def _parse_env(tp: Any, text: str, key: str) -> Any:
+    base = typing.get_origin(tp) or tp
+    try:
+        if base is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if base is int:
+            return int(text)
+        if base is float:
+            return float(text)
+        if base in (tuple, dict):
+            return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: cannot parse environment value {text!r} as {tp}") from exc
+    return text
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
