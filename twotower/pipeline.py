@@ -1,0 +1,139 @@
+"""The pipeline steps for one run day: the single code path shared by the Airflow DAG, the
+CLI (``twotower run``) and the tests.
+
+Each step takes the config and the run day ``ds`` (``YYYY-MM-DD``: the run for day D reads
+D's logs), does its work through the stage package, writes its statistics to
+``Layout.stage_stats(ds, step)`` for the run report, and returns them. Heavy libraries are
+imported inside the steps, so importing this module (as DAG files do) is cheap.
+
+Order: validate_raw -> etl stages -> validate_outputs -> train -> evaluate -> build_index
+-> publish -> report. A step raises :class:`twotower.errors.PipelineError` (data-quality gate,
+publish gate, bad input) to stop everything downstream; nothing is published then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from contracts.layout import Layout, atomic_write_text, ds_str
+from twotower.config import Config
+
+log = logging.getLogger(__name__)
+
+STEPS = ("validate_raw", "etl", "validate_outputs", "train", "evaluate", "build_index", "publish", "report")
+
+
+def _spark(cfg: Config):
+    from twotower.spark import spark_session
+
+    return spark_session(cfg.spark)
+
+
+def _record(cfg: Config, ds: str, step: str, stats: dict[str, Any]) -> dict[str, Any]:
+    path = Layout(cfg.paths).stage_stats(ds, step)
+    atomic_write_text(path, json.dumps(stats, indent=2, sort_keys=True, default=str))
+    log.info("step %s for ds=%s done; stats in %s", step, ds, path)
+    return stats
+
+
+def validate_raw(cfg: Config, ds: str) -> dict[str, Any]:
+    """Great Expectations on the raw partitions of day ``ds`` (quarantines what it may)."""
+    from quality.gates import validate_raw as _validate_raw
+
+    ds = ds_str(ds)
+    return _record(cfg, ds, "validate_raw", _validate_raw(cfg, _spark(cfg), ds))
+
+
+def etl_stages() -> tuple[str, ...]:
+    """ETL stage names in dependency order (see ``etl.jobs.STAGE_DEPENDENCIES``)."""
+    from etl.jobs import ETL_STAGES
+
+    return ETL_STAGES
+
+
+def etl_stage(cfg: Config, ds: str, stage: str) -> dict[str, Any]:
+    """One ETL stage for day ``ds`` (read -> transform -> write)."""
+    from etl.jobs import run_stage
+
+    ds = ds_str(ds)
+    return _record(cfg, ds, f"etl_{stage}", run_stage(cfg, _spark(cfg), ds, stage))
+
+
+def etl(cfg: Config, ds: str) -> dict[str, Any]:
+    """Every ETL stage for day ``ds``, in order."""
+    return {stage: etl_stage(cfg, ds, stage) for stage in etl_stages()}
+
+
+def validate_outputs(cfg: Config, ds: str) -> dict[str, Any]:
+    """Great Expectations on every ETL output of day ``ds``."""
+    from quality.gates import validate_outputs as _validate_outputs
+
+    ds = ds_str(ds)
+    return _record(cfg, ds, "validate_outputs", _validate_outputs(cfg, _spark(cfg), ds))
+
+
+def train(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_retrain: bool = False) -> dict[str, Any]:
+    """Train the two-tower model for day ``ds`` into ``Layout.model_dir(ds)``."""
+    from training.run import train_day
+
+    ds = ds_str(ds)
+    return _record(cfg, ds, "train", train_day(cfg, ds, ablate=ablate, full_retrain=full_retrain))
+
+
+def evaluate(cfg: Config, ds: str) -> dict[str, Any]:
+    """Held-out evaluation of the candidate against baselines (and the oracle on simulated data)."""
+    from training.run import evaluate_day
+
+    ds = ds_str(ds)
+    return _record(cfg, ds, "evaluate", evaluate_day(cfg, ds))
+
+
+def build_index(cfg: Config, ds: str) -> dict[str, Any]:
+    """Embed the catalogue, build the FAISS index and stage the candidate version."""
+    from indexing.publish import build_index_for_day
+
+    ds = ds_str(ds)
+    return _record(cfg, ds, "build_index", build_index_for_day(cfg, ds))
+
+
+def publish(cfg: Config, ds: str, force: bool = False) -> dict[str, Any]:
+    """Quality gate, then the atomic publish of the staged version and the LATEST switch."""
+    from indexing.publish import publish_day
+
+    ds = ds_str(ds)
+    return _record(cfg, ds, "publish", publish_day(cfg, ds, force=force))
+
+
+def report(cfg: Config, ds: str) -> dict[str, Any]:
+    """The run's HTML report (and the index page of all runs)."""
+    from reports.run_report import build_run_report
+
+    ds = ds_str(ds)
+    path = build_run_report(cfg, ds)
+    return {"report": str(path)}
+
+
+def run_day(cfg: Config, ds: str, force: bool = False, ablate: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Every step for day ``ds`` in order, in this process (what ``twotower run`` does).
+
+    The run report is written even when a step fails, so the failure is visible; the
+    exception is then re-raised.
+    """
+    ds = ds_str(ds)
+    out: dict[str, Any] = {}
+    try:
+        out["validate_raw"] = validate_raw(cfg, ds)
+        out["etl"] = etl(cfg, ds)
+        out["validate_outputs"] = validate_outputs(cfg, ds)
+        out["train"] = train(cfg, ds, ablate=ablate)
+        out["evaluate"] = evaluate(cfg, ds)
+        out["build_index"] = build_index(cfg, ds)
+        out["publish"] = publish(cfg, ds, force=force)
+    finally:
+        try:
+            out["report"] = report(cfg, ds)
+        except Exception:  # never mask the step's own failure with a report failure
+            log.exception("could not write the run report for ds=%s", ds)
+    return out
