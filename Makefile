@@ -44,6 +44,7 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m contracts.docs > docs/data-contracts.md
+	$(BIN)/python -m twotower.config_docs > docs/config.md
 
 clean:
 	rm -rf var .pytest_cache
