@@ -165,15 +165,26 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """FAISS index choice by catalogue size."""
+    """FAISS index choice by catalogue size (see docs/artifacts.md and bench/bench_index.py).
+
+    Cosine similarity = inner product on L2-normalised vectors. Catalogues of at most
+    ``flat_max_items`` get an exact Flat index; larger ones ``kind_above_flat``.
+    """
 
     flat_max_items: int = 50_000
     kind_above_flat: Literal["hnsw", "ivf_flat", "ivf_pq"] = "ivf_flat"
     hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 128
     ivf_nlist: int = 1024
     ivf_nprobe: int = 32
+    # k-means wants at least this many training points per inverted list; nlist is capped
+    # to n_items // ivf_min_points_per_list (and IVF falls back to Flat below 16 lists).
+    ivf_min_points_per_list: int = 39
     pq_m: int = 16
+    pq_nbits: int = 8
+    # K of the ANN recall@K (against exact search) measured on the held-out users.
+    recall_k: int = 100
 
 
 @dataclass(frozen=True)
@@ -187,6 +198,8 @@ class PublishConfig:
     min_ann_recall: float = 0.95
     # Whether a later day may publish when an earlier day in the window failed.
     allow_gaps: bool = False
+    # Held-out users queried by the smoke test before a version is renamed into place.
+    smoke_queries: int = 8
 
 
 @dataclass(frozen=True)
