@@ -1,0 +1,1 @@
+"""Data quality: Great Expectations suites, gates, quarantine and reports (issue 5)."""
