@@ -128,6 +128,13 @@ class QualityConfig:
     volume_low: float = 0.5
     volume_high: float = 2.0
     volume_trailing_days: int = 7
+    # Duplicated (request_id, item_id) impressions above this fraction of the day are critical;
+    # at or below it they are a warning (the ETL keeps one row per key).
+    duplicate_max_fraction: float = 0.001
+    # Absolute tolerance for "probabilities sum to 1" and the alias-table reconstruction.
+    probability_tolerance: float = 1.0e-6
+    # Rows of a failing check shown as examples in error messages and the JSON summary.
+    example_rows: int = 5
 
 
 @dataclass(frozen=True)
