@@ -168,6 +168,20 @@ class TrainingConfig:
     seed: int = 1234
     device: Literal["auto", "cpu", "cuda"] = "auto"
     eval_k: tuple[int, ...] = (10, 50, 100)
+    # Catalogue negatives drawn from the clicks^alpha alias table and shared by the whole batch
+    # (in-batch softmax only; per-example losses draw their own). 0 disables them.
+    shared_negatives: int = 512
+    # Pool the user's recent clicked items (u_hist) into the user tower.
+    use_history: bool = True
+    # Multi-worker (torchrun): gather in-batch candidates from every worker into one softmax.
+    gather_negatives: bool = True
+    # Arrow record-batch size when streaming the training shards (rows).
+    read_batch_rows: int = 65_536
+    # torch intra-op threads; 0 = one per available core.
+    threads: int = 0
+    # Tail items for recall@50_tail: items outside the most-clicked head holding this share of
+    # the training clicks. Cold items (recall@50_cold): no training clicks at all.
+    head_click_share: float = 0.5
 
 
 @dataclass(frozen=True)
