@@ -20,3 +20,11 @@ set -a
 set +a
 # The DAG and task processes import the project from the repo.
 export PYTHONPATH="$TWOTOWER_HOME${PYTHONPATH:+:$PYTHONPATH}"
+# Task processes load the project config from here (load_config() reads $TWOTOWER_CONFIG), so
+# every component agrees whatever its working directory.
+export TWOTOWER_CONFIG="${TWOTOWER_CONFIG:-$TWOTOWER_HOME/twotower.toml}"
+# The Spark connection the DAG's @task.pyspark tasks use (master + spark.* settings). Default:
+# local mode. For a cluster, export your own before starting Airflow, e.g.
+#   AIRFLOW_CONN_TWOTOWER_SPARK='{"conn_type":"spark","host":"spark://spark-master","port":7077}'
+# (docs/operations.md, "Point Spark at a cluster").
+export AIRFLOW_CONN_TWOTOWER_SPARK="${AIRFLOW_CONN_TWOTOWER_SPARK:-{\"conn_type\": \"spark\", \"host\": \"local[*]\", \"extra\": {\"spark.driver.memory\": \"4g\"}}}"

@@ -101,8 +101,15 @@ def build_index(cfg: Config, ds: str) -> dict[str, Any]:
 def publish(cfg: Config, ds: str, force: bool = False) -> dict[str, Any]:
     """Quality gate, then the atomic publish of the staged version and the LATEST switch."""
     from indexing.publish import publish_day
+    from twotower.rundays import PublishGap, publish_gap
 
     ds = ds_str(ds)
+    # A failed or rejected day blocks later days from publishing on top of it (twotower.rundays).
+    if not (force or cfg.publish.allow_gaps):
+        reason = publish_gap(Layout(cfg.paths), ds)
+        if reason:
+            _record(cfg, ds, "publish", {"published": False, "decision": "blocked", "reason": reason})
+            raise PublishGap(reason)
     return _record(cfg, ds, "publish", publish_day(cfg, ds, force=force))
 
 

@@ -1,0 +1,170 @@
+"""
+### two_tower_daily: raw feed logs of day D -> published two-tower retrieval index
+
+One run processes **one day D** (its logical date, or the `ds` param; a manual run with neither
+processes the last complete UTC day, see `twotower/rundays.py`):
+
+1. `validate_raw`: Great Expectations on D's raw partitions; quarantines bad rows, stops the
+   run on a critical failure (no retry: the data will not fix itself).
+2. `etl_<stage>`: the Spark ETL stages, independent ones in parallel
+   (`etl.jobs.STAGE_DEPENDENCIES`).
+3. `validate_outputs`: Great Expectations on every ETL output (gate, no retry).
+4. `train` -> `evaluate` -> `build_index`: PyTorch two-tower model (warm start from the
+   published model), held-out evaluation against baselines, FAISS index staged as a version.
+5. `publish`: quality gate + atomic publish + LATEST switch. Emits the Asset
+   `two_tower_published_index` (a serving refresh can be scheduled on it). Refuses to publish
+   on top of a day that has no published version unless `publish.allow_gaps`.
+6. `report`: the run's HTML report (written even when a step failed); `done` makes the run's
+   state say whether the day was published.
+
+Every task body calls `twotower.pipeline.<step>(cfg, ds)`, the same function `twotower run`
+and the tests call. Spark steps run through the Spark provider (`@task.pyspark`): the Spark
+master comes from the Airflow connection `twotower_spark` (default `local[*]`).
+Operations: `docs/operations.md`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, TriggerRule, dag, get_current_context, task
+from etl.jobs import STAGE_DEPENDENCIES  # a constant; etl.jobs keeps pyspark inside functions
+
+from twotower.spark import BASE_CONF
+
+DAG_ID = "two_tower_daily"
+SPARK_CONN_ID = "twotower_spark"
+# The published model version (LATEST under <artifact_root>/two_tower). Each successful
+# publish emits an event whose extra names the version and its day.
+PUBLISHED_INDEX = Asset(name="two_tower_published_index", uri="twotower://artifacts/two_tower/LATEST")
+
+# Spark, file-system and torch failures can be transient: retry those with exponential backoff.
+# Gates (PipelineError: data quality, publish rejection, bad input) raise AirflowFailException
+# in _run_step, which is never retried.
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "data-platform",
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=20),
+    "execution_timeout": dt.timedelta(hours=2),
+}
+SPARK_TASK_ARGS: dict[str, Any] = {"conn_id": SPARK_CONN_ID, "config_kwargs": dict(BASE_CONF)}
+
+
+def _run_day() -> str:
+    """The day this run processes (``ds`` param > logical date > last complete day)."""
+    from twotower.rundays import run_day_for
+
+    ctx = get_current_context()
+    return run_day_for(ctx["params"].get("ds"), ctx.get("logical_date"), ctx["dag_run"].run_after)
+
+
+def _run_step(step: str, **kwargs: Any) -> dict[str, Any]:
+    """Load the config once, run ``twotower.pipeline.<step>(cfg, ds)`` and turn a gate into a failure."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from twotower import pipeline
+    from twotower.config import load_config
+    from twotower.errors import PipelineError
+
+    cfg = load_config()
+    ds = _run_day()
+    print(f"{step}: ds={ds} (data root {cfg.paths.data_root})")
+    try:
+        return getattr(pipeline, step)(cfg, ds, **kwargs)
+    except PipelineError as exc:  # deterministic: a retry cannot help
+        raise AirflowFailException(f"{step} for ds={ds}: {exc}") from exc
+
+
+def _etl_task(stage: str):
+    @task.pyspark(task_id=f"etl_{stage}", **SPARK_TASK_ARGS)
+    def etl_stage(spark=None) -> None:
+        _run_step("etl_stage", stage=stage)
+
+    return etl_stage()
+
+
+@dag(
+    dag_id=DAG_ID,
+    doc_md=__doc__,
+    description="Raw feed logs of day D -> Spark ETL -> two-tower training -> published FAISS index",
+    # The run for D covers [D, D+1) and starts once D is complete (00:00 UTC of D+1).
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,  # history goes through `airflow backfill create`, deliberately
+    # Days build on each other (warm start, publish chain): one day at a time, in date order.
+    max_active_runs=1,
+    max_active_tasks=2,
+    default_args=DEFAULT_ARGS,
+    params={
+        "ds": Param(
+            None,
+            type=["null", "string"],
+            pattern=r"^\d{4}-\d{2}-\d{2}$",
+            description="Day to process (YYYY-MM-DD). Empty: the logical date, or the last complete day.",
+        )
+    },
+    tags=["twotower", "daily", "spark", "training"],
+)
+def two_tower_daily():
+    @task.pyspark(**SPARK_TASK_ARGS)
+    def validate_raw(spark=None) -> None:
+        _run_step("validate_raw")
+
+    @task.pyspark(**SPARK_TASK_ARGS)
+    def validate_outputs(spark=None) -> None:
+        _run_step("validate_outputs")
+
+    @task(retries=1, execution_timeout=dt.timedelta(hours=8))
+    def train() -> None:
+        _run_step("train")
+
+    @task(retries=1)
+    def evaluate() -> None:
+        _run_step("evaluate")
+
+    @task(retries=1)
+    def build_index() -> None:
+        _run_step("build_index")
+
+    @task(retries=1, outlets=[PUBLISHED_INDEX])
+    def publish() -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        stats = _run_step("publish")
+        if stats.get("published") is False:
+            raise AirflowFailException(f"publish rejected: {stats.get('reason', stats)}")
+        extra = {k: stats[k] for k in ("version", "ds", "index_kind", "n_items") if k in stats}
+        get_current_context()["outlet_events"][PUBLISHED_INDEX].extra = extra
+        return extra
+
+    @task(retries=1, trigger_rule=TriggerRule.ALL_DONE)
+    def report() -> str:
+        out = _run_step("report")
+        print(f"run report: {out['report']}")
+        return out["report"]
+
+    @task(retries=0)
+    def done() -> None:
+        """Fails (upstream_failed) unless the day was published: the run state says so."""
+
+    raw = validate_raw()
+    etl = {stage: _etl_task(stage) for stage in STAGE_DEPENDENCIES}
+    for stage, upstream in STAGE_DEPENDENCIES.items():
+        if upstream:
+            [etl[u] for u in upstream] >> etl[stage]
+        else:
+            raw >> etl[stage]
+    outputs = validate_outputs()
+    sinks = [etl[s] for s in STAGE_DEPENDENCIES if not any(s in up for up in STAGE_DEPENDENCIES.values())]
+    sinks >> outputs
+    published = publish()
+    outputs >> train() >> evaluate() >> build_index() >> published
+    rep = report()
+    [raw, outputs, published] >> rep
+    [published, rep] >> done()
+
+
+two_tower_daily()
