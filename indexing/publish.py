@@ -1,0 +1,488 @@
+"""The indexing stage: build and stage a version (:func:`build_index_for_day`), then gate and
+publish it atomically (:func:`publish_day`).
+
+Publishing is a transaction (details and the crash analysis in docs/artifacts.md):
+
+1. recover what a crashed publish left (``.tmp-*``, a version moved aside);
+2. verify the staged version's checksums;
+3. quality gate: the candidate's held-out recall@50 against the published model evaluated on
+   the SAME held-out set (``training.evaluate.evaluate_model_dir``), and its ANN recall;
+   a refused candidate moves to ``_rejected/<ds>-<n>/`` with the reason and
+   :class:`PublishRejected` is raised (``force=True`` publishes anyway);
+4. copy the staged files into ``.tmp-<ds>-*`` beside the versions (same filesystem) with
+   the final manifest;
+5. verify the copy's checksums and run a smoke query on it;
+6. swap it into place as ``<ds>/`` (one ``renameat2(RENAME_EXCHANGE)`` when ``<ds>`` exists);
+7. switch ``LATEST`` (temp file + ``os.replace``);
+8. retention; 9. delete the staging directory.
+
+A crash before 7 leaves ``LATEST`` on the previous complete version; a crash after 7 leaves it
+on the new complete one. The staging directory survives until the end, so rerunning
+``publish_day`` (or ``twotower index``) always finishes the job.
+
+``crash_after`` exists only for the crash tests: it makes the process ``os._exit`` right
+after the named step. Production callers never pass it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from contracts.layout import Layout, atomic_dir, day_range, ds_str
+from indexing import artifacts as art
+from indexing.checksums import checksum_dir, verify_checksums
+from indexing.manifest import (
+    FORMAT_VERSION,
+    STATUS_PUBLISHED,
+    STATUS_REJECTED,
+    STATUS_STAGED,
+    code_version,
+    read_manifest,
+    utc_now,
+    write_manifest,
+)
+from twotower.config import Config, PublishConfig
+from twotower.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+# Files the training stage writes into Layout.model_dir(ds) that a version cannot do without.
+REQUIRED_MODEL_FILES = (
+    art.USER_TOWER_FILE,
+    art.ITEM_TOWER_FILE,
+    art.MODEL_CONFIG_FILE,
+    art.ITEM_EMBEDDINGS_FILE,
+    art.ITEM_IDS_FILE,
+    "eval_user_embeddings.npy",
+    "metrics.json",
+)
+GATE_METRIC = "recall@50"
+# Steps of publish_day after which ``crash_after`` may kill the process (tests only).
+PUBLISH_STEPS = ("recovered", "staging_verified", "gated", "copied", "smoke_tested", "renamed", "latest_switched", "retention_done")
+CRASH_EXIT_CODE = 70
+# Catalogue rows re-embedded with the exported item tower to check item_embeddings.npy.
+TOWER_CHECK_ITEMS = 2048
+TOWER_CHECK_TOLERANCE = 1e-3
+
+
+class CandidateMissing(PipelineError):
+    """The candidate model directory (or a file in it) or the staged version is missing."""
+
+
+class PublishRejected(PipelineError):
+    """The quality gate refused the candidate (kept under ``_rejected/``); ``--force`` overrides."""
+
+
+# -- build + stage ---------------------------------------------------------------------------
+
+
+def build_index_for_day(cfg: Config, ds: str) -> dict[str, Any]:
+    """Index the candidate of day ``ds`` and stage it as a complete, checksummed version.
+
+    Reads ``Layout.model_dir(ds)`` (the training stage's export) and the day's
+    ``user_features`` partition; writes ``<model_root>/_staging/<ds>/`` atomically.
+
+    Returns:
+        Statistics for the run report: index spec, ntotal, dimension, ANN recall/QPS, timings.
+    """
+    import time
+
+    from indexing.builder import build_index, choose_index, exact_index, measure_ann
+
+    ds = ds_str(ds)
+    layout = Layout(cfg.paths)
+    model_dir = layout.model_dir(ds)
+    missing = [f for f in REQUIRED_MODEL_FILES if not (model_dir / f).is_file()]
+    if missing:
+        raise CandidateMissing(
+            f"candidate model for ds={ds} at {model_dir} lacks {', '.join(missing)}; "
+            f"run `twotower train --ds {ds}` first"
+        )
+    model_config = json.loads((model_dir / art.MODEL_CONFIG_FILE).read_text())
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    item_idx, _item_id = _read_item_ids(model_dir / art.ITEM_IDS_FILE)
+    emb = np.load(model_dir / art.ITEM_EMBEDDINGS_FILE, allow_pickle=False)
+    queries = np.load(model_dir / "eval_user_embeddings.npy", allow_pickle=False)
+    _check_embeddings(emb, item_idx, queries, model_config, model_dir)
+
+    user_features = layout.path_for("user_features", ds)
+    if not user_features.is_dir():
+        raise CandidateMissing(
+            f"table user_features, partition ds={ds}: missing at {user_features}; the version needs it "
+            f"to answer queries. Run the ETL for ds={ds} (`twotower etl --ds {ds}`)"
+        )
+    tower_check = _check_item_tower(layout, ds, model_dir, model_config, item_idx, emb)
+
+    t0 = time.perf_counter()
+    spec = choose_index(emb.shape[0], emb.shape[1], cfg.index)
+    index = build_index(emb, item_idx, spec, seed=cfg.training.seed)
+    build_seconds = time.perf_counter() - t0
+    for note in spec.notes:
+        log.info("index for ds=%s: %s", ds, note)
+    ann = measure_ann(index, exact_index(emb, item_idx), queries, cfg.index.recall_k)
+    ann["build_seconds"] = build_seconds
+    log.info(
+        "ds=%s: %s over %d x %d; ANN recall@%d %.4f, %.0f QPS vs exact %.0f QPS",
+        ds, spec.factory, index.ntotal, index.d, ann["k"], ann["recall"], ann["qps_ann"], ann["qps_exact"],
+    )
+
+    import faiss
+    import pyarrow.parquet as pq
+
+    staging = layout.model_root / art.STAGING / ds
+    with atomic_dir(staging) as tmp:
+        for f in sorted(model_dir.iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                shutil.copy2(f, tmp / f.name)
+        faiss.write_index(index, str(tmp / art.INDEX_FILE))
+        pq.write_table(pq.read_table(user_features), tmp / art.USER_FEATURES_FILE)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "version": ds,
+            "ds": ds,
+            "status": STATUS_STAGED,
+            "data_window": _data_window(cfg, ds, model_config),
+            "created_at": utc_now(),
+            "code_version": code_version(),
+            "config_hash": cfg.hash(),
+            "model_config_hash": _sha256_text((model_dir / art.MODEL_CONFIG_FILE).read_text()),
+            "index": spec.to_dict(),
+            "ntotal": int(index.ntotal),
+            "dimension": int(index.d),
+            "metrics": metrics,
+            "ann": ann,
+            "tower_check": tower_check,
+            "files": checksum_dir(tmp),
+        }
+        write_manifest(tmp, manifest)
+    return {
+        "ds": ds,
+        "staged": str(staging),
+        "index": spec.to_dict(),
+        "ntotal": int(index.ntotal),
+        "dimension": int(index.d),
+        "ann": ann,
+        "tower_check": tower_check,
+        "files": len(manifest["files"]),
+    }
+
+
+def _read_item_ids(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["item_idx", "item_id"])
+    return table.column("item_idx").to_numpy().astype(np.int64), np.asarray(table.column("item_id").to_pylist(), dtype=object)
+
+
+def _check_embeddings(emb: np.ndarray, item_idx: np.ndarray, queries: np.ndarray, mc: dict, model_dir: Path) -> None:
+    where = f"candidate model {model_dir}"
+    if emb.ndim != 2 or emb.dtype != np.float32:
+        raise PipelineError(f"{where}: item_embeddings.npy is {emb.dtype} {emb.shape}, expected float32 [N, d]")
+    if emb.shape[0] != item_idx.shape[0]:
+        raise PipelineError(f"{where}: {emb.shape[0]} item embeddings but {item_idx.shape[0]} rows in item_ids.parquet")
+    if emb.shape[0] == 0:
+        raise PipelineError(f"{where}: the catalogue is empty (0 item embeddings); nothing to index")
+    if "dim" in mc and int(mc["dim"]) != emb.shape[1]:
+        raise PipelineError(f"{where}: embeddings have dimension {emb.shape[1]}, model_config.json says {mc['dim']}")
+    bad = int((~np.isfinite(emb)).any(axis=1).sum())
+    if bad:
+        raise PipelineError(f"{where}: {bad:,} item embeddings contain NaN/inf; the model diverged, do not publish it")
+    if queries.ndim != 2 or queries.shape[1] != emb.shape[1] or queries.shape[0] == 0:
+        raise PipelineError(
+            f"{where}: eval_user_embeddings.npy is {queries.shape}, expected [U > 0, {emb.shape[1]}] "
+            "(the held-out users measure ANN recall)"
+        )
+    if np.unique(item_idx).size != item_idx.size:
+        raise PipelineError(f"{where}: item_ids.parquet has duplicate item_idx values")
+
+
+def _check_item_tower(layout: Layout, ds: str, model_dir: Path, mc: dict, item_idx: np.ndarray, emb: np.ndarray) -> dict:
+    """Re-embed up to 2,048 catalogue items with the exported item tower and compare with
+    item_embeddings.npy: the index must hold what the served tower produces."""
+    from contracts.schemas import ITEM_CAT_PREFIX, ITEM_NUM_PREFIX
+
+    cat_path = layout.path_for("item_catalogue", ds)
+    if not cat_path.is_dir():
+        return {"status": "skipped", "reason": f"no item_catalogue partition at {cat_path}"}
+    import pyarrow.parquet as pq
+    import torch
+
+    frame = pq.read_table(cat_path).to_pandas()
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(item_idx, size=min(TOWER_CHECK_ITEMS, item_idx.size), replace=False))
+    frame = frame[frame["item_idx"].isin(sample)].drop_duplicates("item_idx").sort_values("item_idx")
+    if frame.empty:
+        raise PipelineError(f"table item_catalogue, partition ds={ds}: none of the indexed items is in the catalogue")
+
+    def col(name: str, prefix: str) -> str:
+        if name in frame.columns:
+            return name
+        if prefix + name in frame.columns:
+            return prefix + name
+        raise PipelineError(f"table item_catalogue, partition ds={ds}, column {name}: listed in model_config.json but absent")
+
+    cats = [col(c, ITEM_CAT_PREFIX) for c in mc.get("item_cat_columns", [])]
+    nums = [col(c, ITEM_NUM_PREFIX) for c in mc.get("item_num_columns", [])]
+    idx_t = torch.from_numpy(frame["item_idx"].to_numpy(dtype=np.int64))
+    cat_t = torch.from_numpy(np.stack([frame[c].fillna(0).to_numpy(dtype=np.int64) for c in cats], 1) if cats else np.zeros((len(frame), 0), np.int64))
+    num_t = torch.from_numpy(np.stack([frame[c].fillna(0.0).to_numpy(dtype=np.float32) for c in nums], 1) if nums else np.zeros((len(frame), 0), np.float32))
+    tower = torch.jit.load(str(model_dir / art.ITEM_TOWER_FILE), map_location="cpu").eval()
+    with torch.inference_mode():
+        fresh = tower(idx_t, cat_t, num_t).float().numpy()
+    rows = np.searchsorted(item_idx, frame["item_idx"].to_numpy()) if np.all(np.diff(item_idx) > 0) else None
+    if rows is None:
+        order = np.argsort(item_idx)
+        rows = order[np.searchsorted(item_idx[order], frame["item_idx"].to_numpy())]
+    diff = float(np.abs(fresh - emb[rows]).max())
+    if diff > TOWER_CHECK_TOLERANCE:
+        raise PipelineError(
+            f"candidate model {model_dir}: item_tower.pt re-embeds {len(frame)} catalogue items up to {diff:.4f} "
+            f"away from item_embeddings.npy (tolerance {TOWER_CHECK_TOLERANCE}); the exported tower and the "
+            "embeddings disagree, so the index would not match serving. Retrain/re-export the day"
+        )
+    return {"status": "ok", "items": int(len(frame)), "max_abs_diff": diff}
+
+
+def _data_window(cfg: Config, ds: str, mc: dict) -> dict[str, Any]:
+    days = day_range(ds, cfg.etl.window_days)
+    n_eval = min(cfg.etl.eval_days, len(days))
+    return {
+        "start": days[0],
+        "end": days[-1],
+        "train_days": mc.get("training_days", days[: len(days) - n_eval]),
+        "eval_days": mc.get("eval_days", days[len(days) - n_eval :]),
+    }
+
+
+def _sha256_text(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- gate ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    reason: str
+    candidate_recall: float
+    published_recall: float | None
+    published_version: str | None
+    ann_recall: float
+    threshold: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "reason": self.reason,
+            "metric": GATE_METRIC,
+            "candidate": self.candidate_recall,
+            "published": self.published_recall,
+            "published_version": self.published_version,
+            "min_allowed": self.threshold,
+            "ann_recall": self.ann_recall,
+        }
+
+
+def gate_decision(
+    candidate_recall: float,
+    published_recall: float | None,
+    ann_recall: float,
+    cfg: PublishConfig,
+    published_version: str | None = None,
+) -> GateResult:
+    """Pure gate rule.
+
+    Refuse when ``candidate < published * (1 - max_recall_drop)`` (a relative drop of more
+    than ``max_recall_drop``) or when ``ann_recall < min_ann_recall``. ``published_recall``
+    None = first version: only the ANN rule applies.
+    """
+    reasons = []
+    threshold = None
+    if published_recall is not None:
+        threshold = published_recall * (1.0 - cfg.max_recall_drop)
+        if candidate_recall < threshold:
+            reasons.append(
+                f"{GATE_METRIC} {candidate_recall:.4f} is more than {cfg.max_recall_drop:.0%} below the published "
+                f"version {published_version}'s {published_recall:.4f} on the same held-out set "
+                f"(minimum allowed {threshold:.4f})"
+            )
+    if ann_recall < cfg.min_ann_recall:
+        reasons.append(f"ANN recall {ann_recall:.4f} is below publish.min_ann_recall {cfg.min_ann_recall:.4f}")
+    if reasons:
+        reason = "; ".join(reasons)
+    elif published_recall is None:
+        reason = "first version: nothing to compare with; ANN recall ok"
+    else:
+        reason = f"{GATE_METRIC} {candidate_recall:.4f} >= {threshold:.4f}; ANN recall {ann_recall:.4f} ok"
+    return GateResult(not reasons, reason, candidate_recall, published_recall, published_version, ann_recall, threshold)
+
+
+def _metric(metrics: dict[str, Any], where: str) -> float:
+    model = metrics.get("model", metrics)
+    if not isinstance(model, dict) or GATE_METRIC not in model:
+        raise PipelineError(f"{where}: metrics have no model {GATE_METRIC} (keys: {', '.join(map(str, model))})")
+    return float(model[GATE_METRIC])
+
+
+Evaluator = Callable[[Config, str, Path], dict[str, Any]]
+
+
+def _default_evaluator(cfg: Config, ds: str, model_dir: Path) -> dict[str, Any]:
+    from training.evaluate import evaluate_model_dir
+
+    return evaluate_model_dir(cfg, ds, model_dir)
+
+
+# -- publish ----------------------------------------------------------------------------------
+
+
+def publish_day(
+    cfg: Config,
+    ds: str,
+    force: bool = False,
+    *,
+    evaluator: Evaluator | None = None,
+    crash_after: str | None = None,
+) -> dict[str, Any]:
+    """Gate the staged version of day ``ds`` and publish it atomically (see module docstring).
+
+    Args:
+        force: publish even if the quality gate refuses (the refusal is still recorded).
+        evaluator: evaluates a version directory on day ``ds``'s held-out set (default
+            ``training.evaluate.evaluate_model_dir``).
+        crash_after: tests only: ``os._exit`` after this step of :data:`PUBLISH_STEPS`.
+
+    Returns:
+        Statistics: version, previous LATEST, gate result, smoke query, retention.
+
+    Raises:
+        PublishRejected: the gate refused and ``force`` is False (LATEST unchanged).
+        CandidateMissing: nothing staged for ``ds`` and ``ds`` is not already published.
+    """
+    if crash_after is not None and crash_after not in PUBLISH_STEPS:
+        raise ValueError(f"crash_after must be one of {PUBLISH_STEPS}, got {crash_after!r}")
+    ds = ds_str(ds)
+    layout = Layout(cfg.paths)
+    evaluator = evaluator or _default_evaluator
+
+    def step(name: str) -> None:
+        log.debug("publish ds=%s: %s", ds, name)
+        if crash_after == name:
+            os._exit(CRASH_EXIT_CODE)
+
+    with art.publish_lock(layout):
+        recovered = art.recover(layout)
+        step("recovered")
+        staging = layout.model_root / art.STAGING / ds
+        if not staging.is_dir():
+            return _already_published(layout, ds, recovered)
+        staged = read_manifest(staging)
+        verify_checksums(staging, staged["files"])
+        step("staging_verified")
+
+        previous = art.read_latest(layout)
+        gate = _gate(cfg, ds, staged, layout, previous, evaluator)
+        step("gated")
+        if not gate.passed and not force:
+            rejected = _reject(layout, ds, staging, staged, gate)
+            raise PublishRejected(
+                f"candidate for ds={ds} not published: {gate.reason}. Kept at {rejected}; LATEST stays "
+                f"{previous}. Use `twotower index --ds {ds} --force` to publish it anyway"
+            )
+
+        final = layout.version_dir(ds)
+        tmp = layout.model_root / f".tmp-{ds}-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(staging, tmp)
+        manifest = dict(
+            staged,
+            status=STATUS_PUBLISHED,
+            published_at=utc_now(),
+            gate=dict(gate.to_dict(), forced=bool(force and not gate.passed)),
+            previous_latest=previous,
+        )
+        write_manifest(tmp, manifest)
+        step("copied")
+
+        loaded = art.LoadedVersion.load(tmp, verify=True)
+        from indexing.query import smoke_query
+
+        smoke = smoke_query(loaded, cfg.publish.smoke_queries)
+        del loaded
+        step("smoke_tested")
+
+        art.swap_into_place(tmp, final)
+        step("renamed")
+        art.write_latest(layout, ds)
+        step("latest_switched")
+        deleted = art.apply_retention(layout, cfg.publish.retention)
+        step("retention_done")
+        shutil.rmtree(staging, ignore_errors=True)
+
+    if not gate.passed:
+        log.warning("ds=%s published with --force despite the gate: %s", ds, gate.reason)
+    log.info("published %s (LATEST was %s); retention deleted %s", ds, previous, deleted or "nothing")
+    return {
+        "ds": ds,
+        "status": STATUS_PUBLISHED,
+        "version": ds,
+        "path": str(final),
+        "previous_latest": previous,
+        "gate": manifest["gate"],
+        "smoke": smoke,
+        "retention_deleted": deleted,
+        "recovered": recovered,
+    }
+
+
+def _already_published(layout: Layout, ds: str, recovered: list[str]) -> dict[str, Any]:
+    """Rerun after a publish that completed (staging already removed): verify and report."""
+    if art.read_latest(layout) == ds and layout.version_dir(ds).is_dir():
+        loaded = art.LoadedVersion.load(layout.version_dir(ds), verify=True)
+        return {
+            "ds": ds,
+            "status": "already_published",
+            "version": ds,
+            "path": str(loaded.path),
+            "gate": loaded.manifest.get("gate"),
+            "recovered": recovered,
+        }
+    raise CandidateMissing(
+        f"nothing staged for ds={ds} under {layout.model_root / art.STAGING} and LATEST is "
+        f"{art.read_latest(layout)}; build it first (`twotower index --ds {ds}` builds and publishes)"
+    )
+
+
+def _gate(cfg: Config, ds: str, staged: dict, layout: Layout, previous: str | None, evaluator: Evaluator) -> GateResult:
+    candidate = _metric(staged["metrics"], f"staged version {ds}")
+    ann_recall = float(staged["ann"]["recall"])
+    if previous is None:
+        return gate_decision(candidate, None, ann_recall, cfg.publish)
+    published_dir = layout.version_dir(previous)
+    # The published model is re-evaluated on THIS day's held-out set: same users, same targets.
+    art.LoadedVersion.load(published_dir, verify=True)
+    published = _metric(evaluator(cfg, ds, published_dir), f"published version {previous} evaluated on ds={ds}")
+    return gate_decision(candidate, published, ann_recall, cfg.publish, previous)
+
+
+def _reject(layout: Layout, ds: str, staging: Path, staged: dict, gate: GateResult) -> Path:
+    root = layout.model_root / art.REJECTED
+    root.mkdir(parents=True, exist_ok=True)
+    n = 1 + max((int(p.name.rsplit("-", 1)[1]) for p in root.glob(f"{ds}-*") if p.name.rsplit("-", 1)[1].isdigit()), default=0)
+    target = root / f"{ds}-{n}"
+    write_manifest(staging, dict(staged, status=STATUS_REJECTED, rejected_at=utc_now(), gate=gate.to_dict()))
+    os.rename(staging, target)  # old rejected candidates are pruned by the next publish's retention
+    log.error("ds=%s rejected: %s (kept at %s)", ds, gate.reason, target)
+    return target
