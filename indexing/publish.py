@@ -26,6 +26,7 @@ after the named step. Production callers never pass it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -430,6 +431,8 @@ def publish_day(
         deleted = art.apply_retention(layout, cfg.publish.retention)
         step("retention_done")
         shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            staging.parent.rmdir()  # only when no other day is staged
 
     if not gate.passed:
         log.warning("ds=%s published with --force despite the gate: %s", ds, gate.reason)

@@ -1,0 +1,300 @@
+"""Building, staging and the publish transaction: manifest, gate, reruns, retention, crashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from contracts.layout import Layout
+from indexing import artifacts as art
+from indexing.publish import (
+    CRASH_EXIT_CODE,
+    PUBLISH_STEPS,
+    CandidateMissing,
+    PublishRejected,
+    build_index_for_day,
+    gate_decision,
+    publish_day,
+)
+from tests.conftest import REPO, make_config
+from tests.test_index_support import make_candidate, metrics_evaluator
+from twotower.config import PublishConfig
+
+D1, D2, D3, D4 = "2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"
+
+
+def publish(cfg, ds, **kw):
+    return publish_day(cfg, ds, evaluator=metrics_evaluator, **kw)
+
+
+def build_and_publish(cfg, ds, recall50=0.30, **kw):
+    make_candidate(cfg, ds, recall50=recall50)
+    build_index_for_day(cfg, ds)
+    return publish(cfg, ds, **kw)
+
+
+def test_first_publish_writes_complete_manifest(tmp_path):
+    cfg = make_config(tmp_path)
+    stats = build_and_publish(cfg, D1)
+    layout = Layout(cfg.paths)
+    vdir = layout.version_dir(D1)
+    assert stats["status"] == "published" and stats["previous_latest"] is None
+    assert layout.latest_pointer.read_text() == D1 + "\n"
+    m = json.loads((vdir / "manifest.json").read_text())
+    assert m["version"] == D1 and m["ds"] == D1 and m["status"] == "published"
+    # window_days = 7 ending at D1, the last day held out (etl.eval_days = 1).
+    assert m["data_window"]["start"] == "2026-10-26" and m["data_window"]["end"] == D1
+    assert m["data_window"]["eval_days"] == [D1]
+    assert m["config_hash"] == cfg.hash()
+    assert m["code_version"].startswith(("git:", "twotower-"))
+    assert m["created_at"].endswith("+00:00")
+    assert m["index"]["factory"] == "IDMap,Flat"  # 300 items <= flat_max_items
+    assert (m["ntotal"], m["dimension"]) == (300, 16)
+    assert m["metrics"]["model"]["recall@50"] == 0.30
+    assert m["metrics"]["baselines"]["popularity_window"]["recall@50"] == 0.1
+    assert m["ann"]["recall"] == 1.0 and m["ann"]["k"] == 100 and m["ann"]["qps_exact"] > 0
+    assert m["tower_check"]["status"] == "ok"
+    assert m["gate"]["passed"] and "first version" in m["gate"]["reason"]
+    expected_files = {
+        "index.faiss", "item_ids.parquet", "item_embeddings.npy", "user_tower.pt", "item_tower.pt",
+        "model_config.json", "metrics.json", "user_features.parquet", "model_state.pt",
+        "eval_user_embeddings.npy", "eval_user_ids.parquet",
+    }  # fmt: skip
+    assert set(m["files"]) == expected_files
+    for name, sha in m["files"].items():  # independent sha256
+        assert hashlib.sha256((vdir / name).read_bytes()).hexdigest() == sha
+    # The transaction leaves nothing behind.
+    assert not (layout.model_root / art.STAGING / D1).exists()
+    assert not [p for p in layout.model_root.iterdir() if p.name.startswith((".tmp-", ".old-", ".replaced-"))]
+
+
+def test_ivf_chosen_above_flat_max_items_and_ann_measured(tmp_path):
+    # 2,000 items > 1,000: IVF, nlist capped to 2000 // 39 = 51, nprobe 4 of 51 lists.
+    cfg = make_config(tmp_path, index={"flat_max_items": 1000, "ivf_nlist": 1024, "ivf_nprobe": 4})
+    make_candidate(cfg, D1, n_items=2000)
+    stats = build_index_for_day(cfg, D1)
+    assert stats["index"]["factory"] == "IVF51,Flat"
+    assert stats["index"]["params"] == {"nlist": 51, "nprobe": 4}
+    assert 0.0 < stats["ann"]["recall"] < 1.0  # 4 of 51 lists cannot be exact on random queries
+
+
+def test_missing_candidate_file_is_named(tmp_path):
+    cfg = make_config(tmp_path)
+    model_dir = make_candidate(cfg, D1)
+    (model_dir / "item_tower.pt").unlink()
+    with pytest.raises(CandidateMissing, match="item_tower.pt"):
+        build_index_for_day(cfg, D1)
+
+
+def test_item_tower_disagreeing_with_embeddings_is_refused(tmp_path):
+    import numpy as np
+
+    cfg = make_config(tmp_path)
+    model_dir = make_candidate(cfg, D1)
+    emb = np.load(model_dir / "item_embeddings.npy")
+    np.save(model_dir / "item_embeddings.npy", np.roll(emb, 1, axis=0))  # rows no longer match ids
+    with pytest.raises(Exception, match="item_tower.pt re-embeds"):
+        build_index_for_day(cfg, D1)
+
+
+# -- gate -------------------------------------------------------------------------------------
+
+
+def test_gate_rule_hand_computed():
+    p = PublishConfig(max_recall_drop=0.1, min_ann_recall=0.95)
+    # 0.30 * (1 - 0.1) = 0.27: 0.26 is refused, 0.27 and 0.28 pass.
+    assert not gate_decision(0.26, 0.30, 1.0, p, "v").passed
+    assert gate_decision(0.27, 0.30, 1.0, p, "v").passed
+    assert gate_decision(0.28, 0.30, 1.0, p, "v").threshold == pytest.approx(0.27)
+    # ANN recall below 0.95 refuses even the first version.
+    first = gate_decision(0.01, None, 0.94, p)
+    assert not first.passed and "0.9400" in first.reason and "0.9500" in first.reason
+    assert gate_decision(0.01, None, 0.95, p).passed
+
+
+def test_gate_refuses_worse_candidate_then_force_publishes(tmp_path):
+    cfg = make_config(tmp_path)
+    layout = Layout(cfg.paths)
+    build_and_publish(cfg, D1, recall50=0.30)
+    make_candidate(cfg, D2, recall50=0.20)
+    build_index_for_day(cfg, D2)
+    with pytest.raises(PublishRejected) as exc:
+        publish(cfg, D2)
+    msg = str(exc.value)
+    assert "0.2000" in msg and "0.3000" in msg and "--force" in msg
+    assert art.read_latest(layout) == D1
+    assert not layout.version_dir(D2).exists()
+    rejected = layout.model_root / art.REJECTED / f"{D2}-1"
+    m = json.loads((rejected / "manifest.json").read_text())
+    assert m["status"] == "rejected" and not m["gate"]["passed"] and "0.2000" in m["gate"]["reason"]
+    assert art.list_rejected(layout) == [f"{D2}-1"]
+    # A rejected candidate is still a verifiable version (kept for inspection).
+    art.LoadedVersion.load(rejected)
+
+    build_index_for_day(cfg, D2)
+    stats = publish(cfg, D2, force=True)
+    assert stats["gate"]["forced"] and not stats["gate"]["passed"]
+    assert art.read_latest(layout) == D2
+
+
+def test_gate_compares_on_the_same_held_out_set(tmp_path):
+    cfg = make_config(tmp_path)
+    build_and_publish(cfg, D1, recall50=0.30)
+    make_candidate(cfg, D2, recall50=0.25)
+    build_index_for_day(cfg, D2)
+    calls = []
+
+    def evaluator(cfg_, ds, version_dir):
+        calls.append((ds, Path(version_dir).name))
+        return {"model": {"recall@50": 0.26}}  # the published model scored on D2's held-out set
+
+    stats = publish_day(cfg, D2, evaluator=evaluator)
+    # The published model (version D1) is evaluated on D2's held-out set; 0.25 >= 0.26 * 0.9.
+    assert calls == [(D2, D1)]
+    assert stats["gate"]["published"] == 0.26 and stats["gate"]["passed"]
+
+
+# -- reruns, retention, rollback ----------------------------------------------------------------
+
+
+def test_rerun_of_same_day_replaces_version(tmp_path):
+    cfg = make_config(tmp_path)
+    layout = Layout(cfg.paths)
+    build_and_publish(cfg, D1, recall50=0.30)
+    first = json.loads((layout.version_dir(D1) / "manifest.json").read_text())
+    make_candidate(cfg, D1, recall50=0.31, seed=5)  # retrained: different towers and embeddings
+    build_index_for_day(cfg, D1)
+    publish(cfg, D1)
+    second = art.LoadedVersion.load(layout.version_dir(D1)).manifest
+    assert second["metrics"]["model"]["recall@50"] == 0.31
+    assert second["files"]["item_embeddings.npy"] != first["files"]["item_embeddings.npy"]
+    assert art.list_versions(layout) == [D1] and art.read_latest(layout) == D1
+    assert sorted(p.name for p in layout.model_root.iterdir()) == [".lock", D1, "LATEST"]
+    # Publishing again with nothing staged is a no-op that re-verifies.
+    assert publish(cfg, D1)["status"] == "already_published"
+
+
+def test_retention_keeps_last_n_and_never_latest(tmp_path):
+    cfg = make_config(tmp_path, publish={"retention": 2})
+    layout = Layout(cfg.paths)
+    for ds in (D1, D2, D3):
+        build_and_publish(cfg, ds)
+    assert art.list_versions(layout) == [D2, D3]
+    art.rollback(layout, D2)
+    build_and_publish(cfg, D4)
+    assert art.list_versions(layout) == [D3, D4]
+    art.rollback(layout, D3)
+    # keep=1 would keep only D4, but LATEST points at D3: both stay.
+    with art.publish_lock(layout):
+        assert art.apply_retention(layout, 1) == []
+    assert art.list_versions(layout) == [D3, D4]
+    assert art.read_latest(layout) == D3
+
+
+def test_rollback_verifies_checksums(tmp_path):
+    cfg = make_config(tmp_path)
+    layout = Layout(cfg.paths)
+    build_and_publish(cfg, D1)
+    build_and_publish(cfg, D2)
+    with open(layout.version_dir(D1) / "user_tower.pt", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(art.TamperedArtifact, match="user_tower.pt"):
+        art.rollback(layout, D1)
+    assert art.read_latest(layout) == D2
+    with pytest.raises(art.VersionNotFound, match="2026-10-01"):
+        art.rollback(layout, "2026-10-01")
+
+
+def test_nothing_staged_is_a_clear_error(tmp_path):
+    cfg = make_config(tmp_path)
+    with pytest.raises(CandidateMissing, match="nothing staged for ds=2026-11-01"):
+        publish(cfg, D1)
+
+
+# -- crashes -----------------------------------------------------------------------------------
+
+_CRASH_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {repo!r})
+    from tests.conftest import make_config
+    from tests.test_index_support import metrics_evaluator
+    from indexing.publish import publish_day
+    from pathlib import Path
+    cfg = make_config(Path({root!r}))
+    publish_day(cfg, {ds!r}, evaluator=metrics_evaluator, crash_after={step!r})
+    """
+)
+
+
+def _crash(tmp_path: Path, ds: str, step: str) -> None:
+    script = _CRASH_SCRIPT.format(repo=str(REPO), root=str(tmp_path), ds=ds, step=step)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == CRASH_EXIT_CODE, proc.stderr[-2000:]
+
+
+def _assert_latest_complete(layout: Layout, expected: str) -> None:
+    assert art.read_latest(layout) == expected
+    art.LoadedVersion.load(layout.version_dir(expected), verify=True)  # every sha256 matches
+
+
+@pytest.mark.parametrize("step", PUBLISH_STEPS)
+def test_crash_at_each_step_leaves_latest_complete_and_rerun_finishes(tmp_path, step):
+    cfg = make_config(tmp_path)
+    layout = Layout(cfg.paths)
+    build_and_publish(cfg, D1)
+    make_candidate(cfg, D2, seed=3)
+    build_index_for_day(cfg, D2)
+
+    _crash(tmp_path, D2, step)
+    # LATEST switches at "latest_switched": before it the old version serves, from it the new.
+    switched = PUBLISH_STEPS.index(step) >= PUBLISH_STEPS.index("latest_switched")
+    _assert_latest_complete(layout, D2 if switched else D1)
+
+    stats = publish(cfg, D2)
+    assert stats["status"] == "published"
+    _assert_latest_complete(layout, D2)
+    _assert_latest_complete(layout, D2)
+    assert art.list_versions(layout) == [D1, D2]
+    assert not (layout.model_root / art.STAGING / D2).exists()
+    assert not [p for p in layout.model_root.iterdir() if p.name.startswith((".tmp-", ".old-", ".replaced-"))]
+
+
+@pytest.mark.parametrize("step", ["copied", "renamed"])
+def test_crash_while_republishing_the_served_day(tmp_path, step):
+    # Rerun of the day LATEST points at: the version is replaced in place, never missing.
+    cfg = make_config(tmp_path)
+    layout = Layout(cfg.paths)
+    build_and_publish(cfg, D1)
+    make_candidate(cfg, D1, seed=9, recall50=0.32)
+    build_index_for_day(cfg, D1)
+    _crash(tmp_path, D1, step)
+    _assert_latest_complete(layout, D1)
+    publish(cfg, D1)
+    assert art.LoadedVersion.load(layout.version_dir(D1)).manifest["metrics"]["model"]["recall@50"] == 0.32
+
+
+def test_recover_restores_a_version_moved_aside(tmp_path):
+    # The two-rename fallback (no RENAME_EXCHANGE) can die between its renames: recover() undoes it.
+    cfg = make_config(tmp_path)
+    layout = Layout(cfg.paths)
+    build_and_publish(cfg, D1)
+    os.rename(layout.version_dir(D1), layout.model_root / f".replaced-{D1}-deadbeef")
+    (layout.model_root / ".tmp-2026-11-01-cafe0000").mkdir()
+    with art.publish_lock(layout):
+        done = art.recover(layout)
+    assert any("restored 2026-11-01" in d for d in done)
+    _assert_latest_complete(layout, D1)
+    assert not (layout.model_root / ".tmp-2026-11-01-cafe0000").exists()
+
+
+def test_crash_after_must_name_a_step(tmp_path):
+    with pytest.raises(ValueError, match="crash_after"):
+        publish_day(make_config(tmp_path), D1, crash_after="nope")
