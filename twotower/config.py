@@ -182,6 +182,11 @@ class TrainingConfig:
     # Tail items for recall@50_tail: items outside the most-clicked head holding this share of
     # the training clicks. Cold items (recall@50_cold): no training clicks at all.
     head_click_share: float = 0.5
+    # Streaming frequency estimator (logq = "streaming"): buckets H (0 = 2 x item table size),
+    # hash functions m and learning rate alpha (Yi et al. 2019, Algorithm 3).
+    freq_buckets: int = 0
+    freq_hashes: int = 2
+    freq_alpha: float = 0.01
 
 
 @dataclass(frozen=True)

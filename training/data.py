@@ -1,0 +1,447 @@
+"""The training package's one I/O module: ETL outputs (contracts.schemas) -> tensors.
+
+Everything is read with pyarrow in large record batches and converted column-wise with numpy
+(list columns are padded with vectorised index arithmetic): no per-row Python. Feature columns
+are discovered by prefix (u_cat_/u_num_/i_cat_/i_num_), so any dataset works.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+from torch import Tensor
+
+from contracts.layout import Layout, ds_str
+from contracts.schemas import ITEM_CAT_PREFIX, ITEM_NUM_PREFIX, USER_CAT_PREFIX, USER_NUM_PREFIX
+from twotower.errors import DataError, data_error_message
+
+log = logging.getLogger(__name__)
+
+Batch = dict[str, Tensor]
+
+
+# --------------------------------------------------------------------------------------
+# Column discovery and Arrow -> numpy conversion
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureColumns:
+    user_cat: tuple[str, ...]
+    user_num: tuple[str, ...]
+    item_cat: tuple[str, ...]
+    item_num: tuple[str, ...]
+
+    @classmethod
+    def discover(cls, names: list[str] | tuple[str, ...]) -> FeatureColumns:
+        """Sorted feature columns by prefix (sorted so the order is stable across days)."""
+
+        def pick(prefix: str) -> tuple[str, ...]:
+            return tuple(sorted(n for n in names if n.startswith(prefix)))
+
+        return cls(pick(USER_CAT_PREFIX), pick(USER_NUM_PREFIX), pick(ITEM_CAT_PREFIX), pick(ITEM_NUM_PREFIX))
+
+
+def pad_lists(arr: pa.Array | pa.ChunkedArray, width: int) -> np.ndarray:
+    """A list<int64> column -> int64 [n, width], first ``width`` values of each list, 0-padded."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    n = len(arr)
+    out = np.zeros((n, width), dtype=np.int64)
+    if n == 0 or width == 0:
+        return out
+    lens = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = arr.offsets.to_numpy()[:-1].astype(np.int64)
+    values = arr.values.to_numpy(zero_copy_only=False)
+    take = np.minimum(lens, width)
+    rows = np.repeat(np.arange(n), take)
+    cols = np.arange(take.sum()) - np.repeat(np.cumsum(take) - take, take)
+    out[rows, cols] = np.nan_to_num(values[np.repeat(offsets, take) + cols]).astype(np.int64)
+    return out
+
+
+def list_csr(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A list<int64> column -> (offsets int64 [n+1], values int64) in compressed-row form."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    lens = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    starts = arr.offsets.to_numpy()[:-1].astype(np.int64)
+    values = arr.values.to_numpy(zero_copy_only=False).astype(np.int64)
+    # Re-pack so that null or sliced lists do not leave holes.
+    idx = np.repeat(starts, lens) + (np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens))
+    return np.concatenate([[0], np.cumsum(lens)]), values[idx]
+
+
+def _ints(table: pa.Table | pa.RecordBatch, cols: tuple[str, ...]) -> np.ndarray:
+    if not cols:
+        return np.zeros((table.num_rows, 0), dtype=np.int64)
+    return np.stack([pc.fill_null(table.column(c), 0).to_numpy(zero_copy_only=False) for c in cols], axis=1).astype(np.int64)
+
+
+def _floats(table: pa.Table | pa.RecordBatch, cols: tuple[str, ...]) -> np.ndarray:
+    if not cols:
+        return np.zeros((table.num_rows, 0), dtype=np.float32)
+    arrays = [pc.fill_null(table.column(c), 0.0).to_numpy(zero_copy_only=False) for c in cols]
+    return np.nan_to_num(np.stack(arrays, axis=1).astype(np.float32))
+
+
+def _col(table: pa.Table | pa.RecordBatch, name: str, default: float | None = None) -> np.ndarray:
+    if name not in table.schema.names:
+        if default is None:
+            raise KeyError(name)
+        return np.full(table.num_rows, default)
+    return pc.fill_null(table.column(name), default if default is not None else 0).to_numpy(zero_copy_only=False)
+
+
+def examples_to_tensors(
+    rb: pa.Table | pa.RecordBatch, cols: FeatureColumns, history_length: int, hard_width: int, last_train_day: dt.date
+) -> Batch:
+    """One Arrow batch of ``train_examples`` -> a dict of tensors (shapes in the keys' comments)."""
+    event = _col(rb, "event_ds", None) if "event_ds" in rb.schema.names else None
+    if event is not None:
+        age = (np.datetime64(last_train_day) - event.astype("datetime64[D]")).astype(np.int64)
+    else:
+        age = np.zeros(rb.num_rows, dtype=np.int64)
+    return {
+        "user_idx": torch.from_numpy(_col(rb, "user_idx").astype(np.int64)),  # [B]
+        "item_idx": torch.from_numpy(_col(rb, "item_idx").astype(np.int64)),  # [B]
+        "user_cat": torch.from_numpy(_ints(rb, cols.user_cat)),  # [B, Cu]
+        "user_num": torch.from_numpy(_floats(rb, cols.user_num)),  # [B, Nu]
+        "hist": torch.from_numpy(pad_lists(rb.column("u_hist"), history_length)),  # [B, H]
+        "item_cat": torch.from_numpy(_ints(rb, cols.item_cat)),  # [B, Ci]
+        "item_num": torch.from_numpy(_floats(rb, cols.item_num)),  # [B, Ni]
+        "weight": torch.from_numpy(_col(rb, "weight", 1.0).astype(np.float32)),  # [B]
+        "label_liked": torch.from_numpy(_col(rb, "label_liked", 0.0).astype(np.float32)),  # [B]
+        "hard_neg": torch.from_numpy(pad_lists(rb.column("hard_neg_idx"), hard_width))  # [B, h]
+        if "hard_neg_idx" in rb.schema.names
+        else torch.zeros(rb.num_rows, hard_width, dtype=torch.long),
+        "age_days": torch.from_numpy(age),  # [B] days before the last training day
+    }
+
+
+def concat_batches(parts: list[Batch]) -> Batch:
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def take(batch: Batch, idx: Tensor) -> Batch:
+    return {k: v[idx] for k, v in batch.items()}
+
+
+# --------------------------------------------------------------------------------------
+# Partition reading
+# --------------------------------------------------------------------------------------
+
+
+def partition_files(layout: Layout, table: str, ds: str) -> list[Path]:
+    """Parquet files of one ETL output partition, sorted; a clear DataError when missing."""
+    root = layout.path_for(table, ds)
+    files = sorted(p for p in root.rglob("*.parquet") if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts))
+    if not files:
+        raise DataError(
+            data_error_message(
+                table,
+                f"ds={ds_str(ds)}",
+                f"no Parquet files under {root}",
+                fix=f"run the ETL for this day first (twotower etl --ds {ds_str(ds)})",
+            )
+        )
+    return files
+
+
+def read_table(layout: Layout, table: str, ds: str, columns: list[str] | None = None) -> pa.Table:
+    files = partition_files(layout, table, ds)
+    schema = pq.read_schema(files[0])
+    if columns is not None:
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            raise DataError(
+                data_error_message(
+                    table, f"ds={ds_str(ds)}", f"missing columns {missing} (has {schema.names})", column=missing[0],
+                    fix="rerun the ETL with the current contracts (contracts/schemas.py)",
+                )
+            )
+    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files], promote_options="default")
+
+
+def schema_names(layout: Layout, table: str, ds: str) -> list[str]:
+    return pq.read_schema(partition_files(layout, table, ds)[0]).names
+
+
+# --------------------------------------------------------------------------------------
+# Training shards: streamed, shuffled, split across workers
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One row group of one shard: the unit of work assignment between workers."""
+
+    file: Path
+    row_group: int
+    rows: int
+
+
+class TrainStream:
+    """Streams ``train_examples`` shards in large Arrow batches into shuffled minibatches.
+
+    Each epoch the row groups are permuted (seeded) and dealt out to workers (``rank::world``);
+    a worker reads only its own, shuffles rows within a buffer of several record batches and
+    yields minibatches of exactly ``batch_size`` rows. Every worker yields the same number of
+    batches (so collective ops never hang): the smallest worker's row count decides it.
+    """
+
+    def __init__(
+        self,
+        files: list[Path],
+        cols: FeatureColumns,
+        history_length: int,
+        hard_width: int,
+        last_train_day: dt.date,
+        batch_size: int,
+        read_batch_rows: int = 65_536,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        self.files, self.cols = files, cols
+        self.history_length, self.hard_width = history_length, hard_width
+        self.last_train_day = last_train_day
+        self.batch_size, self.read_batch_rows = batch_size, read_batch_rows
+        self.seed, self.rank, self.world = seed, rank, world
+        names = pq.read_schema(files[0]).names
+        self.columns = [
+            c
+            for c in ("user_idx", "item_idx", "weight", "event_ds", "label_liked", "hard_neg_idx", "u_hist")
+            if c in names
+        ] + list(cols.user_cat + cols.user_num + cols.item_cat + cols.item_num)
+        self.units = [
+            _Unit(f, g, md.row_group(g).num_rows)
+            for f in files
+            for md in [pq.ParquetFile(f).metadata]
+            for g in range(md.num_row_groups)
+        ]
+        self.total_rows = sum(u.rows for u in self.units)
+        # Few row groups (tiny data): every worker reads all of them and keeps rows rank::world.
+        self.stride_rows = len(self.units) < 2 * world and world > 1
+
+    def _assignment(self, epoch: int) -> list[list[_Unit]]:
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.units))
+        units = [self.units[i] for i in order]
+        if self.stride_rows:
+            return [units] * self.world
+        return [units[r :: self.world] for r in range(self.world)]
+
+    def steps_per_epoch(self, epoch: int) -> int:
+        if self.stride_rows:
+            per_worker = [self.total_rows // self.world] * self.world
+        else:
+            per_worker = [sum(u.rows for u in us) for us in self._assignment(epoch)]
+        return min(per_worker) // self.batch_size
+
+    def _chunks(self, units: list[_Unit]) -> Iterator[Batch]:
+        handles: dict[Path, pq.ParquetFile] = {}
+        for unit in units:
+            pf = handles.setdefault(unit.file, pq.ParquetFile(unit.file))
+            for rb in pf.iter_batches(batch_size=self.read_batch_rows, row_groups=[unit.row_group], columns=self.columns):
+                t = examples_to_tensors(rb, self.cols, self.history_length, self.hard_width, self.last_train_day)
+                if self.stride_rows:
+                    # Global row positions are not known per batch; stride within the batch instead.
+                    t = take(t, torch.arange(self.rank, rb.num_rows, self.world))
+                yield t
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        """Minibatches of exactly ``batch_size`` rows for this worker; ``steps_per_epoch`` of them."""
+        steps = self.steps_per_epoch(epoch)
+        units = self._assignment(epoch)[self.rank]
+        gen = torch.Generator().manual_seed(int(np.random.default_rng([self.seed, epoch, self.rank, 1]).integers(2**62)))
+        buffer_rows = max(4 * self.read_batch_rows, self.batch_size)
+        pending: list[Batch] = []
+        pending_rows = 0
+        emitted = 0
+
+        def drain(parts: list[Batch], final: bool) -> tuple[list[Batch], Iterator[Batch]]:
+            merged = concat_batches(parts)
+            perm = torch.randperm(merged["user_idx"].shape[0], generator=gen)
+            merged = take(merged, perm)
+            n = merged["user_idx"].shape[0]
+            full = n // self.batch_size * self.batch_size
+            out = (take(merged, torch.arange(i, i + self.batch_size)) for i in range(0, full, self.batch_size))
+            rest = [take(merged, torch.arange(full, n))] if (n > full and not final) else []
+            return rest, out
+
+        for chunk in self._chunks(units):
+            pending.append(chunk)
+            pending_rows += chunk["user_idx"].shape[0]
+            if pending_rows >= buffer_rows:
+                pending, out = drain(pending, final=False)
+                pending_rows = sum(p["user_idx"].shape[0] for p in pending)
+                for b in out:
+                    if emitted == steps:
+                        return
+                    emitted += 1
+                    yield b
+        if pending and emitted < steps:
+            _, out = drain(pending, final=True)
+            for b in out:
+                if emitted == steps:
+                    return
+                emitted += 1
+                yield b
+
+
+# --------------------------------------------------------------------------------------
+# Catalogue, evaluation set, sampling table, popularity
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Catalogue:
+    """Item features as dense arrays indexed by item_idx (row 0 = OOV, all zeros)."""
+
+    item_idx: np.ndarray  # [N] catalogue item ids
+    item_id: np.ndarray  # [N] object: the string ids
+    active: np.ndarray  # [N] bool
+    cat_by_idx: Tensor  # [max_idx + 1, Ci]
+    num_by_idx: Tensor  # [max_idx + 1, Ni]
+    cat_columns: tuple[str, ...]
+    num_columns: tuple[str, ...]
+
+    def features(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Categorical [.., Ci] and numeric [.., Ni] features of item ids (unknown ids -> zeros)."""
+        safe = torch.where((idx >= 0) & (idx < self.cat_by_idx.shape[0]), idx, torch.zeros_like(idx))
+        return self.cat_by_idx[safe], self.num_by_idx[safe]
+
+
+def load_catalogue(layout: Layout, ds: str, cat_columns: tuple[str, ...] | None = None, num_columns: tuple[str, ...] | None = None) -> Catalogue:
+    """``item_catalogue`` of day ds. Column lists default to what the table has (by prefix); a
+    model built on other columns passes its own lists (missing columns read as zeros)."""
+    t = read_table(layout, "item_catalogue", ds)
+    found = FeatureColumns.discover(t.schema.names)
+    cat_columns = found.item_cat if cat_columns is None else cat_columns
+    num_columns = found.item_num if num_columns is None else num_columns
+    idx = t.column("item_idx").to_numpy().astype(np.int64)
+    if len(idx) == 0:
+        raise DataError(data_error_message("item_catalogue", f"ds={ds_str(ds)}", "the catalogue is empty", count=0))
+    size = int(idx.max()) + 1
+    cat = np.zeros((size, len(cat_columns)), dtype=np.int64)
+    num = np.zeros((size, len(num_columns)), dtype=np.float32)
+    present_cat = tuple(c for c in cat_columns if c in t.schema.names)
+    present_num = tuple(c for c in num_columns if c in t.schema.names)
+    if present_cat:
+        cat[np.ix_(idx, [cat_columns.index(c) for c in present_cat])] = _ints(t, present_cat)
+    if present_num:
+        num[np.ix_(idx, [num_columns.index(c) for c in present_num])] = _floats(t, present_num)
+    return Catalogue(
+        item_idx=idx,
+        item_id=t.column("item_id").to_numpy(zero_copy_only=False),
+        active=_col(t, "active", True).astype(bool),
+        cat_by_idx=torch.from_numpy(cat),
+        num_by_idx=torch.from_numpy(num),
+        cat_columns=tuple(cat_columns),
+        num_columns=tuple(num_columns),
+    )
+
+
+@dataclass
+class EvalSet:
+    """Held-out users: features, targets and training-day clicks to exclude (CSR lists)."""
+
+    user_idx: Tensor  # [U]
+    user_id: np.ndarray  # [U] object
+    user_cat: Tensor  # [U, Cu]
+    user_num: Tensor  # [U, Nu]
+    hist: Tensor  # [U, H]
+    target_offsets: np.ndarray  # [U + 1]
+    targets: np.ndarray  # item ids
+    exclude_offsets: np.ndarray  # [U + 1]
+    excludes: np.ndarray
+
+
+def load_eval_set(
+    layout: Layout, ds: str, cat_columns: tuple[str, ...] | None, num_columns: tuple[str, ...] | None, history_length: int
+) -> EvalSet:
+    """``eval_examples`` of day ds; user features missing from it are joined from ``user_features``."""
+    t = read_table(layout, "eval_examples", ds)
+    found = FeatureColumns.discover(t.schema.names)
+    cat_columns = found.user_cat if cat_columns is None else cat_columns
+    num_columns = found.user_num if num_columns is None else num_columns
+    need = [c for c in cat_columns + num_columns if c not in t.schema.names]
+    if need:
+        uf_names = schema_names(layout, "user_features", ds)
+        joinable = [c for c in need if c in uf_names]
+        if joinable:
+            uf = read_table(layout, "user_features", ds, columns=["user_idx", *joinable])
+            t = t.join(uf, "user_idx", join_type="left outer")
+    t = t.sort_by("user_idx")
+
+    def ints(cols: tuple[str, ...]) -> np.ndarray:
+        out = np.zeros((t.num_rows, len(cols)), dtype=np.int64)
+        for j, c in enumerate(cols):
+            if c in t.schema.names:
+                out[:, j] = pc.fill_null(t.column(c), 0).to_numpy(zero_copy_only=False)
+        return out
+
+    def floats(cols: tuple[str, ...]) -> np.ndarray:
+        out = np.zeros((t.num_rows, len(cols)), dtype=np.float32)
+        for j, c in enumerate(cols):
+            if c in t.schema.names:
+                out[:, j] = np.nan_to_num(pc.fill_null(t.column(c), 0.0).to_numpy(zero_copy_only=False))
+        return out
+
+    t_off, t_val = list_csr(t.column("target_idx"))
+    e_off, e_val = list_csr(t.column("exclude_idx"))
+    return EvalSet(
+        user_idx=torch.from_numpy(t.column("user_idx").to_numpy().astype(np.int64)),
+        user_id=t.column("user_id").to_numpy(zero_copy_only=False),
+        user_cat=torch.from_numpy(ints(tuple(cat_columns))),
+        user_num=torch.from_numpy(floats(tuple(num_columns))),
+        hist=torch.from_numpy(pad_lists(t.column("u_hist"), history_length)),
+        target_offsets=t_off,
+        targets=t_val,
+        exclude_offsets=e_off,
+        excludes=e_val,
+    )
+
+
+def load_item_sampling(layout: Layout, ds: str) -> pa.Table:
+    return read_table(
+        layout,
+        "item_sampling",
+        ds,
+        columns=["item_idx", "clicks", "clicks_resampled", "neg_prob", "alias_prob", "alias_idx", "inbatch_prob"],
+    )
+
+
+def recent_day_clicks(layout: Layout, day: str, catalogue: Catalogue) -> np.ndarray:
+    """Click counts of one event day per catalogue row (``click_positives`` of that day)."""
+    try:
+        files = partition_files(layout, "click_positives", day)
+    except DataError:
+        log.warning("no click_positives for %s: the recent-day popularity baseline is empty", day)
+        return np.zeros(len(catalogue.item_idx))
+    ids = pa.concat_arrays([pq.read_table(f, columns=["item_id"]).column("item_id").combine_chunks() for f in files])
+    counts = pc.value_counts(ids)
+    by_id = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+    return np.array([by_id.get(i, 0) for i in catalogue.item_id], dtype=np.float64)
+
+
+def table_sizes(layout: Layout, ds: str, cols: FeatureColumns) -> dict[str, int]:
+    """Embedding-table sizes from ``vocabulary`` (max id + 1 per vocab)."""
+    t = read_table(layout, "vocabulary", ds, columns=["vocab", "id"])
+    grouped = t.group_by("vocab").aggregate([("id", "max")])
+    max_id = dict(zip(grouped.column("vocab").to_pylist(), grouped.column("id_max").to_pylist(), strict=True))
+    sizes = {"user_id": int(max_id.get("user_id", 0)) + 1, "item_id": int(max_id.get("item_id", 0)) + 1}
+    for c in cols.user_cat:
+        sizes[c] = int(max_id.get(f"user.{c[len(USER_CAT_PREFIX):]}", 0)) + 1
+    for c in cols.item_cat:
+        sizes[c] = int(max_id.get(f"item.{c[len(ITEM_CAT_PREFIX):]}", 0)) + 1
+    return sizes

@@ -1,0 +1,261 @@
+"""Held-out evaluation: the model, two popularity baselines and (on simulated data) the oracle,
+on the same users, targets and exclusions, scoring the whole active catalogue.
+
+Protocol (docs/training.md): for every user of ``eval_examples`` (clicks on the evaluation days,
+never trained on), rank every active catalogue item, excluding the items the user clicked on the
+training days (``exclude_idx``). Targets are the user's held-out clicks that are active
+catalogue items and not excluded; users left with no target are not scored (both counts are
+reported). Metrics are averaged over scored users.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from contracts.layout import Layout, day_range, ds_str
+from training.data import (
+    Catalogue,
+    EvalSet,
+    load_catalogue,
+    load_eval_set,
+    load_item_sampling,
+    recent_day_clicks,
+)
+from twotower.config import Config
+
+log = logging.getLogger(__name__)
+
+USER_BATCH = 512
+EMBED_BATCH = 16_384
+
+ScoreFn = Callable[[slice], Tensor]  # rows of the eval set -> scores [b, N]
+
+
+def training_days(cfg: Config, ds: str) -> list[str]:
+    """The window's training days (the window minus its last ``eval_days`` days), oldest first."""
+    days = day_range(ds, cfg.etl.window_days)
+    return days[: len(days) - cfg.etl.eval_days] if cfg.etl.eval_days < len(days) else days[:1]
+
+
+def tail_and_cold(clicks: np.ndarray, head_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks over catalogue rows: tail = clicked but outside the head (the most-clicked
+    items holding ``head_share`` of the clicks), cold = no training click at all."""
+    order = np.argsort(-clicks, kind="stable")
+    cum = np.cumsum(clicks[order])
+    total = cum[-1] if len(cum) else 0.0
+    head = np.zeros(len(clicks), dtype=bool)
+    if total > 0:
+        n_head = int(np.searchsorted(cum, head_share * total) + 1)
+        head[order[:n_head]] = True
+    cold = clicks <= 0
+    return (~head) & (~cold), cold
+
+
+class Ranker:
+    """Computes every metric of one scoring function over the eval set."""
+
+    def __init__(self, ev: EvalSet, cand_idx: np.ndarray, tail: np.ndarray, cold: np.ndarray, ks: tuple[int, ...], device: torch.device) -> None:
+        self.ev, self.ks, self.device = ev, tuple(sorted(set(ks) | {50})), device
+        self.n = len(cand_idx)
+        self.kmax = min(max(self.ks), self.n)
+        size = int(max(cand_idx.max(initial=0), ev.targets.max(initial=0), ev.excludes.max(initial=0))) + 1
+        self.pos_of_idx = np.full(size, -1, dtype=np.int64)
+        self.pos_of_idx[cand_idx] = np.arange(self.n)
+        self.tail = torch.from_numpy(tail).to(device)
+        self.cold = torch.from_numpy(cold).to(device)
+        self.users = len(ev.user_idx)
+        # Per-user target/exclusion positions in candidate order (-1 = not in the catalogue).
+        self.t_pos = self.pos_of_idx[np.clip(ev.targets, 0, size - 1)]
+        self.e_pos = self.pos_of_idx[np.clip(ev.excludes, 0, size - 1)]
+
+    def _mask(self, offsets: np.ndarray, pos: np.ndarray, rows: slice) -> Tensor:
+        lo, hi = offsets[rows.start], offsets[rows.stop]
+        counts = np.diff(offsets[rows.start : rows.stop + 1])
+        r = np.repeat(np.arange(rows.stop - rows.start), counts)
+        p = pos[lo:hi]
+        keep = p >= 0
+        m = torch.zeros(rows.stop - rows.start, self.n, dtype=torch.bool, device=self.device)
+        m[torch.from_numpy(r[keep]).to(self.device), torch.from_numpy(p[keep]).to(self.device)] = True
+        return m
+
+    def counts(self) -> dict[str, int]:
+        ev = self.ev
+        total = int(len(ev.targets))
+        in_cat = int((self.t_pos >= 0).sum())
+        return {"eval_users": self.users, "eval_targets": total, "eval_targets_not_in_catalogue": total - in_cat}
+
+    def run(self, score: ScoreFn) -> dict[str, float]:
+        sums = {f"recall@{k}": 0.0 for k in self.ks} | {"hitrate@50": 0.0, "ndcg@50": 0.0}
+        tail_sum = cold_sum = 0.0
+        scored = tail_users = cold_users = excluded_targets = 0
+        covered = torch.zeros(self.n, dtype=torch.bool, device=self.device)
+        discounts = 1.0 / torch.log2(torch.arange(2, 52, dtype=torch.float64, device=self.device))
+        for start in range(0, self.users, USER_BATCH):
+            rows = slice(start, min(start + USER_BATCH, self.users))
+            s = score(rows).to(self.device, torch.float32).clone()
+            excl = self._mask(self.ev.exclude_offsets, self.e_pos, rows)
+            targets = self._mask(self.ev.target_offsets, self.t_pos, rows)
+            excluded_targets += int((targets & excl).sum())
+            targets &= ~excl
+            s.masked_fill_(excl, -math.inf)
+            top = torch.topk(s, self.kmax, dim=1).indices  # [b, kmax]
+            hits = targets.gather(1, top)
+            n_t = targets.sum(1)
+            ok = n_t > 0
+            if not ok.any():
+                continue
+            scored += int(ok.sum())
+            nt = n_t[ok].to(torch.float64)
+            h = hits[ok]
+            for k in self.ks:
+                sums[f"recall@{k}"] += float((h[:, :k].sum(1) / nt).sum())
+            sums["hitrate@50"] += float(h[:, :50].any(1).sum())
+            dcg = (h[:, :50].to(torch.float64) * discounts[: h[:, :50].shape[1]]).sum(1)
+            ideal = torch.cumsum(discounts, 0)[(nt.clamp_max(50) - 1).long()]
+            sums["ndcg@50"] += float((dcg / ideal).sum())
+            covered[top[ok, :50].reshape(-1)] = True
+            for mask, kind in ((self.tail, "tail"), (self.cold, "cold")):
+                tm = targets[ok] & mask[None, :]
+                nk = tm.sum(1)
+                has = nk > 0
+                if has.any():
+                    r = (tm.gather(1, top[ok, :50]).sum(1)[has] / nk[has]).sum()
+                    if kind == "tail":
+                        tail_sum += float(r)
+                        tail_users += int(has.sum())
+                    else:
+                        cold_sum += float(r)
+                        cold_users += int(has.sum())
+        out = {k: (v / scored if scored else 0.0) for k, v in sums.items()}
+        out["coverage"] = float(covered.sum()) / max(self.n, 1)
+        out["recall@50_tail"] = tail_sum / tail_users if tail_users else None
+        out["recall@50_cold"] = cold_sum / cold_users if cold_users else None
+        out["users_scored"] = scored
+        out["tail_users"], out["cold_users"] = tail_users, cold_users
+        out["targets_excluded"] = excluded_targets
+        return out
+
+
+def _load_towers(model_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
+    user = torch.jit.load(str(model_dir / "user_tower.pt"), map_location="cpu")
+    item = torch.jit.load(str(model_dir / "item_tower.pt"), map_location="cpu")
+    return user.eval(), item.eval(), json.loads((model_dir / "model_config.json").read_text())
+
+
+@torch.no_grad()
+def embed_items(item_tower, catalogue: Catalogue, rows: np.ndarray) -> np.ndarray:
+    """float32 [len(rows), d] embeddings of catalogue rows (in that order)."""
+    idx = torch.from_numpy(catalogue.item_idx[rows])
+    out = []
+    for s in range(0, len(idx), EMBED_BATCH):
+        part = idx[s : s + EMBED_BATCH]
+        cat, num = catalogue.features(part)
+        out.append(item_tower(part, cat, num))
+    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+
+@torch.no_grad()
+def embed_users(user_tower, ev: EvalSet) -> np.ndarray:
+    """float32 [U, d] embeddings of the eval users (eval-set row order)."""
+    out = []
+    for s in range(0, len(ev.user_idx), EMBED_BATCH):
+        sl = slice(s, s + EMBED_BATCH)
+        out.append(user_tower(ev.user_idx[sl], ev.user_cat[sl], ev.user_num[sl], ev.hist[sl]))
+    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+
+def _context(cfg: Config, ds: str, model_cfg: dict[str, Any] | None):
+    layout = Layout(cfg.paths)
+    ds = ds_str(ds)
+    icat = tuple(model_cfg["item_cat_columns"]) if model_cfg else None
+    inum = tuple(model_cfg["item_num_columns"]) if model_cfg else None
+    ucat = tuple(model_cfg["user_cat_columns"]) if model_cfg else None
+    unum = tuple(model_cfg["user_num_columns"]) if model_cfg else None
+    hist = int(model_cfg["history_length"]) if model_cfg else cfg.features.history_length
+    catalogue = load_catalogue(layout, ds, icat, inum)
+    ev = load_eval_set(layout, ds, ucat, unum, max(hist, 1))
+    rows = np.flatnonzero(catalogue.active)
+    sampling = load_item_sampling(layout, ds)
+    clicks_by_idx = np.zeros(int(max(catalogue.item_idx.max(), sampling.column("item_idx").to_numpy().max(initial=0))) + 1)
+    clicks_by_idx[sampling.column("item_idx").to_numpy()] = sampling.column("clicks").to_numpy()
+    window_clicks = clicks_by_idx[catalogue.item_idx[rows]]
+    tail, cold = tail_and_cold(window_clicks, cfg.training.head_click_share)
+    device = torch.device("cuda" if (cfg.training.device != "cpu" and torch.cuda.is_available()) else "cpu")
+    ranker = Ranker(ev, catalogue.item_idx[rows], tail, cold, cfg.training.eval_k, device)
+    return layout, catalogue, ev, rows, window_clicks, ranker
+
+
+def evaluate_model_dir(cfg: Config, ds: str, model_dir: Path) -> dict[str, Any]:
+    """Evaluate any exported model directory (candidate or published version) on day ds's
+    held-out set. Only the TorchScript towers and model_config.json are used, so an older
+    version works: ids beyond its tables map to OOV inside the towers."""
+    model_dir = Path(model_dir)
+    user, item, model_cfg = _load_towers(model_dir)
+    _layout, catalogue, ev, rows, _clicks, ranker = _context(cfg, ds, model_cfg)
+    return {"model": _model_metrics(ranker, embed_users(user, ev), embed_items(item, catalogue, rows)), **ranker.counts()}
+
+
+def _model_metrics(ranker: Ranker, user_emb: np.ndarray, item_emb: np.ndarray) -> dict[str, float]:
+    items = torch.from_numpy(item_emb).to(ranker.device)
+    users = torch.from_numpy(user_emb).to(ranker.device)
+    return ranker.run(lambda rows: users[rows] @ items.T)
+
+
+def evaluate_with_baselines(cfg: Config, ds: str, model_dir: Path) -> dict[str, Any]:
+    """Model + both popularity baselines + the oracle (when the data root has simulator truth)."""
+    model_dir = Path(model_dir)
+    user, item, model_cfg = _load_towers(model_dir)
+    layout, catalogue, ev, rows, window_clicks, ranker = _context(cfg, ds, model_cfg)
+    out: dict[str, Any] = {"ds": ds_str(ds), **ranker.counts()}
+    out["model"] = _model_metrics(ranker, embed_users(user, ev), embed_items(item, catalogue, rows))
+    recent_day = training_days(cfg, ds)[-1]
+    recent = recent_day_clicks(layout, recent_day, catalogue)[rows]
+    out["baselines"] = {
+        "popularity_window": _popularity(ranker, window_clicks),
+        "popularity_recent": _popularity(ranker, recent),
+    }
+    out["baseline_days"] = {"popularity_window": training_days(cfg, ds), "popularity_recent": [recent_day]}
+    out["oracle"] = _oracle(layout, ranker, ev, catalogue.item_id[rows])
+    m50 = out["model"]["recall@50"]
+    best = max(b["recall@50"] for b in out["baselines"].values())
+    out["lift_recall@50_vs_best_baseline"] = (m50 / best - 1.0) if best > 0 else None
+    return out
+
+
+def _popularity(ranker: Ranker, counts: np.ndarray) -> dict[str, float]:
+    """Everyone gets the same ranking by count; ties broken by catalogue order (deterministic)."""
+    order = np.argsort(-counts.astype(np.float64), kind="stable")
+    s = np.empty(len(counts), dtype=np.float32)
+    s[order] = -np.arange(len(counts), dtype=np.float32)
+    st = torch.from_numpy(s)
+    return ranker.run(lambda rows: st[None, :].expand(rows.stop - rows.start, -1))
+
+
+def _oracle(layout: Layout, ranker: Ranker, ev: EvalSet, item_ids: np.ndarray) -> dict[str, float] | None:
+    try:
+        from logsim.truth import Truth
+    except ImportError:
+        return None
+    truth = Truth.load(layout)
+    if truth is None:
+        return None
+    try:
+        return ranker.run(lambda rows: torch.from_numpy(np.asarray(truth.scores(ev.user_id[rows], item_ids), dtype=np.float32)))
+    except KeyError as exc:
+        log.warning("oracle skipped: the simulator truth does not know some eval ids (%s)", exc)
+        return None
+
+
+def write_metrics(model_dir: Path, metrics: dict[str, Any]) -> None:
+    from contracts.layout import atomic_write_text
+
+    atomic_write_text(Path(model_dir) / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True, default=float))

@@ -1,0 +1,287 @@
+"""Stage entry points: :func:`train_day` (train, export, evaluate into ``Layout.model_dir(ds)``)
+and :func:`evaluate_day` (re-evaluate that directory against the baselines and the oracle).
+
+Runs unchanged under ``torchrun --nproc_per_node N``: every worker trains on its own shards,
+worker 0 exports and evaluates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from contracts.layout import Layout, atomic_dir, ds_str, parse_ds
+from training.data import (
+    FeatureColumns,
+    TrainStream,
+    load_catalogue,
+    load_eval_set,
+    load_item_sampling,
+    partition_files,
+    table_sizes,
+)
+from training.evaluate import evaluate_with_baselines, training_days, write_metrics
+from training.export import export_model, plot_loss_curve
+from training.frequency import StreamingFrequencyEstimator
+from training.loop import ABLATIONS, DistInfo, Negatives, Trainer
+from training.samplers import AliasSampler
+from training.towers import ModelSpec, TwoTowerModel
+from twotower.config import Config
+from twotower.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def dist_info_from_env(env: Mapping[str, str] | None = None) -> DistInfo:
+    """torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; read once at the entry point."""
+    env = os.environ if env is None else env
+    return DistInfo(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+
+def pick_device(cfg: Config, info: DistInfo) -> torch.device:
+    if cfg.training.device == "cuda" or (cfg.training.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise UserError("training.device = 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
+        return torch.device("cuda", info.local_rank)
+    return torch.device("cpu")
+
+
+def _setup(cfg: Config, info: DistInfo) -> torch.device:
+    threads = cfg.training.threads or max(1, (os.cpu_count() or 1) // info.world)
+    torch.set_num_threads(threads)
+    torch.manual_seed(cfg.training.seed)
+    np.random.seed(cfg.training.seed % 2**32)
+    device = pick_device(cfg, info)
+    if info.enabled and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def _check_ablate(ablate: frozenset[str]) -> frozenset[str]:
+    unknown = sorted(set(ablate) - set(ABLATIONS))
+    if unknown:
+        raise UserError(f"--ablate: unknown switch(es) {', '.join(unknown)} (known: {', '.join(ABLATIONS)})")
+    return frozenset(ablate)
+
+
+def latest_published_dir(layout: Layout) -> Path | None:
+    """The version directory LATEST points at (a file naming the version, or a symlink)."""
+    ptr = layout.latest_pointer
+    if not ptr.exists():
+        return None
+    target = ptr.resolve() if ptr.is_symlink() or ptr.is_dir() else layout.version_dir(ptr.read_text().strip())
+    if not (target / "model_state.pt").is_file() or not (target / "model_config.json").is_file():
+        log.warning("LATEST points at %s, which has no model_state.pt/model_config.json: no warm start", target)
+        return None
+    return target
+
+
+def warm_start(model: TwoTowerModel, src: Path) -> dict[str, Any]:
+    """Copy a previous model's weights: embedding rows of known ids are kept (new rows keep their
+    fresh initialisation), other tensors are copied when shapes match."""
+    old_spec = ModelSpec.from_json((src / "model_config.json").read_text())
+    state = torch.load(src / "model_state.pt", map_location="cpu", weights_only=True)
+    if (old_spec.dim, old_spec.id_dim, old_spec.feature_dim, tuple(old_spec.hidden)) != (
+        model.spec.dim, model.spec.id_dim, model.spec.feature_dim, tuple(model.spec.hidden)
+    ):
+        log.warning("published model %s has other dimensions: training from scratch", src)
+        return {"warm_start_from": None, "reason": "dimensions differ"}
+    own = model.state_dict()
+    copied, partial, skipped = 0, 0, []
+    with torch.no_grad():
+        for name, new in own.items():
+            old = state.get(name)
+            if old is None:
+                skipped.append(name)
+            elif old.shape == new.shape:
+                new.copy_(old)
+                copied += 1
+            elif old.dim() == 2 and old.shape[1] == new.shape[1] and name.endswith("weight") and "emb" in name:
+                n = min(old.shape[0], new.shape[0])
+                new[:n].copy_(old[:n])
+                partial += 1
+            else:
+                skipped.append(name)
+    return {"warm_start_from": str(src), "tensors_copied": copied, "tables_extended": partial, "tensors_skipped": skipped}
+
+
+def _spec(cfg: Config, cols: FeatureColumns, sizes: dict[str, int], extra: dict[str, Any]) -> ModelSpec:
+    t = cfg.training
+    return ModelSpec(
+        num_users=sizes["user_id"],
+        num_items=sizes["item_id"],
+        user_cat_columns=cols.user_cat,
+        user_cat_sizes=tuple(sizes[c] for c in cols.user_cat),
+        user_num_columns=cols.user_num,
+        item_cat_columns=cols.item_cat,
+        item_cat_sizes=tuple(sizes[c] for c in cols.item_cat),
+        item_num_columns=cols.item_num,
+        history_length=cfg.features.history_length if t.use_history else 0,
+        dim=t.embedding_dim,
+        id_dim=t.id_dim,
+        feature_dim=t.feature_dim,
+        hidden=tuple(t.hidden),
+        temperature=t.temperature,
+        senet=t.senet,
+        objectives=tuple(t.objectives),
+        extra=extra,
+    )
+
+
+def _negatives(cfg: Config, layout: Layout, ds: str, catalogue, size: int, ablate: frozenset[str]) -> Negatives:
+    t = load_item_sampling(layout, ds)
+    idx = t.column("item_idx").to_numpy().astype(np.int64)
+    size = max(size, int(idx.max(initial=0)) + 1)
+    neg_prob = np.zeros(size)
+    neg_prob[idx] = t.column("neg_prob").to_numpy()
+    inbatch = np.zeros(size)
+    col = "clicks" if "resampling" in ablate else "clicks_resampled"
+    counts = t.column(col).to_numpy().astype(np.float64)
+    inbatch[idx] = counts / max(counts.sum(), 1.0)
+    sampler = AliasSampler(
+        torch.from_numpy(idx),
+        torch.from_numpy(t.column("alias_prob").to_numpy().copy()),
+        torch.from_numpy(t.column("alias_idx").to_numpy().astype(np.int64)),
+        torch.from_numpy(t.column("neg_prob").to_numpy().copy()),
+    )
+    estimator = None
+    if cfg.training.logq == "streaming":
+        buckets = cfg.training.freq_buckets or 2 * size
+        estimator = StreamingFrequencyEstimator(buckets, cfg.training.freq_hashes, cfg.training.freq_alpha, cfg.training.seed)
+    return Negatives(catalogue, sampler, torch.from_numpy(inbatch), torch.from_numpy(neg_prob), estimator)
+
+
+def train_day(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_retrain: bool = False) -> dict[str, Any]:
+    """Train on day ds's ETL outputs, export, evaluate; write ``Layout.model_dir(ds)``.
+
+    Args:
+        ablate: switches turned off for measurement (see ``training.loop.ABLATIONS``).
+        full_retrain: ignore the published model (no warm start).
+    Returns:
+        JSON-serialisable statistics (also written as train_stats.json).
+    """
+    ds = ds_str(ds)
+    ablate = _check_ablate(ablate)
+    info = dist_info_from_env()
+    device = _setup(cfg, info)
+    t = cfg.training
+    layout = Layout(cfg.paths)
+    wall = time.perf_counter()
+    if t.batch_size % info.world:
+        raise UserError(f"training.batch_size={t.batch_size} must be divisible by the {info.world} workers")
+
+    files = partition_files(layout, "train_examples", ds)
+    if "resampling" in ablate:
+        from training.data import write_unresampled_examples
+
+        files = write_unresampled_examples(layout, ds, cfg, info)
+    names = partition_schema_names(files)
+    cols = FeatureColumns.discover(names)
+    sizes = table_sizes(layout, ds, cols)
+    catalogue = load_catalogue(layout, ds, cols.item_cat, cols.item_num)
+    sizes["item_id"] = max(sizes["item_id"], int(catalogue.item_idx.max()) + 1)
+    for c in cols.item_cat:  # a vocabulary that lags the data must not index out of range
+        j = cols.item_cat.index(c)
+        sizes[c] = max(sizes[c], int(catalogue.cat_by_idx[:, j].max()) + 1)
+    days = training_days(cfg, ds)
+    extra = {
+        "ds": ds,
+        "training_days": days,
+        "loss": t.loss,
+        "logq": "off" if "logq" in ablate else t.logq,
+        "ablate": sorted(ablate),
+        "use_history": t.use_history and "history" not in ablate,
+        "config_hash": cfg.hash(),
+        "item_freshness_features": [c for c in cols.item_num if c in ("i_num_age_days", "i_num_clicks_1d", "i_num_clicks_7d")],
+    }
+    model = TwoTowerModel(_spec(cfg, cols, sizes, extra), use_history=extra["use_history"])
+    warm: dict[str, Any] = {"warm_start_from": None}
+    if t.warm_start and not full_retrain and "warm_start" not in ablate:
+        src = latest_published_dir(layout)
+        if src is not None:
+            warm = warm_start(model, src)
+    negatives = _negatives(cfg, layout, ds, catalogue, sizes["item_id"], ablate)
+    hard_width = max(cfg.etl.hard_negatives_per_request, 1)
+    stream = TrainStream(
+        files, cols, cfg.features.history_length, hard_width, parse_ds(days[-1]),
+        batch_size=t.batch_size // info.world, read_batch_rows=t.read_batch_rows,
+        seed=t.seed, rank=info.rank, world=info.world,
+    )
+    if stream.steps_per_epoch(0) == 0:
+        raise UserError(
+            f"train_examples ds={ds}: {stream.total_rows} rows are fewer than one batch of {t.batch_size}: "
+            "lower training.batch_size"
+        )
+    trainer = Trainer(model, t, negatives, device, ablate, info)
+    result = trainer.fit(stream, t.epochs)
+    stats: dict[str, Any] = {
+        "ds": ds,
+        "rows": stream.total_rows,
+        "shards": len(files),
+        "epochs": t.epochs,
+        "steps": result.steps,
+        "examples": result.examples,
+        "train_seconds": round(result.seconds, 3),
+        "examples_per_second": round(result.examples_per_second, 1),
+        "final_loss": result.epoch_losses[-1] if result.epoch_losses else None,
+        "epoch_losses": result.epoch_losses,
+        "loss_curve": result.loss_curve,
+        "workers": info.world,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "ablate": sorted(ablate),
+        "full_retrain": full_retrain,
+        "negatives": {"hard_per_example": trainer.n_hard, "catalogue_per_example": trainer.n_easy, "shared_per_batch": trainer.shared},
+        "feature_columns": dataclasses.asdict(cols),
+        "table_sizes": sizes,
+        **warm,
+    }
+    if not info.is_main:
+        return stats
+    final = layout.model_dir(ds)
+    with atomic_dir(final) as tmp:
+        ev = load_eval_set(layout, ds, cols.user_cat, cols.user_num, max(cfg.features.history_length, 1))
+        stats.update(export_model(model, tmp, catalogue, ev))
+        plot_loss_curve(result.loss_curve, t.epochs, tmp / "loss_curve.png", f"two-tower {t.loss}, ds={ds}")
+        metrics = evaluate_with_baselines(cfg, ds, tmp)
+        metrics["train"] = {k: stats[k] for k in ("steps", "examples", "examples_per_second", "final_loss", "ablate")}
+        write_metrics(tmp, metrics)
+        stats["wall_seconds"] = round(time.perf_counter() - wall, 3)
+        stats["recall@50"] = metrics["model"]["recall@50"]
+        stats["baseline_recall@50"] = {k: v["recall@50"] for k, v in metrics["baselines"].items()}
+        stats["oracle_recall@50"] = metrics["oracle"]["recall@50"] if metrics["oracle"] else None
+        (tmp / "train_stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True, default=str))
+    stats["model_dir"] = str(final)
+    return stats
+
+
+def partition_schema_names(files: list[Path]) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(files[0]).names
+
+
+def evaluate_day(cfg: Config, ds: str) -> dict[str, Any]:
+    """Re-evaluate ``Layout.model_dir(ds)`` on day ds's held-out set against both popularity
+    baselines and the oracle; rewrites metrics.json (idempotent) and returns it."""
+    ds = ds_str(ds)
+    model_dir = Layout(cfg.paths).model_dir(ds)
+    if not (model_dir / "user_tower.pt").is_file():
+        raise UserError(f"no trained model for ds={ds} in {model_dir}: run `twotower train --ds {ds}` first")
+    metrics = evaluate_with_baselines(cfg, ds, model_dir)
+    old = model_dir / "metrics.json"
+    if old.is_file():
+        train_part = json.loads(old.read_text()).get("train")
+        if train_part is not None:
+            metrics["train"] = train_part
+    write_metrics(model_dir, metrics)
+    return metrics
