@@ -1,0 +1,643 @@
+"""Data-quality gates of the pipeline: ``validate_raw`` (before the ETL) and
+``validate_outputs`` (after it).
+
+Each gate reads the day's partitions, builds the suites (:mod:`quality.suites`), runs them in
+one Great Expectations project (:mod:`quality.runner`), applies severities, quarantines what
+it may, writes a JSON summary and Data Docs under ``Layout.dq_dir(ds)``, and raises
+:class:`twotower.errors.QualityGateFailed` when a critical check failed (after writing the
+reports, so the failure is visible). Warnings are reported, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from contracts.layout import Layout, atomic_dir, day_range, ds_str
+from contracts.schemas import (
+    ETL_OUTPUTS,
+    ITEM_CAT_PREFIX,
+    ITEM_NUM_PREFIX,
+    OPTIONAL_RAW_TABLES,
+    RAW_TABLE_NAMES,
+    USER_CAT_PREFIX,
+    USER_NUM_PREFIX,
+    raw_tables,
+)
+from quality import io
+from quality import suites as S
+from quality.rules import REASON_COLUMN, bad_row_condition, day_bounds_micros
+from twotower.errors import QualityGateFailed, data_error_message
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from quality.runner import CheckResult
+    from twotower.config import Config
+
+log = logging.getLogger(__name__)
+
+RAW_STAGE = "validate_raw"
+OUTPUTS_STAGE = "validate_outputs"
+STAGES = (RAW_STAGE, OUTPUTS_STAGE)
+_PREFIXES = (USER_CAT_PREFIX, USER_NUM_PREFIX, ITEM_CAT_PREFIX, ITEM_NUM_PREFIX)
+# ETL outputs that may legitimately be empty (no ranking log; no numeric features).
+_MAY_BE_EMPTY = ("hard_negatives", "feature_stats")
+
+
+class _Gate:
+    """Collects check outcomes of one stage of one day and renders the summary."""
+
+    def __init__(self, cfg: Config, ds: str, stage: str) -> None:
+        self.cfg = cfg
+        self.ds = ds
+        self.stage = stage
+        self.layout = Layout(cfg.paths)
+        self.entries: list[dict[str, Any]] = []
+        self.tables: dict[str, dict[str, Any]] = {}
+        self.quarantined: dict[str, dict[str, Any]] = {}
+        self.started = time.monotonic()
+
+    @property
+    def partition(self) -> str:
+        return f"ds={self.ds}"
+
+    # -- outcomes decided outside GE (missing / empty partitions) -------------------------
+    def add_static(self, table: str, name: str, status: str, problem: str, fix: str | None) -> None:
+        severity = "critical" if status == "failed" else "warning"
+        message = data_error_message(table, self.partition, f"{problem} (check {name})", fix=fix)
+        self.entries.append(
+            {
+                "suite": f"{self.stage}.{table}.partition",
+                "table": table,
+                "partition": self.partition,
+                "check": name,
+                "expectation": None,
+                "severity": severity,
+                "status": status,
+                "success": status == "passed",
+                "rows": None,
+                "failing_count": None,
+                "failing_fraction": None,
+                "observed": None,
+                "message": message if status != "passed" else None,
+                "examples": [],
+            }
+        )
+
+    # -- outcomes from GE ------------------------------------------------------------------
+    def add_results(self, results: list[CheckResult], quarantine_ok: dict[str, bool] | None = None) -> None:
+        for r in results:
+            self.entries.append(self._entry(r, quarantine_ok or {}))
+
+    def _entry(self, r: CheckResult, quarantine_ok: dict[str, bool]) -> dict[str, Any]:
+        c = r.check
+        fraction = r.failing_fraction
+        if r.success:
+            status = "passed"
+        elif c.severity == "critical":
+            status = "failed"
+        elif c.severity == "warning":
+            status = "warning"
+        elif c.severity == "threshold":
+            status = "warning" if fraction is not None and fraction <= (c.max_fraction or 0.0) else "failed"
+        else:  # quarantine
+            status = "quarantined" if quarantine_ok.get(r.table) else "failed"
+        message = None
+        if status != "passed":
+            message = self._message(r, status)
+        return {
+            "suite": r.suite,
+            "table": r.table,
+            "partition": self.partition,
+            "check": c.name,
+            "expectation": type(c.expectation).__name__,
+            "severity": c.severity,
+            "status": status,
+            "success": r.success,
+            "rows": r.rows,
+            "failing_count": r.failing_count,
+            "failing_fraction": fraction,
+            "observed": r.observed,
+            "message": message,
+            "examples": r.examples,
+        }
+
+    def _message(self, r: CheckResult, status: str) -> str:
+        c = r.check
+        problem = c.problem
+        count = r.failing_count
+        if c.name == "columns" and isinstance(r.observed, list):
+            required = set(c.expectation.column_set)
+            missing = sorted(required - set(r.observed))
+            problem = f"required contract columns missing: {', '.join(missing)} (present: {', '.join(r.observed)})"
+        elif c.name.startswith("type:") and r.observed is not None:
+            problem = f"{c.problem}; found {r.observed}"
+        elif c.name in ("volume", "non_empty"):
+            problem = f"{c.problem}; the day has {r.observed:,} rows" if isinstance(r.observed, int) else c.problem
+        elif c.name.startswith("sum_to_one:"):
+            problem = f"{c.problem}; the sum is {r.observed!r}"
+        if r.exception:
+            problem += f" (GE could not evaluate the expectation: {r.exception})"
+        if status == "failed" and c.severity == "quarantine":
+            q = self.cfg.quality.quarantine_max_fraction
+            problem += f"; more than quality.quarantine_max_fraction={q:g} of the rows fail row rules, so they are not quarantined"
+        elif status == "failed" and c.severity == "threshold":
+            problem += f"; above the tolerated fraction {c.max_fraction:g}"
+        elif status == "quarantined":
+            problem += f"; rows moved to {self.layout.quarantine(r.table, self.ds)}"
+        if r.examples:
+            problem += f". Examples: {r.examples[:3]}"
+        where_count = count if count is not None and c.name not in ("volume", "non_empty") else None
+        exp = type(c.expectation).__name__
+        return data_error_message(
+            r.table,
+            self.partition,
+            f"{problem} (check {c.name}, expectation {exp})",
+            column=c.column,
+            count=where_count,
+            fix=c.fix,
+        )
+
+    # -- summary -------------------------------------------------------------------------
+    def summary(self, docs_index: Path | None) -> dict[str, Any]:
+        suites: dict[str, dict[str, Any]] = {}
+        for e in self.entries:
+            s = suites.setdefault(
+                e["suite"],
+                {"suite": e["suite"], "table": e["table"], "partition": e["partition"], "rows": None, "checks": []},
+            )
+            s["checks"].append(e)
+            if e["rows"] is not None:
+                s["rows"] = e["rows"] if s["rows"] is None else max(s["rows"], e["rows"])
+        for s in suites.values():
+            statuses = [e["status"] for e in s["checks"]]
+            s["failed"] = statuses.count("failed")
+            s["warnings"] = statuses.count("warning")
+            s["quarantined"] = statuses.count("quarantined")
+            s["passed"] = statuses.count("passed")
+            s["status"] = "failed" if s["failed"] else ("warning" if s["warnings"] or s["quarantined"] else "passed")
+        failures = [e["message"] for e in self.entries if e["status"] == "failed"]
+        warnings = [e["message"] for e in self.entries if e["status"] in ("warning", "quarantined")]
+        status = "failed" if failures else ("warning" if warnings else "passed")
+        return {
+            "stage": self.stage,
+            "ds": self.ds,
+            "status": status,
+            "critical_failures": failures,
+            "warnings": warnings,
+            "checks": len(self.entries),
+            "checks_failed": len(failures),
+            "suites": list(suites.values()),
+            "tables": self.tables,
+            "quarantined": self.quarantined,
+            "data_docs": str(docs_index) if docs_index else None,
+            "summary_path": str(io.summary_path(self.layout, self.ds, self.stage)),
+            "duration_s": round(time.monotonic() - self.started, 2),
+        }
+
+    def finish(self, docs_index: Path | None) -> dict[str, Any]:
+        """Write the JSON summary; raise QualityGateFailed if a critical check failed."""
+        summary = self.summary(docs_index)
+        io.write_summary(self.layout, self.ds, self.stage, summary)
+        if summary["status"] == "failed":
+            n = len(summary["critical_failures"])
+            lines = "\n".join(f"  - {m}" for m in summary["critical_failures"])
+            raise QualityGateFailed(
+                f"{self.stage} for ds={self.ds}: {n} critical data-quality check(s) failed; nothing downstream "
+                f"runs and nothing is published:\n{lines}\nData Docs: {summary['data_docs']}\n"
+                f"Summary: {summary['summary_path']} (or `twotower dq show --ds {self.ds}`)"
+            )
+        for m in summary["warnings"]:
+            log.warning("%s ds=%s: %s", self.stage, self.ds, m)
+        return summary
+
+
+def _disabled(cfg: Config, ds: str, stage: str) -> dict[str, Any]:
+    log.warning("data quality is disabled (quality.enabled=false): %s for ds=%s skipped", stage, ds)
+    return {"stage": stage, "ds": ds, "status": "skipped", "enabled": False}
+
+
+def _run_in_project(gate: _Gate, run) -> Path:
+    """Run ``run(project)`` in a fresh GE project swapped atomically into the day's dq folder."""
+    from quality.runner import GxProject
+
+    final = io.docs_root(gate.layout, gate.ds, gate.stage)
+    with atomic_dir(final) as tmp:
+        project = GxProject(tmp, example_rows=gate.cfg.quality.example_rows)
+        run(project)
+        project.build_docs()
+    return io.data_docs_index(final)
+
+
+# ======================================================================================
+# Raw gate
+# ======================================================================================
+
+
+def validate_raw(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any]:
+    """Validate the raw partitions of day ``ds`` and quarantine the few bad rows.
+
+    Returns:
+        The JSON summary (also written to ``Layout.dq_dir(ds)/validate_raw.json``).
+
+    Raises:
+        QualityGateFailed: a critical check failed (missing partition, empty day, contract
+            violation, too many bad rows, duplicates above tolerance, volume out of bounds,
+            clicks on rows that were not shown...). The message names table, partition,
+            check/expectation, count and what to do.
+    """
+    ds = ds_str(ds)
+    if not cfg.quality.enabled:
+        return _disabled(cfg, ds, RAW_STAGE)
+    gate = _Gate(cfg, ds, RAW_STAGE)
+    layout = gate.layout
+    contracts = raw_tables(cfg.features)
+    frames: dict[str, DataFrame] = {}
+    for name in RAW_TABLE_NAMES:
+        folder = layout.path_for(name, ds)
+        if not folder.is_dir():
+            if name in OPTIONAL_RAW_TABLES:
+                gate.tables[name] = {"present": False}
+                gate.add_static(
+                    name, "partition_exists", "warning", f"optional table absent: no partition at {folder}", None
+                )
+                continue
+            gate.tables[name] = {"present": False}
+            gate.add_static(
+                name,
+                "partition_exists",
+                "failed",
+                f"the day's partition is missing (expected {folder})",
+                "the upstream export for this day has not landed: wait for it or re-export the day, then rerun "
+                "(the previous published model stays in place)",
+            )
+            continue
+        if not io.parquet_files(folder):
+            gate.tables[name] = {"present": True, "rows": 0}
+            gate.add_static(
+                name,
+                "non_empty",
+                "failed",
+                f"empty day: the partition {folder} has no data files",
+                "the day's export ran but wrote nothing: re-export the day, then rerun",
+            )
+            continue
+        frames[name] = io.read_partition(spark, layout, name, ds)
+        gate.tables[name] = {"present": True, "rows": io.metadata_row_count(layout, name, ds)}
+
+    def run(project) -> None:
+        contract_suites = [S.contract_suite(contracts[n], df, ds, RAW_STAGE) for n, df in frames.items()]
+        results = project.run(contract_suites)
+        gate.add_results(results)
+        ok = {n for n in frames if all(r.success for r in results if r.table == n)}
+        row_suites = _raw_row_suites(cfg, spark, layout, ds, {n: frames[n] for n in ok}, contracts)
+        row_results = project.run(row_suites)
+        quarantine_ok = _quarantine(gate, row_suites, row_results)
+        gate.add_results(row_results, quarantine_ok)
+
+    docs = _run_in_project(gate, run)
+    return gate.finish(docs)
+
+
+def _trailing_counts(layout: Layout, table: str, ds: str, days: int) -> dict[str, int]:
+    """Row counts (Parquet footers) of the trailing days present before ``ds``."""
+    out = {}
+    for d in day_range(ds, days + 1)[:-1]:
+        n = io.metadata_row_count(layout, table, d)
+        if n is not None:
+            out[d] = n
+    return out
+
+
+def _raw_row_suites(
+    cfg: Config, spark: SparkSession, layout: Layout, ds: str, frames: dict[str, DataFrame], contracts
+) -> list[S.Suite]:
+    from pyspark.sql import functions as F
+
+    q = cfg.quality
+    out: list[S.Suite] = []
+    ranking = frames.get("ranking_log")
+    if "impressions" in frames:
+        cut = None
+        if ranking is not None:
+            cut = ranking.filter(~bad_row_condition("ranking_log", cfg, ds) & ~F.col("passed"))
+        users = frames.get("users")
+        items = frames.get("items")
+        out.append(
+            S.raw_rows_suite(
+                contracts["impressions"],
+                frames["impressions"],
+                ds,
+                cfg,
+                trailing_counts=_trailing_counts(layout, "impressions", ds, q.volume_trailing_days),
+                ranking_cut=cut,
+                known_users=users.filter(F.col("user_id").isNotNull()) if users is not None else None,
+                known_items=items.filter(F.col("item_id").isNotNull()) if items is not None else None,
+            )
+        )
+    if ranking is not None:
+        suite = S.raw_rows_suite(
+            contracts["ranking_log"],
+            ranking,
+            ds,
+            cfg,
+            trailing_counts=_trailing_counts(layout, "ranking_log", ds, q.volume_trailing_days),
+        )
+        suite.frame, funnel = S.ranking_funnel_flags(suite.frame)
+        suite.checks.extend(funnel)
+        out.append(suite)
+    for name in ("users", "items"):
+        if name in frames:
+            out.append(S.raw_rows_suite(contracts[name], frames[name], ds, cfg))
+    return out
+
+
+def _quarantine(gate: _Gate, row_suites: list[S.Suite], results: list[CheckResult]) -> dict[str, bool]:
+    """Quarantine rows failing row rules per table when few enough; returns table -> done."""
+    from pyspark.sql import functions as F
+
+    q = gate.cfg.quality
+    decided: dict[str, bool] = {}
+    for suite in row_suites:
+        if not suite.row_rules:
+            continue
+        total = next((r for r in results if r.suite == suite.name and r.check.name == S.ANY_ROW_RULE), None)
+        bad = (total.failing_count or 0) if total else 0
+        rows = (total.rows or 0) if total else 0
+        fraction = bad / rows if rows else 0.0
+        by_rule = {
+            r.check.name: r.failing_count
+            for r in results
+            if r.suite == suite.name and r.check.severity == "quarantine" and r.check.name != S.ANY_ROW_RULE
+            and r.failing_count
+        }
+        ok = bad > 0 and fraction <= q.quarantine_max_fraction
+        decided[suite.table] = ok
+        if ok:
+            reasons = F.concat_ws(
+                ",", *[F.when(r.condition, F.lit(r.name)) for r in suite.row_rules]
+            )
+            rows_df = suite.frame.filter(F.col(S.FLAG_PREFIX + S.ANY_ROW_RULE)).select(
+                *suite.source_columns, reasons.alias(REASON_COLUMN)
+            )
+            path = io.write_quarantine(gate.layout, suite.table, gate.ds, rows_df)
+            gate.quarantined[suite.table] = {"rows": bad, "fraction": fraction, "path": str(path), "by_rule": by_rule}
+            log.warning(
+                "quarantined %d of %d rows of %s ds=%s (%s) into %s", bad, rows, suite.table, gate.ds, by_rule, path
+            )
+        else:
+            io.write_quarantine(gate.layout, suite.table, gate.ds, None)
+            if bad:
+                gate.quarantined[suite.table] = {"rows": 0, "failing": bad, "fraction": fraction, "by_rule": by_rule}
+    return decided
+
+
+# ======================================================================================
+# Output gate
+# ======================================================================================
+
+
+def validate_outputs(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any]:
+    """Validate every ETL output of day ``ds`` (subset, disjointness, probability, alias,
+    vocabulary-stability and id-range rules).
+
+    Returns:
+        The JSON summary (also written to ``Layout.dq_dir(ds)/validate_outputs.json``).
+
+    Raises:
+        QualityGateFailed: a critical check failed; the message names table, partition,
+            check/expectation, failing count and what to do.
+    """
+    ds = ds_str(ds)
+    if not cfg.quality.enabled:
+        return _disabled(cfg, ds, OUTPUTS_STAGE)
+    gate = _Gate(cfg, ds, OUTPUTS_STAGE)
+    layout = gate.layout
+    frames: dict[str, DataFrame] = {}
+    for name in ETL_OUTPUTS:
+        folder = layout.path_for(name, ds)
+        if not folder.is_dir():
+            gate.tables[name] = {"present": False}
+            gate.add_static(
+                name,
+                "partition_exists",
+                "failed",
+                f"the ETL output is missing (expected {folder})",
+                "the ETL did not finish for this day: rerun `twotower etl --ds " + ds + "`",
+            )
+            continue
+        if not io.parquet_files(folder):
+            gate.tables[name] = {"present": True, "rows": 0}
+            if name not in _MAY_BE_EMPTY:
+                gate.add_static(
+                    name, "non_empty", "failed", f"the ETL output {folder} has no data files", "rerun the ETL for the day"
+                )
+            continue
+        frames[name] = spark.read.parquet(str(folder))
+        gate.tables[name] = {"present": True, "rows": io.metadata_row_count(layout, name, ds)}
+
+    def run(project) -> None:
+        contract_suites = [S.contract_suite(ETL_OUTPUTS[n], df, ds, OUTPUTS_STAGE, _PREFIXES) for n, df in frames.items()]
+        results = project.run(contract_suites)
+        gate.add_results(results)
+        ok = {n: frames[n] for n in frames if all(r.success for r in results if r.table == n)}
+        project_suites = _output_row_suites(cfg, spark, layout, ds, ok)
+        gate.add_results(project.run(project_suites))
+
+    docs = _run_in_project(gate, run)
+    return gate.finish(docs)
+
+
+def window_days(cfg: Config, ds: str) -> tuple[list[str], list[str]]:
+    """(training days, evaluation days) of run day ``ds``'s window."""
+    days = day_range(ds, cfg.etl.window_days)
+    n_eval = min(cfg.etl.eval_days, len(days))
+    return days[: len(days) - n_eval], days[len(days) - n_eval :]
+
+
+def _vocab_sizes(vocabulary: DataFrame) -> dict[str, int]:
+    from pyspark.sql import functions as F
+
+    # One row per vocabulary: small to collect.
+    return {r["vocab"]: int(r["max_id"]) for r in vocabulary.groupBy("vocab").agg(F.max("id").alias("max_id")).collect()}
+
+
+def _output_row_suites(
+    cfg: Config, spark: SparkSession, layout: Layout, ds: str, frames: dict[str, DataFrame]
+) -> list[S.Suite]:
+    from pyspark.sql import functions as F
+
+    train_days, _eval_days = window_days(cfg, ds)
+    all_days = day_range(ds, cfg.etl.window_days)
+    tol = cfg.quality.probability_tolerance
+    sizes = _vocab_sizes(frames["vocabulary"]) if "vocabulary" in frames else {}
+    out: list[S.Suite] = []
+    T = ETL_OUTPUTS
+
+    def not_null(cols: list[str]) -> tuple[dict, list]:
+        flags, checks = {}, []
+        for c in cols:
+            flags[f"{S.FLAG_PREFIX}null_{c}"] = F.col(c).isNull()
+            checks.append(S.flag_check(f"null_{c}", "critical", f"{c} is null", S._RERUN_ETL, column=c))
+        return flags, checks
+
+    if "click_positives" in frames:
+        cp = frames["click_positives"]
+        raw = io.read_partition(spark, layout, "impressions", ds)
+        flags, checks = not_null(["request_id", "user_id", "item_id"])
+        lo, hi = day_bounds_micros(ds)
+        micros = F.unix_micros(F.col("ts"))
+        flags[S.FLAG_PREFIX + "ts_in_day"] = S._safe(F.col("ts").isNull() | (micros < lo) | (micros >= hi))
+        checks.append(S.flag_check("ts_in_day", "critical", f"ts is outside the event day {ds}", S._RERUN_ETL, column="ts"))
+        flags[S.FLAG_PREFIX + "weight_positive"] = S._safe(S._not_finite(F.col("weight")) | (F.col("weight") <= 0))
+        checks.append(S.flag_check("weight_positive", "critical", "weight is not a positive finite number", S._RERUN_ETL, column="weight"))
+        frame = cp
+        if raw is not None and set(("request_id", "item_id", "user_id", "clicked")) <= set(raw.columns):
+            cond = bad_row_condition("impressions", cfg, ds)
+            good = raw.filter(F.col("clicked") & ~cond)
+            frame, chk = S.subset_flag(
+                cp,
+                good,
+                ["request_id", "item_id", "user_id"],
+                "subset_of_shown_clicked",
+                "the positive is not a shown-and-clicked impression of the day (a shown-but-not-clicked or "
+                "quarantined row became a positive)",
+                "positives must come only from clicked impressions: fix etl positives, then rerun the ETL",
+                column="item_id",
+            )
+            checks.append(chk)
+        out.append(S.output_rows_suite(T["click_positives"], frame, ds, flags, checks))
+
+    if "resampled_positives" in frames:
+        rp = frames["resampled_positives"]
+        flags, checks = S.days_flag("event_ds_in_training_days", "event_ds", train_days, "the training days")
+        f2, c2 = not_null(["request_id", "user_id", "item_id"])
+        flags.update(f2)
+        checks.extend(c2)
+        flags[S.FLAG_PREFIX + "weight_positive"] = S._safe(S._not_finite(F.col("weight")) | (F.col("weight") <= 0))
+        checks.append(S.flag_check("weight_positive", "critical", "weight is not a positive finite number", S._RERUN_ETL, column="weight"))
+        flags[S.FLAG_PREFIX + "replica_non_negative"] = S._safe(F.col("replica").isNull() | (F.col("replica") < 0))
+        checks.append(S.flag_check("replica_non_negative", "critical", "replica is negative", S._RERUN_ETL, column="replica"))
+        frame = rp
+        positives = io.read_partitions(spark, layout, "click_positives", train_days)
+        if positives is not None:
+            frame, chk = S.subset_flag(
+                rp,
+                positives,
+                ["request_id", "item_id"],
+                "subset_of_click_positives",
+                "the resampled positive is not a click positive of the training days",
+                "resampling must only copy or drop click positives: " + S._RERUN_ETL,
+                column="item_id",
+            )
+            checks.append(chk)
+        out.append(S.output_rows_suite(T["resampled_positives"], frame, ds, flags, checks))
+
+    if "hard_negatives" in frames:
+        hn = frames["hard_negatives"]
+        flags, checks = not_null(["request_id", "user_id", "item_id"])
+        flags[S.FLAG_PREFIX + "stage_cut_valid"] = S._safe(
+            ~(
+                ((F.col("stage_cut") == "pre_rank") & (F.col("difficulty") == 1))
+                | ((F.col("stage_cut") == "rank") & (F.col("difficulty") == 2))
+            )
+        )
+        checks.append(
+            S.flag_check(
+                "stage_cut_valid",
+                "critical",
+                "stage_cut/difficulty is not (pre_rank, 1) or (rank, 2)",
+                S._RERUN_ETL,
+                column="stage_cut",
+            )
+        )
+        f2, c2 = S.days_flag("event_ds_in_training_days", "event_ds", train_days, "the training days")
+        flags.update(f2)
+        checks.extend(c2)
+        frame = hn
+        shown = io.read_partitions(spark, layout, "impressions", all_days)
+        if shown is not None:
+            shown = shown.filter(F.col("user_id").isNotNull() & F.col("item_id").isNotNull())
+            frame, chk = S.overlap_flag(
+                hn,
+                shown,
+                ["user_id", "item_id"],
+                "disjoint_from_shown_or_clicked",
+                "the hard negative was shown to (or clicked by) the same user in the window: it is not a negative",
+                "hard negatives must exclude every item shown or clicked by the user in the window: fix the "
+                "anti-join in etl hard negatives, then rerun the ETL",
+                column="item_id",
+            )
+            checks.append(chk)
+        out.append(S.output_rows_suite(T["hard_negatives"], frame, ds, flags, checks, allow_empty=True))
+
+    if "item_sampling" in frames:
+        frame, checks = S.alias_frame(frames["item_sampling"], tol, cfg.etl.smoothing)
+        checks.append(S.sum_to_one_check("inbatch_prob", tol))
+        flags, c2 = S.idx_range_flags(["item_idx"], sizes, cfg)
+        checks.extend(c2)
+        out.append(S.output_rows_suite(T["item_sampling"], frame, ds, flags, checks))
+
+    if "vocabulary" in frames:
+        voc = frames["vocabulary"]
+        flags = {S.FLAG_PREFIX + "id_non_negative": S._safe(F.col("id").isNull() | (F.col("id") < 0))}
+        checks = [
+            S.flag_check("id_non_negative", "critical", "id is null or negative", S._RERUN_ETL, column="id"),
+            S.unique_check(("vocab", "id"), "critical", None, "two values share one id: " + S._RERUN_ETL),
+        ]
+        out.append(S.output_rows_suite(T["vocabulary"], voc, ds, flags, checks))
+        previous = [d for d in layout.partitions("vocabulary") if d < ds]
+        if previous and io.parquet_files(layout.path_for("vocabulary", previous[-1])):
+            prev = spark.read.parquet(str(layout.path_for("vocabulary", previous[-1])))
+            out.append(S.vocabulary_stability_suite(voc, prev, ds, previous[-1]))
+
+    if "feature_stats" in frames:
+        fs = frames["feature_stats"]
+        flags = {
+            S.FLAG_PREFIX + "stats_finite": S._safe(
+                S._not_finite(F.col("mean")) | S._not_finite(F.col("std")) | (F.col("std") <= 0)
+            )
+        }
+        checks = [S.flag_check("stats_finite", "critical", "mean/std is not finite or std <= 0", S._RERUN_ETL, column="std")]
+        out.append(S.output_rows_suite(T["feature_stats"], fs, ds, flags, checks, allow_empty=True))
+
+    for name in ("user_features", "item_catalogue", "train_examples", "eval_examples"):
+        if name not in frames:
+            continue
+        df = frames[name]
+        flags, checks = S.idx_range_flags(df.columns, sizes, cfg)
+        frame = df
+        if name == "train_examples":
+            f2, c2 = S.days_flag("event_ds_in_training_days", "event_ds", train_days, "the training days")
+            flags.update(f2)
+            checks.extend(c2)
+            flags[S.FLAG_PREFIX + "weight_positive"] = S._safe(S._not_finite(F.col("weight")) | (F.col("weight") <= 0))
+            checks.append(S.flag_check("weight_positive", "critical", "weight is not a positive finite number", S._RERUN_ETL, column="weight"))
+            flags[S.FLAG_PREFIX + "label_liked_binary"] = S._safe(~F.col("label_liked").isin(0.0, 1.0))
+            checks.append(S.flag_check("label_liked_binary", "critical", "label_liked is not 0 or 1", S._RERUN_ETL, column="label_liked"))
+        if name == "eval_examples":
+            flags[S.FLAG_PREFIX + "has_targets"] = S._safe(F.coalesce(F.size("target_idx"), F.lit(0)) <= 0)
+            checks.append(S.flag_check("has_targets", "critical", "an evaluation user has no target item", S._RERUN_ETL, column="target_idx"))
+        if name == "item_catalogue" and "vocabulary" in frames:
+            ref = frames["vocabulary"].filter(F.col("vocab") == "item_id").select(
+                F.col("id").alias("item_idx"), F.col("value").alias("item_id")
+            )
+            frame, chk = S.subset_flag(
+                df, ref, ["item_idx", "item_id"], "idx_matches_vocabulary",
+                "(item_idx, item_id) disagrees with the item_id vocabulary", S._RERUN_ETL, column="item_idx",
+            )
+            checks.append(chk)
+        if name == "user_features" and "vocabulary" in frames:
+            ref = frames["vocabulary"].filter(F.col("vocab") == "user_id").select(
+                F.col("id").alias("user_idx"), F.col("value").alias("user_id")
+            )
+            frame, chk = S.subset_flag(
+                df, ref, ["user_idx", "user_id"], "idx_matches_vocabulary",
+                "(user_idx, user_id) disagrees with the user_id vocabulary", S._RERUN_ETL, column="user_idx",
+            )
+            checks.append(chk)
+        out.append(S.output_rows_suite(T[name], frame, ds, flags, checks))
+    return out
