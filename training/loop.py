@@ -66,6 +66,8 @@ class Negatives:
     inbatch_prob: Tensor  # [max_idx + 1] p_j per example, indexed by item_idx
     neg_prob: Tensor  # [max_idx + 1] q_j of the alias table, indexed by item_idx
     estimator: StreamingFrequencyEstimator | None = None
+    # [max_idx + 1] per-item example weight undoing the ETL's resampling (the "resampling" ablation).
+    resample_weight: Tensor | None = None
 
 
 @dataclass
@@ -151,6 +153,9 @@ class Trainer:
     # -- one step -------------------------------------------------------------------------
     def _example_weights(self, b: Batch, objective: str) -> Tensor:
         w = b["weight"]
+        if self.neg.resample_weight is not None:
+            rw = self.neg.resample_weight
+            w = w * rw[b["item_idx"].clamp(0, rw.shape[0] - 1)]
         if self.cfg.time_decay_half_life_days > 0:
             w = w * torch.pow(0.5, b["age_days"].to(torch.float32) / self.cfg.time_decay_half_life_days)
         if objective == "like":
@@ -173,7 +178,7 @@ class Trainer:
         return hard, hard > 0
 
     def step(self, b: Batch) -> float:
-        cfg, dev = self.cfg, self.device
+        dev = self.device
         bsz = b["user_idx"].shape[0]
         hard_ids, hard_valid = self._hard_ids(b) if self.n_hard else (torch.zeros(bsz, 0, dtype=torch.long),) * 2
         hard_valid = hard_valid.bool()

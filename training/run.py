@@ -143,10 +143,17 @@ def _negatives(cfg: Config, layout: Layout, ds: str, catalogue, size: int, ablat
     size = max(size, int(idx.max(initial=0)) + 1)
     neg_prob = np.zeros(size)
     neg_prob[idx] = t.column("neg_prob").to_numpy()
+    # p_j describes the stream actually batched: the resampled positives.
     inbatch = np.zeros(size)
-    col = "clicks" if "resampling" in ablate else "clicks_resampled"
-    counts = t.column(col).to_numpy().astype(np.float64)
-    inbatch[idx] = counts / max(counts.sum(), 1.0)
+    resampled = t.column("clicks_resampled").to_numpy().astype(np.float64)
+    inbatch[idx] = resampled / max(resampled.sum(), 1.0)
+    # Ablating resampling re-weights each example by clicks / clicks_resampled of its item,
+    # which restores the original click distribution in expectation (importance weights).
+    undo = None
+    if "resampling" in ablate:
+        clicks = t.column("clicks").to_numpy().astype(np.float64)
+        undo = np.zeros(size, dtype=np.float32)
+        undo[idx] = np.where(resampled > 0, clicks / np.maximum(resampled, 1.0), 0.0)
     sampler = AliasSampler(
         torch.from_numpy(idx),
         torch.from_numpy(t.column("alias_prob").to_numpy().copy()),
@@ -157,14 +164,25 @@ def _negatives(cfg: Config, layout: Layout, ds: str, catalogue, size: int, ablat
     if cfg.training.logq == "streaming":
         buckets = cfg.training.freq_buckets or 2 * size
         estimator = StreamingFrequencyEstimator(buckets, cfg.training.freq_hashes, cfg.training.freq_alpha, cfg.training.seed)
-    return Negatives(catalogue, sampler, torch.from_numpy(inbatch), torch.from_numpy(neg_prob), estimator)
+    return Negatives(
+        catalogue, sampler, torch.from_numpy(inbatch), torch.from_numpy(neg_prob), estimator,
+        None if undo is None else torch.from_numpy(undo),
+    )
+
+
+def output_dir(layout: Layout, ds: str, ablate: frozenset[str]) -> Path:
+    """``Layout.model_dir(ds)``; an ablation run writes beside it (``ds=D.ablate-a+b``) so it
+    never replaces the day's real candidate."""
+    final = layout.model_dir(ds)
+    return final if not ablate else final.with_name(f"{final.name}.ablate-{'+'.join(sorted(ablate))}")
 
 
 def train_day(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_retrain: bool = False) -> dict[str, Any]:
     """Train on day ds's ETL outputs, export, evaluate; write ``Layout.model_dir(ds)``.
 
     Args:
-        ablate: switches turned off for measurement (see ``training.loop.ABLATIONS``).
+        ablate: switches turned off for measurement (see ``training.loop.ABLATIONS``); the
+            model then goes to a sibling directory (:func:`output_dir`).
         full_retrain: ignore the published model (no warm start).
     Returns:
         JSON-serialisable statistics (also written as train_stats.json).
@@ -180,10 +198,6 @@ def train_day(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_r
         raise UserError(f"training.batch_size={t.batch_size} must be divisible by the {info.world} workers")
 
     files = partition_files(layout, "train_examples", ds)
-    if "resampling" in ablate:
-        from training.data import write_unresampled_examples
-
-        files = write_unresampled_examples(layout, ds, cfg, info)
     names = partition_schema_names(files)
     cols = FeatureColumns.discover(names)
     sizes = table_sizes(layout, ds, cols)
@@ -247,7 +261,7 @@ def train_day(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_r
     }
     if not info.is_main:
         return stats
-    final = layout.model_dir(ds)
+    final = output_dir(layout, ds, ablate)
     with atomic_dir(final) as tmp:
         ev = load_eval_set(layout, ds, cols.user_cat, cols.user_num, max(cfg.features.history_length, 1))
         stats.update(export_model(model, tmp, catalogue, ev))

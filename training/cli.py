@@ -1,0 +1,70 @@
+"""``twotower train`` and ``twotower evaluate``: thin wrappers over :mod:`training.run`
+(nothing heavy imported at module level; torch loads only when a command runs)."""
+
+from __future__ import annotations
+
+import argparse
+
+from twotower.config import Config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train, export and evaluate the two-tower model for one day")
+    p.add_argument("--ds", required=True, help="run day YYYY-MM-DD (reads that day's ETL outputs)")
+    p.add_argument(
+        "--ablate",
+        default="",
+        metavar="SWITCHES",
+        help="comma-separated switches to turn off: logq, hard_negatives, resampling, sampled_negatives, "
+        "history, features, warm_start",
+    )
+    p.add_argument("--full-retrain", action="store_true", help="ignore the published model (no warm start)")
+    p.add_argument("--no-record", action="store_true", help="do not write the run report's stage stats (ablation runs)")
+    p.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="evaluate day D's trained model against the baselines (and oracle)")
+    e.add_argument("--ds", required=True, help="run day YYYY-MM-DD")
+    e.add_argument("--model-dir", help="evaluate this exported model directory instead (e.g. a published version)")
+    e.set_defaults(func=_evaluate)
+
+
+def _ablate(text: str) -> frozenset[str]:
+    return frozenset(s.strip() for s in text.split(",") if s.strip())
+
+
+def _summary(stats: dict) -> dict:
+    keys = ("ds", "rows", "steps", "examples_per_second", "final_loss", "recall@50", "baseline_recall@50",
+            "oracle_recall@50", "ablate", "warm_start_from", "model_dir", "wall_seconds")
+    return {k: stats[k] for k in keys if k in stats}
+
+
+def _train(cfg: Config, args: argparse.Namespace) -> int:
+    from twotower.cli import print_json
+
+    ablate = _ablate(args.ablate)
+    if args.no_record or ablate:
+        from training.run import train_day
+
+        stats = train_day(cfg, args.ds, ablate=ablate, full_retrain=args.full_retrain)
+    else:
+        from twotower import pipeline
+
+        stats = pipeline.train(cfg, args.ds, full_retrain=args.full_retrain)
+    print_json(_summary(stats))
+    return 0
+
+
+def _evaluate(cfg: Config, args: argparse.Namespace) -> int:
+    from twotower.cli import print_json
+
+    if args.model_dir:
+        from training.evaluate import evaluate_model_dir
+
+        print_json(evaluate_model_dir(cfg, args.ds, args.model_dir))
+        return 0
+    from twotower import pipeline
+
+    metrics = pipeline.evaluate(cfg, args.ds)
+    print_json({"model": metrics["model"], "baselines": metrics["baselines"], "oracle": metrics["oracle"],
+                "eval_users": metrics["eval_users"], "eval_targets": metrics["eval_targets"]})
+    return 0
