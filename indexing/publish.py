@@ -130,7 +130,14 @@ def build_index_for_day(cfg: Config, ds: str) -> dict[str, Any]:
     build_seconds = time.perf_counter() - t0
     for note in spec.notes:
         log.info("index for ds=%s: %s", ds, note)
+    source = "eval_user_embeddings"
+    if queries.shape[0] == 0:
+        # No held-out users this day: item vectors are the next best query distribution.
+        rows = np.random.default_rng(0).choice(emb.shape[0], size=min(2000, emb.shape[0]), replace=False)
+        queries, source = emb[rows], "item_embeddings (no held-out users)"
+        log.warning("ds=%s: no held-out user embeddings; ANN recall measured with %d item vectors", ds, len(rows))
     ann = measure_ann(index, exact_index(emb, item_idx), queries, cfg.index.recall_k)
+    ann["queries_source"] = source
     ann["build_seconds"] = build_seconds
     log.info(
         "ds=%s: %s over %d x %d; ANN recall@%d %.4f, %.0f QPS vs exact %.0f QPS",
@@ -198,9 +205,9 @@ def _check_embeddings(emb: np.ndarray, item_idx: np.ndarray, queries: np.ndarray
     bad = int((~np.isfinite(emb)).any(axis=1).sum())
     if bad:
         raise PipelineError(f"{where}: {bad:,} item embeddings contain NaN/inf; the model diverged, do not publish it")
-    if queries.ndim != 2 or queries.shape[1] != emb.shape[1] or queries.shape[0] == 0:
+    if queries.shape[0] and (queries.ndim != 2 or queries.shape[1] != emb.shape[1]):
         raise PipelineError(
-            f"{where}: eval_user_embeddings.npy is {queries.shape}, expected [U > 0, {emb.shape[1]}] "
+            f"{where}: eval_user_embeddings.npy is {queries.shape}, expected [U, {emb.shape[1]}] "
             "(the held-out users measure ANN recall)"
         )
     if np.unique(item_idx).size != item_idx.size:
@@ -257,11 +264,12 @@ def _check_item_tower(layout: Layout, ds: str, model_dir: Path, mc: dict, item_i
 def _data_window(cfg: Config, ds: str, mc: dict) -> dict[str, Any]:
     days = day_range(ds, cfg.etl.window_days)
     n_eval = min(cfg.etl.eval_days, len(days))
+    recorded = {**mc, **(mc.get("extra") or {})}  # the training stage keeps run metadata in "extra"
     return {
         "start": days[0],
         "end": days[-1],
-        "train_days": mc.get("training_days", days[: len(days) - n_eval]),
-        "eval_days": mc.get("eval_days", days[len(days) - n_eval :]),
+        "train_days": list(recorded.get("training_days", days[: len(days) - n_eval])),
+        "eval_days": list(recorded.get("eval_days", days[len(days) - n_eval :])),
     }
 
 

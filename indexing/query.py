@@ -55,15 +55,16 @@ def user_inputs(frame, model_config: dict[str, Any]) -> UserInputs:
     cat_cols = [_resolve_column(frame.columns, c, USER_CAT_PREFIX, "categorical") for c in model_config.get("user_cat_columns", [])]
     num_cols = [_resolve_column(frame.columns, c, USER_NUM_PREFIX, "numeric") for c in model_config.get("user_num_columns", [])]
     b = len(frame)
-    h = int(model_config.get("history_length", 0))
+    # Width at least 1, as the training stage's evaluation pads it (an all-padding history).
+    h = max(int(model_config.get("history_length", 0)), 1)
     user_cat = np.zeros((b, len(cat_cols)), dtype=np.int64)
     for j, c in enumerate(cat_cols):
         user_cat[:, j] = frame[c].fillna(OOV).to_numpy(dtype=np.int64)
     user_num = np.zeros((b, len(num_cols)), dtype=np.float32)
     for j, c in enumerate(num_cols):
-        user_num[:, j] = frame[c].fillna(0.0).to_numpy(dtype=np.float32)
+        user_num[:, j] = np.nan_to_num(frame[c].fillna(0.0).to_numpy(dtype=np.float32))
     hist = np.zeros((b, h), dtype=np.int64)
-    if h and "u_hist" in frame.columns:
+    if "u_hist" in frame.columns:
         for i, seq in enumerate(frame["u_hist"].to_numpy()):  # B is small (one query batch)
             if seq is not None and len(seq):
                 s = np.asarray(seq, dtype=np.int64)[:h]
@@ -77,7 +78,7 @@ def cold_start_inputs(model_config: dict[str, Any], n: int = 1) -> UserInputs:
         np.full(n, OOV, dtype=np.int64),
         np.full((n, len(model_config.get("user_cat_columns", []))), OOV, dtype=np.int64),
         np.zeros((n, len(model_config.get("user_num_columns", []))), dtype=np.float32),
-        np.zeros((n, int(model_config.get("history_length", 0))), dtype=np.int64),
+        np.zeros((n, max(int(model_config.get("history_length", 0)), 1)), dtype=np.int64),
     )
 
 
