@@ -114,6 +114,9 @@ class EtlConfig:
     eval_days: int = 1
     # Parquet training shards: target rows per file.
     shard_rows: int = 262_144
+    # Re-check the written hard negatives against the window's impressions (exact string join)
+    # and fail the stage if any was shown to its user. Costs one more join over impressions.
+    verify_hard_negatives: bool = True
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,222 @@
+"""The only module of the ETL that reads or writes storage.
+
+Paths come from :class:`contracts.layout.Layout`. Reads apply the contract schema; raw reads
+drop the rows data quality quarantines (``quality.rules.bad_row_condition``), so quality and
+ETL apply the same row rules. Writes replace whole day partitions atomically (see
+:func:`write_partitions`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from contracts.layout import Layout, ds_str, replace_dir
+from contracts.schemas import ETL_OUTPUTS, raw_tables
+from twotower.errors import DataError, data_error_message
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+    from twotower.config import Config
+
+log = logging.getLogger(__name__)
+
+# Column every multi-day read adds: the partition's day (DateType).
+EVENT_DS = "event_ds"
+PARTITION_COLUMN = "ds"
+
+
+def _bad_row_condition(table: str, cfg: Config, ds: str) -> Column | None:
+    """The quality module's row rules for one raw partition (None: no rules)."""
+    # Imported lazily: quality imports pyspark and is owned by the data-quality stage.
+    try:
+        from quality.rules import bad_row_condition
+    except ModuleNotFoundError:  # pragma: no cover - only before the quality package exists
+        log.warning("quality.rules not importable: raw rows are read without row rules")
+        return None
+    return bad_row_condition(table, cfg, ds)
+
+
+def has_partition(cfg: Config, table: str, ds: str) -> bool:
+    path = Layout(cfg.paths).path_for(table, ds)
+    return path.is_dir() and any(
+        p.suffix == ".parquet" or p.name.endswith(".parquet") for p in path.rglob("*")
+    )
+
+
+def read_raw(
+    spark: SparkSession, cfg: Config, table: str, ds: str, *, required: bool = True
+) -> DataFrame | None:
+    """One raw partition with the contract schema, minus the rows data quality sets aside.
+
+    Args:
+        table: raw table name (``impressions``, ``ranking_log``, ``users``, ``items``).
+        ds: the day.
+        required: raise :class:`DataError` when the partition is missing (else return None).
+
+    Returns:
+        DataFrame with the contract columns plus ``event_ds`` (date of the partition), or None.
+    """
+    from pyspark.sql import functions as F
+
+    ds = ds_str(ds)
+    layout = Layout(cfg.paths)
+    path = layout.path_for(table, ds)
+    if not has_partition(cfg, table, ds):
+        if required:
+            raise DataError(
+                data_error_message(
+                    table,
+                    f"ds={ds}",
+                    f"required raw partition is missing (looked in {path})",
+                    fix="run the upstream export (or `twotower simulate`) for this day, then rerun the ETL",
+                )
+            )
+        return None
+    contract = raw_tables(cfg.features)[table]
+    # Optional contract columns absent from the files read as null with an explicit schema.
+    df = spark.read.schema(contract.spark_schema()).parquet(str(path))
+    bad = _bad_row_condition(table, cfg, ds)
+    if bad is not None:
+        df = df.filter(~bad)
+    return df.withColumn(EVENT_DS, F.lit(ds).cast("date"))
+
+
+def read_raw_days(
+    spark: SparkSession, cfg: Config, table: str, days: Sequence[str], *, required_days: Iterable[str] = ()
+) -> tuple[DataFrame | None, list[str]]:
+    """The union of several raw partitions (each filtered by its own day's row rules).
+
+    Returns:
+        (DataFrame or None when no day exists, the days that were missing and not required).
+    """
+    required = set(required_days)
+    frames, missing = [], []
+    for day in days:
+        df = read_raw(spark, cfg, table, day, required=day in required)
+        if df is None:
+            missing.append(day)
+        else:
+            frames.append(df)
+    return _union(frames), missing
+
+
+def read_output(
+    spark: SparkSession, cfg: Config, table: str, ds: str, *, required: bool = True
+) -> DataFrame | None:
+    """One partition of an ETL output (columns as written, plus no ``ds`` column)."""
+    ds = ds_str(ds)
+    path = Layout(cfg.paths).path_for(table, ds)
+    if not path.is_dir():
+        if required:
+            raise DataError(
+                data_error_message(
+                    table,
+                    f"ds={ds}",
+                    f"ETL output partition is missing (looked in {path})",
+                    fix=f"run `twotower etl --ds {ds}` (its upstream stages first)",
+                )
+            )
+        return None
+    return spark.read.parquet(str(path))
+
+
+def read_output_days(
+    spark: SparkSession, cfg: Config, table: str, days: Sequence[str]
+) -> tuple[DataFrame | None, list[str]]:
+    """Union of the existing partitions of an ETL output for ``days`` (each with ``event_ds``).
+
+    Returns:
+        (DataFrame or None, the days with no partition).
+    """
+    from pyspark.sql import functions as F
+
+    frames, missing = [], []
+    for day in days:
+        df = read_output(spark, cfg, table, day, required=False)
+        if df is None:
+            missing.append(day)
+        elif EVENT_DS in df.columns:
+            frames.append(df)
+        else:
+            frames.append(df.withColumn(EVENT_DS, F.lit(day).cast("date")))
+    return _union(frames), missing
+
+
+def output_days(cfg: Config, table: str) -> list[str]:
+    """Days that have a partition of ETL output ``table`` (sorted)."""
+    return Layout(cfg.paths).partitions(table)
+
+
+def write_partitions(df: DataFrame, cfg: Config, table: str, days: Sequence[str]) -> None:
+    """Replace the partitions ``days`` of ETL output ``table`` with the rows of ``df``.
+
+    With several days, ``df`` needs a string column ``ds`` naming each row's partition (dropped
+    from the files, as in every partitioned table); with one day, every row belongs to it and
+    ``df``'s row order is kept in the files. This is a dynamic partition overwrite: only the
+    listed days are replaced, every other day is left alone. It is implemented as one Spark
+    write into a staging folder beside the table, then one atomic directory swap per day
+    (:func:`contracts.layout.replace_dir`), because Spark's own dynamic overwrite leaves a day
+    untouched (stale) when the new output for it is empty (e.g. hard negatives of a day
+    without a ranking log). Readers see the old or the new partition, never half of one.
+
+    Args:
+        df: rows to write.
+        table: ETL output name (``contracts.schemas.ETL_OUTPUTS``).
+        days: the partitions this write owns (a listed day with no rows becomes empty).
+    """
+    from pyspark.sql import functions as F
+
+    if table not in ETL_OUTPUTS:
+        raise KeyError(f"unknown ETL output {table!r}")
+    days = [ds_str(d) for d in days]
+    if not days:
+        return
+    layout = Layout(cfg.paths)
+    root = layout.table_root(table)
+    root.mkdir(parents=True, exist_ok=True)
+    # Contract timestamps are timestamp[us, tz=UTC]; Spark's default INT96 reads back in Arrow
+    # as timestamp[ns] without a zone.
+    df.sparkSession.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    staging = root / f".staging-{uuid.uuid4().hex[:12]}"
+    try:
+        if len(days) == 1:
+            data = df
+            if PARTITION_COLUMN in df.columns:
+                data = df.filter(F.col(PARTITION_COLUMN) == days[0]).drop(PARTITION_COLUMN)
+            data.write.mode("overwrite").parquet(str(staging / f"{PARTITION_COLUMN}={days[0]}"))
+        else:
+            out = df.filter(F.col(PARTITION_COLUMN).isin(days))
+            out.write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(str(staging))
+        empty_schema = df.drop(PARTITION_COLUMN).schema
+        for day in days:
+            part = staging / f"{PARTITION_COLUMN}={day}"
+            if not part.is_dir():
+                _write_empty(df.sparkSession, empty_schema, part)
+            replace_dir(part, layout.path_for(table, day))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_empty(spark: SparkSession, schema, path: Path) -> None:
+    """An empty partition that still carries the schema (one zero-row Parquet file)."""
+    spark.createDataFrame([], schema).coalesce(1).write.mode("overwrite").parquet(str(path))
+
+
+def count_rows(spark: SparkSession, cfg: Config, table: str, ds: str) -> int:
+    """Rows of one written partition (from Parquet footers: cheap)."""
+    return read_output(spark, cfg, table, ds).count()
+
+
+def _union(frames: list[DataFrame]) -> DataFrame | None:
+    if not frames:
+        return None
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.unionByName(f)
+    return out

@@ -1,0 +1,546 @@
+"""ETL entry points: one job per stage, each ``read -> pure transforms -> write``.
+
+``run_stage(cfg, spark, ds, stage)`` runs one stage for run day ``ds`` and returns its
+statistics for the run report; ``run_etl`` runs them all in dependency order. The DAG may run
+stages whose upstreams are done in parallel (``STAGE_DEPENDENCIES``).
+
+Days (see docs/etl.md): the window is the ``etl.window_days`` days ending at ``ds``; its last
+``etl.eval_days`` are the held-out evaluation days, the earlier ones the training days.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from contracts.layout import day_range, ds_str, parse_ds
+from etl import io
+from twotower.errors import DataError, UserError, data_error_message
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from twotower.config import Config
+
+log = logging.getLogger(__name__)
+
+ETL_STAGES: tuple[str, ...] = (
+    "click_positives",
+    "resampled_positives",
+    "hard_negatives",
+    "vocabulary",
+    "features",
+    "item_sampling",
+    "datasets",
+)
+
+STAGE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
+    "click_positives": (),
+    "resampled_positives": ("click_positives",),
+    "hard_negatives": ("click_positives",),
+    "vocabulary": ("click_positives",),
+    "features": ("vocabulary",),
+    "item_sampling": ("features", "resampled_positives"),
+    "datasets": ("features", "resampled_positives", "hard_negatives"),
+}
+
+# Tables each stage writes (for docs, the DAG and tests).
+STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "click_positives": ("click_positives",),
+    "resampled_positives": ("resampled_positives",),
+    "hard_negatives": ("hard_negatives",),
+    "vocabulary": ("vocabulary",),
+    "features": ("feature_stats", "user_features", "item_catalogue"),
+    "item_sampling": ("item_sampling",),
+    "datasets": ("train_examples", "eval_examples"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunWindow:
+    """The days one run works on (``YYYY-MM-DD`` strings, oldest first)."""
+
+    ds: str
+    days: tuple[str, ...]
+    train_days: tuple[str, ...]
+    eval_days: tuple[str, ...]
+
+    @classmethod
+    def for_run(cls, cfg: Config, ds: str) -> RunWindow:
+        w, e = cfg.etl.window_days, cfg.etl.eval_days
+        if e < 1 or w <= e:
+            raise UserError(
+                f"etl.window_days ({w}) must exceed etl.eval_days ({e}) >= 1: the window needs at least one training day"
+            )
+        days = tuple(day_range(ds, w))
+        return cls(ds=ds_str(ds), days=days, train_days=days[:-e], eval_days=days[-e:])
+
+    @property
+    def first_eval_day(self) -> str:
+        return self.eval_days[0]
+
+
+def _shift(day: str, days: int) -> str:
+    return (parse_ds(day) + dt.timedelta(days=days)).isoformat()
+
+
+def _days_between(first: str, last: str) -> list[str]:
+    """Days from ``first`` to ``last`` inclusive (empty if last < first)."""
+    n = (parse_ds(last) - parse_ds(first)).days + 1
+    return day_range(last, n) if n > 0 else []
+
+
+def _with_ds(df: DataFrame, ds: str) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return df.withColumn(io.PARTITION_COLUMN, F.lit(ds))
+
+
+def _positives(spark: SparkSession, cfg: Config, days, what: str) -> tuple[DataFrame, list[str]]:
+    df, missing = io.read_output_days(spark, cfg, "click_positives", list(days))
+    if df is None:
+        raise DataError(
+            data_error_message(
+                "click_positives",
+                f"ds={days[0]}..{days[-1]}",
+                f"no partition of the {what} days exists",
+                fix="run the click_positives stage (it needs raw impressions of those days)",
+            )
+        )
+    return df, missing
+
+
+# -- stages -----------------------------------------------------------------------------
+
+
+def stage_click_positives(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str, Any]:
+    """Click positives of day D, and of any earlier day of the window (+ the 7-day freshness
+    lookback) whose partition is missing and whose raw impressions exist."""
+    from pyspark.sql import functions as F
+
+    from etl.features import FRESHNESS_LOOKBACK_DAYS
+    from etl.positives import build_click_positives
+
+    wanted = _days_between(_shift(win.days[0], -FRESHNESS_LOOKBACK_DAYS), win.ds)
+    existing = set(io.output_days(cfg, "click_positives"))
+    todo = [d for d in wanted if d == win.ds or d not in existing]
+    impressions, no_raw = io.read_raw_days(spark, cfg, "impressions", todo, required_days=[win.ds])
+    todo = [d for d in todo if d not in no_raw]
+    positives = build_click_positives(impressions, cfg.etl.positive_weight)
+    out = positives.withColumn(io.PARTITION_COLUMN, F.date_format("event_ds", "yyyy-MM-dd")).drop("event_ds")
+    io.write_partitions(out, cfg, "click_positives", todo)
+    rows = {d: io.count_rows(spark, cfg, "click_positives", d) for d in todo}
+    missing_window = [d for d in win.days if d in no_raw]
+    return {
+        "rows": rows[win.ds],
+        "rows_by_day": rows,
+        "days_written": todo,
+        "window_days_without_impressions": missing_window,
+        "lookback_days_without_impressions": [d for d in no_raw if d not in win.days],
+    }
+
+
+def stage_resampled_positives(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str, Any]:
+    """Hot/cold resampling of the training days' click positives."""
+    from pyspark.sql import functions as F
+
+    from etl.positives import click_distribution, item_click_counts, resample_positives
+
+    positives, missing = _positives(spark, cfg, win.train_days, "training")
+    resampled = resample_positives(positives, cfg.etl)
+    io.write_partitions(_with_ds(resampled, win.ds), cfg, "resampled_positives", [win.ds])
+    written = io.read_output(spark, cfg, "resampled_positives", win.ds)
+    before = item_click_counts(positives, "clicks")
+    after = before.join(item_click_counts(written, "after"), "item_id", "left").fillna({"after": 0})
+    return {
+        "rows_before": positives.count(),
+        "rows": written.count(),
+        "upsampled_rows": written.filter(F.col("replica") > 0).count(),
+        "train_days_missing": missing,
+        "distribution_before": click_distribution(before, "clicks"),
+        "distribution_after": click_distribution(after, "after"),
+        "rule": {
+            "hot_threshold": cfg.etl.hot_threshold,
+            "cold_threshold": cfg.etl.cold_threshold,
+            "max_upsample": cfg.etl.max_upsample,
+            "seed": cfg.etl.seed,
+        },
+    }
+
+
+def stage_hard_negatives(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str, Any]:
+    """Hard negatives of the training days' requests (empty without a ranking log)."""
+    from pyspark.sql import functions as F
+
+    from contracts.schemas import HARD_NEGATIVES
+    from etl.hard_negatives import hard_negatives_from_ranking_log, shown_overlap
+
+    ranking, no_log = io.read_raw_days(spark, cfg, "ranking_log", win.train_days)
+    stats: dict[str, Any] = {
+        "ranking_log_present": ranking is not None,
+        "ranking_log_days_missing": no_log,
+        "per_request_cap": cfg.etl.hard_negatives_per_request,
+    }
+    if ranking is None:
+        schema = HARD_NEGATIVES.spark_schema()
+        empty = spark.createDataFrame([], schema)
+        io.write_partitions(empty, cfg, "hard_negatives", [win.ds])
+        log.warning("no ranking log for the training days of ds=%s: hard_negatives is empty", win.ds)
+        return {**stats, "rows": 0, "by_difficulty": {}, "shown_overlap_rows": 0}
+    shown, _ = io.read_raw_days(spark, cfg, "impressions", win.days, required_days=[win.ds])
+    window_pos, _ = _positives(spark, cfg, win.days, "window")
+    train_pos = window_pos.filter(F.col("event_ds") <= F.lit(win.train_days[-1]).cast("date"))
+    hard = hard_negatives_from_ranking_log(
+        ranking,
+        shown.select("user_id", "item_id"),
+        window_pos.select("user_id", "item_id"),
+        train_pos.select("request_id"),
+        cfg.etl.hard_negatives_per_request,
+        cfg.etl.seed,
+    )
+    io.write_partitions(_with_ds(hard, win.ds), cfg, "hard_negatives", [win.ds])
+    written = io.read_output(spark, cfg, "hard_negatives", win.ds)
+    by_diff = {
+        str(r["difficulty"]): r["n"]
+        for r in written.groupBy("difficulty").agg(F.count("*").alias("n")).collect()
+    }
+    stats.update(rows=sum(by_diff.values()), by_difficulty=by_diff)
+    stats["requests"] = written.select("request_id").distinct().count()
+    if cfg.etl.verify_hard_negatives:
+        # The proof the issue asks for, on the written output, by exact string comparison.
+        stats["shown_overlap_rows"] = shown_overlap(written, shown).count()
+        if stats["shown_overlap_rows"]:
+            raise DataError(
+                data_error_message(
+                    "hard_negatives",
+                    f"ds={win.ds}",
+                    "hard negatives were shown to the same user in the window",
+                    count=stats["shown_overlap_rows"],
+                    fix="this is an ETL bug: do not train on this partition; report it",
+                )
+            )
+    return stats
+
+
+def stage_vocabulary(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str, Any]:
+    """Extend the latest earlier vocabulary with the values seen for day D."""
+    from pyspark.sql import functions as F
+
+    from etl.features import latest_per_key
+    from etl.vocab import (
+        ITEM_VOCAB,
+        USER_VOCAB,
+        extend_vocabulary,
+        item_feature_vocab,
+        observed_values,
+        user_feature_vocab,
+    )
+
+    f = cfg.features
+    earlier = [d for d in io.output_days(cfg, "vocabulary") if d < win.ds]
+    previous = io.read_output(spark, cfg, "vocabulary", earlier[-1]) if earlier else None
+    users = io.read_raw(spark, cfg, "users", win.ds)
+    feature_users = _users_snapshot(spark, cfg, win)[0]
+    items_window, _ = io.read_raw_days(spark, cfg, "items", win.days, required_days=[win.ds])
+    items = latest_per_key(items_window, "item_id")
+    positives, _ = _positives(spark, cfg, win.days, "window")
+    user_map = [("user_id", USER_VOCAB)] + [(c, user_feature_vocab(c)) for c in f.user_categorical]
+    item_map = [("item_id", ITEM_VOCAB)] + [(c, item_feature_vocab(c)) for c in f.item_categorical]
+    observed = (
+        observed_values(users, user_map)
+        .unionByName(observed_values(feature_users, user_map))
+        .unionByName(observed_values(items, item_map))
+        .unionByName(observed_values(positives, [("user_id", USER_VOCAB), ("item_id", ITEM_VOCAB)]))
+    )
+    vocab = extend_vocabulary(previous, observed, win.ds)
+    io.write_partitions(_with_ds(vocab, win.ds), cfg, "vocabulary", [win.ds])
+    written = io.read_output(spark, cfg, "vocabulary", win.ds)
+    sizes = written.groupBy("vocab").agg(
+        F.count("*").alias("size"),
+        F.sum((F.col("first_ds") == F.lit(win.ds).cast("date")).cast("long")).alias("new"),
+        F.max("id").alias("max_id"),
+    )
+    per_vocab = {
+        r["vocab"]: {"size": r["size"], "new": r["new"], "max_id": r["max_id"]} for r in sizes.collect()
+    }
+    return {"previous_partition": earlier[-1] if earlier else None, "vocabs": per_vocab}
+
+
+def _users_snapshot(spark: SparkSession, cfg: Config, win: RunWindow) -> tuple[DataFrame, str]:
+    """The users snapshot of the last training day (the latest earlier one if it is missing)."""
+    for day in reversed(win.train_days):
+        df = io.read_raw(spark, cfg, "users", day, required=False)
+        if df is not None:
+            return df, day
+    raise DataError(
+        data_error_message(
+            "users",
+            f"ds={win.train_days[0]}..{win.train_days[-1]}",
+            "no users snapshot on any training day (user features are built from the last one)",
+            fix="export the users snapshot for the training days",
+        )
+    )
+
+
+def _item_context(spark: SparkSession, cfg: Config, win: RunWindow, vocabulary: DataFrame):
+    """(latest item snapshot per item over the window, D's active item ids, created dates)."""
+    from etl.features import item_created, latest_per_key
+
+    items_window, _ = io.read_raw_days(spark, cfg, "items", win.days, required_days=[win.ds])
+    latest = latest_per_key(items_window, "item_id")
+    active = io.read_raw(spark, cfg, "items", win.ds).select("item_id")
+    return latest, active, item_created(latest, vocabulary)
+
+
+def stage_features(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str, Any]:
+    """feature_stats, user_features (end of training days) and item_catalogue (as of the first
+    evaluation day)."""
+    from pyspark.sql import functions as F
+
+    from etl.features import (
+        FRESHNESS_LOOKBACK_DAYS,
+        build_item_catalogue,
+        build_user_features,
+        fit_stats,
+        freshness_counts,
+        item_day_counts,
+        item_num_columns,
+        raw_freshness,
+        raw_item_table,
+        stats_dict,
+        user_history,
+        user_num_columns,
+    )
+    from etl.vocab import ITEM_VOCAB, vocab_table
+
+    f = cfg.features
+    vocabulary = io.read_output(spark, cfg, "vocabulary", win.ds)
+    users, users_day = _users_snapshot(spark, cfg, win)
+    items_latest, active, created = _item_context(spark, cfg, win, vocabulary)
+    item_ids = vocab_table(vocabulary, ITEM_VOCAB, "item_id", "item_idx")
+
+    fresh_days = _days_between(
+        _shift(win.first_eval_day, -FRESHNESS_LOOKBACK_DAYS), _shift(win.first_eval_day, -1)
+    )
+    fresh_pos, _ = io.read_output_days(spark, cfg, "click_positives", fresh_days)
+    train_pos, _ = _positives(spark, cfg, win.train_days, "training")
+
+    # Users: stats over the snapshot's rows.
+    u_num = user_num_columns(f)
+    u_raw = users.select(*[F.col(c[len("u_num_") :]).alias(c) for c in u_num])
+    u_stats = fit_stats(u_raw, u_num) if u_num else None
+    history = user_history(train_pos, item_ids, f.history_length)
+    user_features = build_user_features(vocabulary, users, history, f, stats_dict(u_stats) if u_stats else {})
+
+    # Items: raw table + freshness as of the first evaluation day; stats over active items.
+    raw_items = raw_item_table(vocabulary, items_latest, active, f).withColumn(
+        "_as_of", F.lit(win.first_eval_day).cast("date")
+    )
+    counts = (
+        freshness_counts(item_day_counts(fresh_pos), [win.first_eval_day])
+        if fresh_pos is not None
+        else spark.createDataFrame([], "item_id string, as_of date, clicks_1d long, clicks_7d long")
+    )
+    raw_items = raw_freshness(raw_items, counts, created, "_as_of").drop("_as_of").cache()
+    i_stats = fit_stats(raw_items.filter(F.col("active")), item_num_columns(f))
+    stats_df = i_stats if u_stats is None else u_stats.unionByName(i_stats)
+    stats = stats_dict(stats_df)
+    catalogue = build_item_catalogue(raw_items, f, stats)
+
+    io.write_partitions(_with_ds(stats_df, win.ds), cfg, "feature_stats", [win.ds])
+    io.write_partitions(_with_ds(user_features.orderBy("user_idx"), win.ds), cfg, "user_features", [win.ds])
+    io.write_partitions(_with_ds(catalogue.orderBy("item_idx"), win.ds), cfg, "item_catalogue", [win.ds])
+    raw_items.unpersist()
+    cat = io.read_output(spark, cfg, "item_catalogue", win.ds)
+    uf = io.read_output(spark, cfg, "user_features", win.ds)
+    return {
+        "users": uf.count(),
+        "users_with_history": uf.filter(F.size("u_hist") > 0).count(),
+        "users_snapshot_day": users_day,
+        "items": cat.count(),
+        "active_items": cat.filter(F.col("active")).count(),
+        "freshness_as_of": win.first_eval_day,
+        "feature_stats": {k: {"mean": m, "std": s} for k, (m, s) in stats.items()},
+    }
+
+
+def stage_item_sampling(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str, Any]:
+    """clicks^alpha negative-sampling table with its Vose alias table, and in-batch p_j."""
+    from pyspark.sql import functions as F
+
+    from etl.positives import item_click_counts
+    from etl.sampling import popularity_sampling_table, with_alias_table
+
+    catalogue = io.read_output(spark, cfg, "item_catalogue", win.ds)
+    train_pos, _ = _positives(spark, cfg, win.train_days, "training")
+    resampled = io.read_output(spark, cfg, "resampled_positives", win.ds)
+    table = popularity_sampling_table(
+        catalogue,
+        item_click_counts(train_pos, "clicks"),
+        item_click_counts(resampled, "clicks_resampled"),
+        cfg.etl.alpha,
+        cfg.etl.smoothing,
+    )
+    table = with_alias_table(spark, table)
+    io.write_partitions(_with_ds(table.orderBy("item_idx"), win.ds), cfg, "item_sampling", [win.ds])
+    written = io.read_output(spark, cfg, "item_sampling", win.ds)
+    agg = written.agg(
+        F.count("*").alias("items"),
+        F.sum("neg_prob").alias("neg_prob_sum"),
+        F.sum("inbatch_prob").alias("inbatch_prob_sum"),
+        F.sum((F.col("neg_prob") > 0).cast("long")).alias("samplable"),
+        F.max("neg_prob").alias("max_neg_prob"),
+        F.max("inbatch_prob").alias("max_inbatch_prob"),
+    ).first()
+    return {**agg.asDict(), "alpha": cfg.etl.alpha, "smoothing": cfg.etl.smoothing}
+
+
+def stage_datasets(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str, Any]:
+    """train_examples (shuffled Parquet shards) and eval_examples (held-out days)."""
+    from pyspark.sql import functions as F
+
+    from etl.datasets import (
+        build_eval_examples,
+        build_train_examples,
+        example_history,
+        request_hard_negatives,
+    )
+    from etl.features import (
+        FRESHNESS_FEATURES,
+        FRESHNESS_LOOKBACK_DAYS,
+        freshness_counts,
+        item_cat_columns,
+        item_day_counts,
+        normalise,
+        raw_freshness,
+        stats_dict,
+        user_cat_columns,
+        user_num_columns,
+    )
+    from etl.vocab import ITEM_VOCAB, vocab_table
+
+    f = cfg.features
+    vocabulary = io.read_output(spark, cfg, "vocabulary", win.ds)
+    item_ids = vocab_table(vocabulary, ITEM_VOCAB, "item_id", "item_idx")
+    users = io.read_output(spark, cfg, "user_features", win.ds)
+    catalogue = io.read_output(spark, cfg, "item_catalogue", win.ds)
+    stats = stats_dict(io.read_output(spark, cfg, "feature_stats", win.ds))
+    resampled = io.read_output(spark, cfg, "resampled_positives", win.ds)
+    hard = io.read_output(spark, cfg, "hard_negatives", win.ds)
+    train_pos, _ = _positives(spark, cfg, win.train_days, "training")
+    eval_pos, eval_missing = io.read_output_days(spark, cfg, "click_positives", list(win.eval_days))
+    if eval_pos is None or win.ds in eval_missing:
+        raise DataError(
+            data_error_message(
+                "click_positives",
+                f"ds={win.ds}",
+                "the evaluation day's click positives are missing",
+                fix="run the click_positives stage first",
+            )
+        )
+
+    # Freshness as of each training day (start of day: the day's own clicks never count).
+    _, _, created = _item_context(spark, cfg, win, vocabulary)
+    fresh_days = _days_between(
+        _shift(win.train_days[0], -FRESHNESS_LOOKBACK_DAYS), _shift(win.train_days[-1], -1)
+    )
+    fresh_pos, _ = io.read_output_days(spark, cfg, "click_positives", fresh_days)
+    day_items = train_pos.select("item_id", "event_ds").distinct()
+    counts = (
+        freshness_counts(item_day_counts(fresh_pos), list(win.train_days))
+        if fresh_pos is not None
+        else spark.createDataFrame([], "item_id string, as_of date, clicks_1d long, clicks_7d long")
+    )
+    freshness = normalise(raw_freshness(day_items, counts, created, "event_ds"), stats)
+    freshness = freshness.join(F.broadcast(item_ids), "item_id").drop("item_id")
+
+    u_cols = user_cat_columns(f) + user_num_columns(f)
+    i_static = item_cat_columns(f) + [
+        c for c in catalogue.columns if c.startswith("i_num_") and c not in FRESHNESS_FEATURES
+    ]
+    train = build_train_examples(
+        resampled,
+        example_history(train_pos, item_ids, f.history_length),
+        users,
+        catalogue,
+        freshness,
+        request_hard_negatives(hard, item_ids),
+        u_cols,
+        i_static,
+        list(FRESHNESS_FEATURES),
+        cfg.etl.seed,
+    )
+    rows = resampled.count()
+    files = max(1, math.ceil(rows / max(1, cfg.etl.shard_rows)))
+    # Hash-partition on the seeded order key, then sort each shard by it: a deterministic shuffle.
+    train = train.repartition(files, "_order").sortWithinPartitions("_order").drop("_order")
+    io.write_partitions(train, cfg, "train_examples", [win.ds])
+
+    evals = build_eval_examples(eval_pos, train_pos, item_ids, users, u_cols)
+    io.write_partitions(evals.orderBy("user_idx"), cfg, "eval_examples", [win.ds])
+
+    written = io.read_output(spark, cfg, "train_examples", win.ds)
+    ev = io.read_output(spark, cfg, "eval_examples", win.ds)
+    t = written.agg(
+        F.count("*").alias("rows"),
+        F.sum((F.size("hard_neg_idx") > 0).cast("long")).alias("with_hard_negatives"),
+        F.sum((F.size("u_hist") > 0).cast("long")).alias("with_history"),
+        F.min("event_ds").alias("first_day"),
+        F.max("event_ds").alias("last_day"),
+    ).first()
+    e = ev.agg(
+        F.count("*").alias("users"),
+        F.sum(F.size("target_idx")).alias("targets"),
+        F.sum(F.size("exclude_idx")).alias("excluded"),
+    ).first()
+    return {
+        "train_rows": t["rows"],
+        "train_files": files,
+        "train_with_hard_negatives": t["with_hard_negatives"],
+        "train_with_history": t["with_history"],
+        "train_event_days": [str(t["first_day"]), str(t["last_day"])],
+        "eval_users": e["users"],
+        "eval_targets": e["targets"] or 0,
+        "eval_excluded": e["excluded"] or 0,
+        "train_days": list(win.train_days),
+        "eval_days": list(win.eval_days),
+    }
+
+
+_STAGES: dict[str, Callable[[Config, SparkSession, RunWindow], dict[str, Any]]] = {
+    "click_positives": stage_click_positives,
+    "resampled_positives": stage_resampled_positives,
+    "hard_negatives": stage_hard_negatives,
+    "vocabulary": stage_vocabulary,
+    "features": stage_features,
+    "item_sampling": stage_item_sampling,
+    "datasets": stage_datasets,
+}
+
+
+def run_stage(cfg: Config, spark: SparkSession, ds: str, stage: str) -> dict[str, Any]:
+    """Run one ETL stage for run day ``ds`` and return its statistics (JSON-serialisable).
+
+    Raises:
+        UserError: unknown stage or an invalid window configuration.
+        DataError: a required input partition is missing or bad.
+    """
+    if stage not in _STAGES:
+        raise UserError(f"unknown ETL stage {stage!r} (stages: {', '.join(ETL_STAGES)})")
+    win = RunWindow.for_run(cfg, ds)
+    start = time.perf_counter()
+    spark.sparkContext.setJobGroup(f"etl-{stage}", f"twotower ETL {stage} ds={win.ds}")
+    stats = _STAGES[stage](cfg, spark, win)
+    seconds = round(time.perf_counter() - start, 3)
+    log.info("ETL stage %s for ds=%s done in %.1f s", stage, win.ds, seconds)
+    return {"stage": stage, "ds": win.ds, "seconds": seconds, "window": list(win.days), **stats}
+
+
+def run_etl(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any]:
+    """Every stage for run day ``ds`` in dependency order; returns stage -> statistics."""
+    return {stage: run_stage(cfg, spark, ds, stage) for stage in ETL_STAGES}
