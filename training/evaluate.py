@@ -107,7 +107,7 @@ class Ranker:
             excluded_targets += int((targets & excl).sum())
             targets &= ~excl
             s.masked_fill_(excl, -math.inf)
-            top = torch.topk(s, self.kmax, dim=1).indices  # [b, kmax]
+            top_vals, top = torch.topk(s, self.kmax, dim=1)  # [b, kmax]
             hits = targets.gather(1, top)
             n_t = targets.sum(1)
             ok = n_t > 0
@@ -122,7 +122,8 @@ class Ranker:
             dcg = (h[:, :50].to(torch.float64) * discounts[: h[:, :50].shape[1]]).sum(1)
             ideal = torch.cumsum(discounts, 0)[(nt.clamp_max(50) - 1).long()]
             sums["ndcg@50"] += float((dcg / ideal).sum())
-            covered[top[ok, :50].reshape(-1)] = True
+            shown = top[ok, :50][top_vals[ok, :50] > -math.inf]  # excluded items are never "recommended"
+            covered[shown] = True
             for mask, kind in ((self.tail, "tail"), (self.cold, "cold")):
                 tm = targets[ok] & mask[None, :]
                 nk = tm.sum(1)

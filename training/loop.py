@@ -216,7 +216,7 @@ class Trainer:
         n_shared = shared_ids.shape[0]
         pos = it[:, :bsz]
         shared = it[:, bsz : bsz + n_shared]
-        negs = it[:, bsz + n_shared :].reshape(it.shape[0], bsz, n_neg, -1)
+        negs = it[:, bsz + n_shared :].reshape(it.shape[0], bsz, n_neg, it.shape[-1])
 
         total = torch.zeros((), device=dev)
         for k, objective in enumerate(self.cfg.objectives):
