@@ -109,6 +109,33 @@ def _etl_task(stage: str):
     tags=["twotower", "daily", "spark", "training"],
 )
 def two_tower_daily():
+    @task.sensor(poke_interval=15, timeout=dt.timedelta(hours=12), mode="reschedule", retries=0)
+    def wait_for_previous_day() -> bool:
+        """Day D starts once the run before it (by logical date) has finished, whatever its state.
+
+        Backfills do not honour the DAG's max_active_runs (they default to 10 concurrent runs),
+        so the day-to-day chain (warm start, publish on top of D-1) is enforced here. A failed
+        previous day does not block forever: D then fails fast on the publish-gap rule below
+        unless publish.allow_gaps.
+        """
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from contracts.layout import Layout
+        from twotower.config import load_config
+        from twotower.rundays import publish_gap
+
+        ctx = get_current_context()
+        prev = ctx["ti"].get_previous_dagrun()
+        if prev is not None and prev.state in ("queued", "running"):
+            print(f"waiting for the previous run {prev.run_id} ({prev.logical_date}) to finish: {prev.state}")
+            return False
+        cfg = load_config()
+        ds = _run_day()
+        reason = None if cfg.publish.allow_gaps else publish_gap(Layout(cfg.paths), ds)
+        if reason:
+            raise AirflowFailException(f"ds={ds}: {reason}")
+        return True
+
     @task.pyspark(**SPARK_TASK_ARGS)
     def validate_raw(spark=None) -> None:
         _run_step("validate_raw")
@@ -151,6 +178,7 @@ def two_tower_daily():
         """Fails (upstream_failed) unless the day was published: the run state says so."""
 
     raw = validate_raw()
+    wait_for_previous_day() >> raw
     etl = {stage: _etl_task(stage) for stage in STAGE_DEPENDENCIES}
     for stage, upstream in STAGE_DEPENDENCIES.items():
         if upstream:
