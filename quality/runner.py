@@ -8,7 +8,9 @@ suite's aggregate metrics from memory.
 
 from __future__ import annotations
 
+import copy
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +71,7 @@ class GxProject:
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         self.context.variables.save()
         self.source = self.context.data_sources.add_spark(name="spark")
-        self.result_format = {"result_format": "BASIC", "partial_unexpected_count": example_rows}
+        self.result_format = {"result_format": "BASIC", "partial_unexpected_count": 0}
 
     def run(self, suites: list[Suite]) -> list[CheckResult]:
         """Validate each suite on its (cached) frame; one :class:`CheckResult` per check, in order."""
@@ -83,7 +85,7 @@ class GxProject:
             gx_suite = self.context.suites.add(
                 gx.ExpectationSuite(
                     name=suite.name,
-                    expectations=[c.expectation for c in suite.checks],
+                    expectations=[copy.copy(c.expectation) for c in suite.checks],
                     meta={"table": suite.table, "partition": f"ds={suite.ds}"},
                 )
             )
@@ -94,12 +96,14 @@ class GxProject:
             checkpoint = self.context.checkpoints.add(
                 gx.Checkpoint(name=key, validation_definitions=[definition], actions=[], result_format=self.result_format)
             )
+            started = time.monotonic()
             frame = suite.frame.cache()
             try:
                 cp_result = checkpoint.run(batch_parameters={"dataframe": frame})
                 out.extend(_collect(suite, cp_result, frame, self.example_rows))
             finally:
                 frame.unpersist()
+            log.info("suite %s (%d checks) validated in %.1f s", key, len(suite.checks), time.monotonic() - started)
         return out
 
     def build_docs(self) -> None:

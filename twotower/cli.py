@@ -20,7 +20,7 @@ from twotower.config import Config, ConfigError, load_config
 from twotower.errors import PipelineError, UserError
 
 # Stage packages that add subcommands, in the order they appear in --help.
-COMMAND_MODULES: tuple[str, ...] = ("twotower.cli_config", "twotower.cli_pipeline", "indexing.cli", "logsim.cli", "importers.cli", "etl.cli", "training.cli")
+COMMAND_MODULES: tuple[str, ...] = ("twotower.cli_config", "twotower.cli_pipeline", "indexing.cli", "logsim.cli", "importers.cli", "etl.cli", "training.cli", "quality.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
