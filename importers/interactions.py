@@ -85,17 +85,19 @@ class FeatureFile:
 
 
 def _check_columns(frame: pd.DataFrame, path: Path, wanted: dict[str, str]) -> None:
+    """InputError listing every mapped column the file lacks (with the closest real name)."""
     available = [str(c) for c in frame.columns]
+    problems, first = [], None
     for role, col in wanted.items():
         if col not in frame.columns:
-            close = difflib.get_close_matches(col, available, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise input_error(
-                path,
-                f"no column {col!r} for {role}{hint}",
-                column=col,
-                expected=f"one of the file's columns: {', '.join(available)}",
-            )
+            lower = {c.lower(): c for c in available}
+            close = [lower[c] for c in difflib.get_close_matches(col.lower(), list(lower), n=1, cutoff=0.5)]
+            problems.append(f"no column {col!r} for {role}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            first = first or col
+    if problems:
+        raise input_error(
+            path, "; ".join(problems), column=first, expected=f"one of the file's columns: {', '.join(available)}"
+        )
 
 
 def _row_numbers(mask: np.ndarray, first: int) -> np.ndarray:

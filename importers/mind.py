@@ -89,12 +89,13 @@ def parse_behaviors(fields: pa.Table, path: str | Path, id_prefix: str = "") -> 
         )
     ts = pc.assume_timezone(ts, "UTC")
 
-    lists = pc.utf8_split_whitespace(fields.column("impressions").combine_chunks())
-    n = np.asarray(pc.list_value_length(lists))
-    if (n == 0).any():
+    empty = _empty(fields.column("impressions"))
+    if empty.any():
         raise input_error(
-            path, "empty impression list", lines=line[n == 0], column="impressions", expected="space-separated NEWSID-LABEL"
+            path, "empty impression list", lines=line[empty], column="impressions", expected="space-separated NEWSID-LABEL"
         )
+    # Split on single spaces (MIND's separator): a doubled space shows up as an empty, bad entry.
+    lists = pc.split_pattern(pc.utf8_trim_whitespace(fields.column("impressions").combine_chunks()), " ")
     tokens = pc.list_flatten(lists)
     parent = np.asarray(pc.list_parent_indices(lists))
     offsets = np.asarray(lists.offsets)[:-1]
@@ -131,12 +132,14 @@ def parse_behaviors(fields: pa.Table, path: str | Path, id_prefix: str = "") -> 
             expected="each item at most once per impression list",
         )
 
+    # utf8_split_whitespace turns an empty history into [""]: drop empty entries.
     hist = pc.utf8_split_whitespace(fields.column("history").combine_chunks())
-    hist_parent = np.asarray(pc.list_parent_indices(hist))
+    hist_items = np.asarray(pc.list_flatten(hist), dtype=object)
+    keep = hist_items != ""
     history = pd.DataFrame(
         {
-            "user_id": np.asarray(fields.column("user_id"), dtype=object)[hist_parent],
-            "item_id": np.asarray(pc.list_flatten(hist), dtype=object),
+            "user_id": np.asarray(fields.column("user_id"), dtype=object)[np.asarray(pc.list_parent_indices(hist))[keep]],
+            "item_id": hist_items[keep],
         }
     ).drop_duplicates()
     return imps, history
