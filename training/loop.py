@@ -107,9 +107,15 @@ def _gather(t: Tensor, info: DistInfo, grad: bool) -> Tensor:
     if not info.enabled:
         return t
     if grad:
+        import warnings
+
         import torch.distributed.nn.functional as dnf
 
-        return torch.cat(dnf.all_gather(t), dim=0)
+        # all_gather with autograd: its backward sums each worker's gradient w.r.t. this
+        # worker's slice, which DDP's averaging then turns into the global-batch gradient.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # public API, deprecated for a private one
+            return torch.cat(dnf.all_gather(t), dim=0)
     parts = [torch.empty_like(t) for _ in range(info.world)]
     dist.all_gather(parts, t.contiguous())
     return torch.cat(parts, dim=0)
