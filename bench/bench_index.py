@@ -136,6 +136,38 @@ def bench_case(name: str, x: np.ndarray, q: np.ndarray, k: int, args) -> list[di
     return rows
 
 
+def planted_vectors(preset_name: str, seed: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """The simulator's planted item vectors of a full catalogue and ``n_queries`` users' vectors:
+    the geometry a perfect two-tower model recovers (clusters by topic and subcategory)."""
+    from logsim.engine import _World
+    from logsim.presets import get_preset
+
+    world = _World(get_preset(preset_name), seed)
+    cat = world.catalogue(world.preset.item_lifetime_days)
+    users = np.random.default_rng(seed).choice(len(world.users.latent), size=n_queries, replace=False)
+    return cat.latent.astype(np.float32), world.users.latent[users].astype(np.float32)
+
+
+def train_synthetic_model(n_items: int, seed: int) -> Path:
+    """A real trained model (training.run.train_day) on ETL-shaped synthetic tables with a planted
+    signal (training.fixtures), written to a temp dir; returns its model dir."""
+    import tempfile
+
+    from contracts.layout import Layout
+    from tests.conftest import make_config
+    from training.fixtures import write_synthetic_etl
+    from training.run import train_day
+
+    root = Path(tempfile.mkdtemp(prefix="bench-index-model-"))
+    cfg = make_config(root, etl={"window_days": 4}, training={"epochs": 2, "batch_size": 512, "seed": seed})
+    ds = "2026-11-04"
+    t0 = time.perf_counter()
+    write_synthetic_etl(Layout(cfg.paths), ds, n_users=400, n_items=n_items, seed=seed)
+    train_day(cfg, ds)
+    print(f"trained a synthetic-data model over {n_items:,} items in {time.perf_counter() - t0:.0f} s: {root}", flush=True)
+    return Layout(cfg.paths).model_dir(ds)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="*", default=[100_000], help="random catalogue sizes (none: skip)")
@@ -143,6 +175,8 @@ def main(argv=None) -> int:
     p.add_argument("--queries", type=int, default=2000)
     p.add_argument("-k", type=int, default=100)
     p.add_argument("--model-dir", type=Path, action="append", default=[], help="trained model dir(s) (Layout.model_dir or a version)")
+    p.add_argument("--planted", nargs="*", default=[], help="simulator presets whose planted vectors to bench (e.g. medium large)")
+    p.add_argument("--synthetic-model", type=int, nargs="*", default=[], help="train a real model on synthetic tables with this many items")
     p.add_argument("--nlist", type=int, nargs="*", help="IVF list counts (default ~4 sqrt(N), at most 4096)")
     p.add_argument("--nprobe", type=int, nargs="*", default=[1, 2, 4, 8, 16, 32, 64, 128])
     p.add_argument("--pq-m", type=int, default=0, help="also IVF-PQ with this many sub-quantizers (0: no)")
@@ -166,6 +200,11 @@ def main(argv=None) -> int:
         bench_case(f"random-{n}", x, q, args.k, args)
         del x
         gc.collect()
+    for preset in args.planted:
+        x, q = planted_vectors(preset, args.seed, args.queries)
+        bench_case(f"planted-{preset} (simulator truth)", x, q, args.k, args)
+    for n_items in args.synthetic_model:
+        args.model_dir.append(train_synthetic_model(n_items, args.seed))
     for model_dir in args.model_dir:
         x = np.load(model_dir / "item_embeddings.npy", allow_pickle=False)
         q = np.load(model_dir / "eval_user_embeddings.npy", allow_pickle=False)
