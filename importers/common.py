@@ -110,8 +110,8 @@ def snapshot(
 
 
 def day_of(ts: pd.Series) -> np.ndarray:
-    """UTC day (``YYYY-MM-DD`` strings) of tz-aware timestamps."""
-    return ts.dt.strftime("%Y-%m-%d").to_numpy()
+    """UTC day number (days since 1970-01-01) of tz-aware timestamps."""
+    return (ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[D]")).astype(np.int64)
 
 
 def split_days(
@@ -143,8 +143,9 @@ def split_days(
     days = day_of(impressions["ts"])
     out: dict[str, dict[str, pa.Table]] = {}
     missing: set[str] = set()
-    for ds in np.unique(days):
-        day = impressions[days == ds]
+    for day_number in np.unique(days):
+        ds = (np.datetime64(0, "D") + day_number).astype(str)
+        day = impressions[days == day_number]
         users = pd.Index(day["user_id"].unique())
         items = pd.Index(day["item_id"].unique())
         if all_users is not None:
