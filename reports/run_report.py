@@ -57,7 +57,7 @@ def build_run_report(cfg: Config, ds: str) -> Path:
     assets.mkdir(parents=True, exist_ok=True)
 
     stats = load_stage_stats(layout, ds)
-    status = run_status(stats)
+    status = run_status(stats, load_dq_summaries(layout, ds, stats))
     sections = [
         _section_steps(stats),
         _section_data_quality(layout, ds, stats, out_dir),
@@ -112,8 +112,19 @@ def etl_steps(stats: dict[str, Any]) -> list[str]:
     return [s for s in order if s in present] + sorted(s for s in present if s not in order)
 
 
-def run_status(stats: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """``{"state": published|rejected|failed|incomplete, "detail": ...}`` from the stage stats."""
+def run_status(stats: dict[str, dict[str, Any]], dq: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
+    """``{"state": published|rejected|failed, "detail": ...}`` from the stage stats.
+
+    Args:
+        stats: step -> its stats (``load_stage_stats``); a missing step failed or did not run.
+        dq: step -> data-quality summary (``load_dq_summaries``), to name a failed gate.
+    """
+    dq = dq or {}
+    for step in DQ_STEPS:
+        if step not in stats and str(dq.get(step, {}).get("status")) == "failed":
+            fails = dq[step].get("critical_failures") or []
+            first = _short(fails[0], 300) if fails else "see the data-quality summary"
+            return {"state": "failed", "detail": f"data-quality gate {step} failed ({len(fails)} critical): {first}"}
     pub = stats.get("publish")
     if pub is not None:
         if pub.get("published", True) is not False:
@@ -154,27 +165,59 @@ def _section_steps(stats: dict[str, Any]) -> str:
     return "<h2>Steps</h2><table><tr><th>step</th><th>state</th></tr>" + "".join(rows) + "</table>"
 
 
+DQ_STEPS = ("validate_raw", "validate_outputs")
+
+
+def load_dq_summaries(layout: Layout, ds: str, stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The data-quality summaries of day ``ds`` (written by quality even when its gate fails)."""
+    out: dict[str, dict[str, Any]] = {}
+    for step in DQ_STEPS:
+        summary = _read_json(layout.dq_dir(ds) / f"{step}.json") or stats.get(step)
+        if summary:
+            out[step] = summary
+    return out
+
+
 def _section_data_quality(layout: Layout, ds: str, stats: dict[str, Any], out_dir: Path) -> str:
     parts = ["<h2>Data quality</h2>"]
-    dq = layout.dq_dir(ds)
-    docs = sorted(dq.rglob("index.html")) if dq.is_dir() else []
-    if docs:
-        links = " ".join(f'<a href="{_e(_rel(d, out_dir))}">{_e(_rel(d, dq))}</a>' for d in docs)
-        parts.append(f"<p>Great Expectations Data Docs: {links}</p>")
-    else:
-        parts.append(f"<p>No Data Docs under {_e(str(dq))}.</p>")
-    for step in ("validate_raw", "validate_outputs"):
-        if step in stats:
-            parts.append(f"<h3>{step}</h3>" + _kv_table(stats[step]))
-    summaries = sorted(p for p in dq.glob("*.json")) if dq.is_dir() else []
-    for s in summaries:
-        if any(s.stem == step for step in ("validate_raw", "validate_outputs")) and s.stem in stats:
-            continue
-        try:
-            parts.append(f"<h3>{_e(s.name)}</h3>" + _kv_table(json.loads(s.read_text())))
-        except (OSError, json.JSONDecodeError):
-            parts.append(f"<p>unreadable summary {_e(str(s))}</p>")
+    summaries = load_dq_summaries(layout, ds, stats)
+    if not summaries:
+        return parts[0] + f"<p>No data-quality summary under {_e(str(layout.dq_dir(ds)))}.</p>"
+    for step, dq in summaries.items():
+        status = str(dq.get("status", "?"))
+        cls = "ok" if status == "passed" else "bad"
+        parts.append(f'<h3>{step}: <span class="{cls}">{_e(status)}</span></h3>')
+        docs = dq.get("data_docs")
+        if docs and Path(docs).is_file():
+            parts.append(f'<p>Great Expectations Data Docs: <a href="{_e(_rel(Path(docs), out_dir))}">{_e(docs)}</a></p>')
+        parts.append(
+            _kv_table(
+                {
+                    "checks": dq.get("checks"),
+                    "checks failed": dq.get("checks_failed"),
+                    "duration (s)": dq.get("duration_s"),
+                    "summary": dq.get("summary_path"),
+                }
+            )
+        )
+        tables = dq.get("tables") or {}
+        if tables:
+            rows = "".join(
+                f"<tr><td>{_e(t)}</td><td>{_e(_fmt(v.get('rows')) if isinstance(v, dict) else v)}</td>"
+                f"<td>{_e(_fmt((dq.get('quarantined') or {}).get(t, 0)))}</td></tr>"
+                for t, v in tables.items()
+            )
+            parts.append(f"<table><tr><th>table</th><th>rows</th><th>quarantined</th></tr>{rows}</table>")
+        for label, items in (("Critical failures", dq.get("critical_failures")), ("Warnings", dq.get("warnings"))):
+            if items:
+                lis = "".join(f"<li>{_e(_short(m))}</li>" for m in items)
+                parts.append(f"<p><b>{label}</b></p><ul class={'bad' if label[0] == 'C' else ''}>{lis}</ul>")
     return "".join(parts)
+
+
+def _short(v: Any, n: int = 600) -> str:
+    text = str(v)
+    return text if len(text) <= n else text[:n] + " ..."
 
 
 def _section_etl(layout: Layout, ds: str, stats: dict[str, Any], assets: Path) -> str:
@@ -434,7 +477,7 @@ def _e(s: Any) -> str:
 
 def _kv_table(d: Any, max_rows: int = 60) -> str:
     flat = _flatten(d)
-    rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(_fmt(v))}</td></tr>" for k, v in list(flat.items())[:max_rows])
+    rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(_short(_fmt(v), 300))}</td></tr>" for k, v in list(flat.items())[:max_rows])
     more = f"<tr><td colspan=2>... {len(flat) - max_rows} more</td></tr>" if len(flat) > max_rows else ""
     return f"<table>{rows}{more}</table>"
 
@@ -455,7 +498,7 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
         for k, v in d.items():
             out.update(_flatten(v, f"{prefix}{k}."))
         return out
-    if isinstance(d, list) and len(d) > 12:
+    if isinstance(d, list) and (len(d) > 12 or any(isinstance(x, dict | list) for x in d)):
         return {prefix.rstrip("."): f"[{len(d)} values]"}
     return {prefix.rstrip("."): d}
 
