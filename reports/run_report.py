@@ -316,11 +316,11 @@ def _section_evaluation(layout: Layout, ds: str, stats: dict[str, Any], assets: 
 def _previous_version_metrics(layout: Layout, ds: str, stats: dict[str, Any]) -> tuple[str, dict] | None:
     """The published model's metrics on this day's held-out set (from the publish gate), else
     the previous published version's own metrics (measured on its own day: not the same set)."""
-    pub = stats.get("publish") or {}
-    for key in ("published_metrics", "previous_metrics", "incumbent_metrics", "baseline_version_metrics"):
-        if isinstance(pub.get(key), dict):
-            label = pub.get("previous_version") or pub.get("incumbent_version") or "previous"
-            return f"previous version {label} (same held-out day)", pub[key]
+    gate = (stats.get("publish") or {}).get("gate") or {}
+    if isinstance(gate.get("published"), int | float):
+        # The publish gate evaluated the then-published version on this day's held-out set.
+        metric = gate.get("metric", "recall@50")
+        return f"previous version {gate.get('published_version')} (same held-out day)", {metric: gate["published"]}
     from twotower.rundays import published_days
 
     earlier = [d for d in published_days(layout) if d < ds]
@@ -433,8 +433,8 @@ def plot_metrics(rows: dict[str, dict[str, Any]], path: Path) -> Path | None:
     """Grouped bars of the recall/hitrate/ndcg metrics shared by every row."""
     import numpy as np
 
-    keys = [k for k in next(iter(rows.values())) if all(isinstance(r.get(k), int | float) for r in rows.values())]
-    keys = [k for k in keys if k.startswith(("recall@", "hitrate@", "ndcg@"))]
+    first = next(iter(rows.values()))
+    keys = [k for k, v in first.items() if isinstance(v, int | float) and k.startswith(("recall@", "hitrate@", "ndcg@"))]
     if not keys:
         return None
     plt = _plt()
@@ -442,7 +442,8 @@ def plot_metrics(rows: dict[str, dict[str, Any]], path: Path) -> Path | None:
     width = 0.8 / len(rows)
     x = np.arange(len(keys))
     for i, (name, r) in enumerate(rows.items()):
-        ax.bar(x + i * width - 0.4 + width / 2, [r[k] for k in keys], width, label=name)
+        values = [float(r[k]) if isinstance(r.get(k), int | float) else np.nan for k in keys]  # nan: no bar
+        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
     ax.set_xticks(x, keys, rotation=20)
     ax.set_ylabel("value on the held-out day")
     ax.set_title("Model vs baselines")

@@ -19,6 +19,7 @@ from typing import Any
 
 from contracts.layout import Layout, atomic_write_text, ds_str
 from twotower.config import Config
+from twotower.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,12 @@ def publish(cfg: Config, ds: str, force: bool = False) -> dict[str, Any]:
         if reason:
             _record(cfg, ds, "publish", {"published": False, "decision": "blocked", "reason": reason})
             raise PublishGap(reason)
-    return _record(cfg, ds, "publish", publish_day(cfg, ds, force=force))
+    try:
+        stats = publish_day(cfg, ds, force=force)
+    except PipelineError as exc:  # rejected by the publish gate: keep the reason for the run report
+        _record(cfg, ds, "publish", {"published": False, "decision": "rejected", "reason": str(exc)})
+        raise
+    return _record(cfg, ds, "publish", stats)
 
 
 def report(cfg: Config, ds: str) -> dict[str, Any]:
