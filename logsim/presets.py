@@ -1,14 +1,15 @@
 """Simulator presets: the size of the simulated world and the shape of its funnel.
 
-Volumes per day (impressions = requests x shown_per_request; ranking-log rows per request =
-retrieval_size (retrieval) + retrieval_size (pre_rank) + prerank_keep (rank)):
+Volumes per day (impressions = requests x shown_per_request, +-8% by weekday; ranking-log rows
+per request are at most 2 x retrieval_size (retrieval and pre_rank rows of every candidate) +
+prerank_keep (rank rows); duplicate candidates enter once, so the measured volume is a bit lower):
 
-| preset | users | catalogue | new items/day | requests/day | impressions/day | ranking rows/day |
+| preset | users | catalogue | new items/day | requests/day | impressions/day | ranking rows/day (max; measured) |
 | --- | --- | --- | --- | --- | --- | --- |
-| tiny   | 1,000     | ~500     | 17     | 2,000     | 20,000     | 160,000 (8 per impression)    |
-| small  | 20,000    | ~5,000   | 167    | 50,000    | 500,000    | 4,000,000 (8 per impression)  |
-| medium | 200,000   | ~50,000  | 1,667  | 500,000   | 5,000,000  | 32,500,000 (6.5 per impression) |
-| large  | 2,000,000 | ~500,000 | 16,667 | 5,000,000 | 50,000,000 | 325,000,000 (6.5 per impression) |
+| tiny   | 1,000     | ~510     | 17     | 2,000     | 20,000     | 160,000 (8/impression; ~7)      |
+| small  | 20,000    | ~5,010   | 167    | 50,000    | 500,000    | 4.0M (8/impression; ~7.7)       |
+| medium | 200,000   | ~50,010  | 1,667  | 500,000   | 5,000,000  | 32.5M (6.5/impression; ~6.4)    |
+| large  | 2,000,000 | ~500,010 | 16,667 | 5,000,000 | 50,000,000 | 325M (6.5/impression)           |
 
 The catalogue is ``item_lifetime_days`` blocks of ``new_items_per_day`` items: every day a block
 of new items arrives and the oldest block retires, and exposure fades with age (time constant

@@ -15,6 +15,7 @@ likes it when shown).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,22 @@ class Truth:
         found = io.read_truth(Path(layout.truth_dir))
         return None if found is None else cls(**found)
 
-    def _index(self, known: np.ndarray, wanted, kind: str) -> np.ndarray:
+    @cached_property
+    def _user_index(self):
         import pandas as pd
 
+        return pd.Index(self.user_ids)
+
+    @cached_property
+    def _item_index(self):
+        import pandas as pd
+
+        return pd.Index(self.item_ids)
+
+    @staticmethod
+    def _lookup(index, wanted, kind: str) -> np.ndarray:
         wanted = np.asarray(wanted).astype(str)
-        idx = pd.Index(known).get_indexer(wanted)
+        idx = index.get_indexer(wanted)
         if (idx < 0).any():
             missing = wanted[idx < 0]
             raise KeyError(
@@ -61,8 +73,8 @@ class Truth:
         Returns:
             float32 [n_users, n_items] in (0, 1). Raises KeyError for ids the truth does not know.
         """
-        ui = self._index(self.user_ids, user_ids, "user")
-        ii = self._index(self.item_ids, item_ids, "item")
+        ui = self._lookup(self._user_index, user_ids, "user")
+        ii = self._lookup(self._item_index, item_ids, "item")
         m = self.meta["click_model"]
         logit = m["affinity_weight"] * (self.user_latent[ui] @ self.item_latent[ii].T)
         logit += m["popularity_weight"] * self.item_pop[ii][None, :] + m["click_bias"]
