@@ -3,6 +3,7 @@ validated days into the raw layout (``contracts.layout``), one atomic partition 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -17,6 +18,8 @@ import pyarrow.parquet as pq
 
 from contracts.layout import Layout, atomic_dir
 from importers.common import input_error, require_file
+
+log = logging.getLogger(__name__)
 
 PARQUET_OPTIONS = {"compression": "snappy"}
 
@@ -107,6 +110,12 @@ def write_days(cfg, days: dict[str, dict[str, pa.Table]]) -> list[str]:
     Returns the partitions written.
     """
     layout = Layout(cfg.paths)
+    if layout.truth_dir.exists():
+        log.warning(
+            "data root %s holds simulator truth: imported days will be mixed with a simulated world "
+            "(the oracle will skip ids it does not know); prefer a separate data root",
+            layout.data_root,
+        )
     written = []
     for ds, tables in sorted(days.items()):
         for name in ("users", "items", "impressions"):

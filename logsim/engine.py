@@ -122,6 +122,7 @@ class _World:
         self.user_cum = np.cumsum(self.users.rate) / self.users.rate.sum()
         self.user_ids = pa.array(self.users.ids, type=pa.string())
         self._blocks: dict[int, ItemBlock] = {}
+        self.truth_written: set[int] = set()  # item blocks already saved to the truth by this call
 
     def block(self, offset: int) -> ItemBlock:
         if offset not in self._blocks:
@@ -135,8 +136,12 @@ class _World:
         return make_catalogue(self.preset, [self.block(k) for k in range(first, offset + 1)], offset)
 
 
-def simulate_day(cfg, world: _World, day: dt.date) -> dict[str, Any]:
-    """Simulate one day and write its four raw partitions (each atomically). Returns day stats."""
+def simulate_day(cfg, world: _World, day: dt.date) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Simulate one day and write its four raw partitions (each atomically).
+
+    Returns:
+        (day stats, catalogue item ids [N], clicks per catalogue item [N]).
+    """
     t0 = time.perf_counter()
     preset, seed = world.preset, world.seed
     layout = Layout(cfg.paths)
@@ -145,6 +150,9 @@ def simulate_day(cfg, world: _World, day: dt.date) -> dict[str, Any]:
     offset = day_offset(preset, day)
     cat = world.catalogue(offset)
     for b in cat.blocks:  # truth first: it always covers whatever data is on disk
+        if b.offset in world.truth_written:
+            continue
+        world.truth_written.add(b.offset)
         block_day = (preset.epoch + dt.timedelta(days=b.offset)).isoformat()
         io.write_truth_items(layout.truth_dir, block_day, b.ids, b.latent, b.pop)
 
@@ -193,8 +201,7 @@ def simulate_day(cfg, world: _World, day: dt.date) -> dict[str, Any]:
         "prerank_pass_rate": n["prerank_pass"] / max(1, n["candidates"]),
         "rank_pass_rate": n["impressions"] / max(1, n["prerank_pass"]),
         "seconds": round(seconds, 2),
-        "_click_vector": (cat.ids, clicks_per_item),
-    }
+    }, cat.ids, clicks_per_item
 
 
 def top_share(counts: np.ndarray, fraction: float = 0.01) -> float:
@@ -234,8 +241,7 @@ def simulate(cfg, preset: str | Preset, start: str | dt.date, days: int, seed: i
     per_day, click_ids, click_counts = [], [], []
     for i in range(days):
         day = first + dt.timedelta(days=i)
-        stats = simulate_day(cfg, world, day)
-        ids, counts = stats.pop("_click_vector")
+        stats, ids, counts = simulate_day(cfg, world, day)
         click_ids.append(ids)
         click_counts.append(counts)
         log.debug("simulated %s: %s", stats["ds"], stats)

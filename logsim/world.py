@@ -27,7 +27,7 @@ import numpy as np
 from logsim.presets import Preset
 
 # Stream ids: separate random streams per purpose so adding one never shifts another.
-_STREAM_WORLD, _STREAM_USERS, _STREAM_ITEMS, _STREAM_DAY, _STREAM_CHUNK = 0, 1, 2, 3, 4
+_STREAM_WORLD, _STREAM_USERS, _STREAM_ITEMS, _STREAM_CHUNK = 0, 1, 2, 4
 # SeedSequence entropy must be non-negative: day offsets are shifted by this.
 _DAY_SHIFT = 1_000_000
 
