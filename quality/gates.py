@@ -575,7 +575,7 @@ def _output_row_suites(
         out.append(S.output_rows_suite(T["hard_negatives"], frame, ds, flags, checks, allow_empty=True))
 
     if "item_sampling" in frames:
-        frame, checks = S.alias_frame(frames["item_sampling"], tol, cfg.etl.smoothing)
+        frame, checks = S.alias_frame(frames["item_sampling"], tol, cfg.etl.smoothing, frames.get("item_catalogue"))
         checks.append(S.sum_to_one_check("inbatch_prob", tol))
         flags, c2 = S.idx_range_flags(["item_idx"], sizes, cfg)
         checks.extend(c2)

@@ -144,7 +144,8 @@ def _collect(suite: Suite, cp_result: Any, frame: Any, example_rows: int) -> lis
         if cr is None:  # GE returned nothing for it: report as failed rather than hide it
             cr = CheckResult(check, suite.name, suite.table, suite.ds, False, None, None, None, "no result from GE")
         if not cr.success and check.flag and cr.failing_count:
-            cols = [c for c in suite.example_columns if c in frame.columns]
+            # The table's own columns (plus the ones a join added for the check, e.g. previous_id).
+            cols = [c for c in suite.example_columns if c in frame.columns and not c.startswith(("_dq_", "dq_"))]
             rows = frame.filter(frame[check.flag]).select(*cols).limit(example_rows).collect()
             cr.examples = [_jsonable_row(r.asDict()) for r in rows]
         ordered.append(cr)

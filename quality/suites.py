@@ -543,13 +543,24 @@ def sum_to_one_check(column: str, tol: float) -> Check:
     )
 
 
-def alias_frame(sampling: DataFrame, tol: float, smoothing: float) -> tuple[DataFrame, list[Check]]:
+def alias_frame(
+    sampling: DataFrame, tol: float, smoothing: float, catalogue: DataFrame | None = None
+) -> tuple[DataFrame, list[Check]]:
     """Flags for the item_sampling table's probabilities and Vose alias table.
 
-    The alias table reconstructs ``neg_prob``: with n slots, P(i) = (alias_prob_i +
-    sum over slots j with alias_idx_j = i of (1 - alias_prob_j)) / n.
+    ``neg_prob`` must be positive exactly for the active catalogue items (``catalogue``'s
+    ``active``; all items when no catalogue is given), and for clicked ones only when
+    ``smoothing`` is 0; inactive items have 0. The alias table reconstructs ``neg_prob``: with
+    n slots, P(i) = (alias_prob_i + sum over slots j with alias_idx_j = i of (1 - alias_prob_j)) / n.
     """
     from pyspark.sql import functions as F
+
+    if catalogue is not None:
+        sampling = sampling.join(
+            catalogue.select("item_idx", F.col("active").alias("_dq_active")), "item_idx", "left"
+        ).withColumn("_dq_active", F.coalesce(F.col("_dq_active"), F.lit(False)))
+    else:
+        sampling = sampling.withColumn("_dq_active", F.lit(True))
 
     n = F.count(F.lit(1)).over(_whole())
     donated = (
@@ -566,7 +577,8 @@ def alias_frame(sampling: DataFrame, tol: float, smoothing: float) -> tuple[Data
             "_dq_recon_prob", (F.col("alias_prob") + F.coalesce(F.col("_dq_donated"), F.lit(0.0))) / F.col("_dq_n")
         )
     )
-    positive = (F.col("neg_prob") > 0) if smoothing > 0 else ((F.col("neg_prob") > 0) == (F.col("clicks") > 0))
+    should_be_positive = F.col("_dq_active") if smoothing > 0 else (F.col("_dq_active") & (F.col("clicks") > 0))
+    positive = (F.col("neg_prob") > 0) == should_be_positive
     flags = {
         FLAG_PREFIX + "neg_prob_positive": _safe(~positive | _not_finite(F.col("neg_prob"))),
         FLAG_PREFIX + "alias_prob_range": _safe(_not_finite(F.col("alias_prob")) | (F.col("alias_prob") < 0) | (F.col("alias_prob") > 1)),
@@ -579,7 +591,11 @@ def alias_frame(sampling: DataFrame, tol: float, smoothing: float) -> tuple[Data
         ),
     }
     fix = "negative sampling would draw from a wrong distribution: " + _RERUN_ETL
-    rule = "positive for every item" if smoothing > 0 else "positive exactly for clicked items (smoothing = 0)"
+    rule = (
+        "positive exactly for the active catalogue items"
+        if smoothing > 0
+        else "positive exactly for the clicked active items (smoothing = 0)"
+    )
     checks = [
         flag_check("neg_prob_positive", "critical", f"neg_prob is not {rule}", fix, column="neg_prob"),
         flag_check("alias_prob_range", "critical", "alias_prob is outside [0, 1]", fix, column="alias_prob"),
