@@ -34,7 +34,7 @@ import numpy as np
 from contracts.layout import Layout, atomic_write_text, parse_ds
 from indexing.checksums import TamperedArtifact, verify_checksums
 from indexing.manifest import STATUS_PUBLISHED, read_manifest
-from twotower.errors import PipelineError, UserError
+from twotower.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -224,9 +224,37 @@ class LoadedVersion:
 
     @cached_property
     def user_features(self):
+        """All rows of the version's user features (pandas); prefer :meth:`user_rows` for lookups."""
         import pyarrow.parquet as pq
 
         return pq.read_table(self.path / USER_FEATURES_FILE).to_pandas()
+
+    def user_rows(self, user_ids: list[str]):
+        """The user-feature rows of ``user_ids`` (pandas), read with a Parquet filter so a query
+        does not materialise millions of users."""
+        import pyarrow.parquet as pq
+
+        if "user_features" in self.__dict__:
+            frame = self.user_features
+            return frame[frame["user_id"].isin(user_ids)]
+        return pq.read_table(self.path / USER_FEATURES_FILE, filters=[("user_id", "in", list(user_ids))]).to_pandas()
+
+    @cached_property
+    def n_users(self) -> int:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(self.path / USER_FEATURES_FILE).metadata.num_rows
+
+    def first_user_ids(self, n: int) -> list[str]:
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(self.path / USER_FEATURES_FILE)
+        out: list[str] = []
+        for batch in pf.iter_batches(batch_size=max(n, 1), columns=["user_id"]):
+            out += batch.column("user_id").to_pylist()
+            if len(out) >= n:
+                break
+        return out[:n]
 
     def item_embeddings(self) -> np.ndarray:
         return np.load(self.path / ITEM_EMBEDDINGS_FILE, allow_pickle=False)
@@ -384,10 +412,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def ensure_published(path: Path) -> None:
-    """Raise unless ``path`` is a complete published version (used before serving from it)."""
-    m = read_manifest(path)
-    if m["status"] != STATUS_PUBLISHED:
-        raise PipelineError(f"{path}: status {m['status']!r}, not published")

@@ -138,7 +138,7 @@ def _query(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     if not res["known"]:
         print(
-            f"user {args.user_id!r} is not among the {len(version.user_features):,} users of version "
+            f"user {args.user_id!r} is not among the {version.n_users:,} users of version "
             f"{version.name}: cold-start results (the model's out-of-vocabulary user)"
         )
     print(f"top {len(res['items'])} for user {args.user_id!r} from version {version.name}:")

@@ -414,25 +414,27 @@ def publish_day(
 
         final = layout.version_dir(ds)
         tmp = layout.model_root / f".tmp-{ds}-{uuid.uuid4().hex[:8]}"
-        shutil.copytree(staging, tmp)
-        manifest = dict(
-            staged,
-            status=STATUS_PUBLISHED,
-            published_at=utc_now(),
-            gate=dict(gate.to_dict(), forced=bool(force and not gate.passed)),
-            previous_latest=previous,
-        )
-        write_manifest(tmp, manifest)
-        step("copied")
+        try:
+            shutil.copytree(staging, tmp)
+            manifest = dict(
+                staged,
+                status=STATUS_PUBLISHED,
+                published_at=utc_now(),
+                gate=dict(gate.to_dict(), forced=bool(force and not gate.passed)),
+                previous_latest=previous,
+            )
+            write_manifest(tmp, manifest)
+            step("copied")
 
-        loaded = art.LoadedVersion.load(tmp, verify=True)
-        from indexing.query import smoke_query
+            from indexing.query import smoke_query
 
-        smoke = smoke_query(loaded, cfg.publish.smoke_queries)
-        del loaded
-        step("smoke_tested")
+            smoke = smoke_query(art.LoadedVersion.load(tmp, verify=True), cfg.publish.smoke_queries)
+            step("smoke_tested")
 
-        art.swap_into_place(tmp, final)
+            art.swap_into_place(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays beside the versions
+            raise
         step("renamed")
         art.write_latest(layout, ds)
         step("latest_switched")

@@ -105,9 +105,8 @@ def recommend(version, user_ids: list[str], k: int = 50) -> list[dict[str, Any]]
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    feats = version.user_features
     mc = version.model_config
-    rows = feats[feats["user_id"].isin(user_ids)].drop_duplicates("user_id").set_index("user_id", drop=False)
+    rows = version.user_rows(user_ids).drop_duplicates("user_id").set_index("user_id", drop=False)
     known = [u for u in user_ids if u in rows.index]
     emb = np.zeros((len(user_ids), int(version.manifest["dimension"])), dtype=np.float32)
     if known:
@@ -141,7 +140,7 @@ def smoke_query(version, n_users: int) -> dict[str, Any]:
     Checks: every user gets ``min(10, ntotal)`` results, all labels map to catalogue item ids,
     scores are finite, non-increasing and within [-1, 1] (+ rounding).
     """
-    users = version.user_features["user_id"].head(max(1, n_users)).tolist()
+    users = version.first_user_ids(max(1, n_users))
     users.append("__twotower_smoke_unknown_user__")  # the cold-start path must work too
     k = min(10, version.index.ntotal)
     results = recommend(version, users, k=k)
