@@ -229,3 +229,26 @@ def test_cli_prints_the_summary(tmp_path: Path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "top-1% items take" in out and "CTR" in out and "pre_rank" in out
     assert Layout(make_config(tmp_path).paths).partitions("impressions") == list(DAYS[:2])
+
+
+def test_features_are_noisy_functions_of_the_latents(sim):
+    """Feature towers have something to learn: same-category items / same-region users are closer
+    in the planted space, and quality tracks the planted popularity."""
+    cfg, _ = sim
+    truth = Truth.load(Layout(cfg.paths))
+    items = read(cfg, "items", DAYS[0]).set_index("item_id")
+    users = read(cfg, "users", DAYS[0]).set_index("user_id")
+    iv = truth.item_latent[pd.Index(truth.item_ids).get_indexer(items.index)]
+    uv = truth.user_latent[pd.Index(truth.user_ids).get_indexer(users.index)]
+    pop = truth.item_pop[pd.Index(truth.item_ids).get_indexer(items.index)]
+
+    def within_minus_across(latent: np.ndarray, labels: pd.Series) -> float:
+        sim_ = latent @ latent.T  # unit vectors: cosine similarity
+        same = labels.to_numpy()[:, None] == labels.to_numpy()[None, :]
+        off_diag = ~np.eye(len(labels), dtype=bool)
+        return sim_[same & off_diag].mean() - sim_[~same].mean()
+
+    assert within_minus_across(iv, items.category) > 0.3
+    assert within_minus_across(iv, items.subcategory) > within_minus_across(iv, items.category)
+    assert within_minus_across(uv, users.region) > 0.05
+    assert np.corrcoef(items.quality, pop)[0, 1] > 0.5
