@@ -111,7 +111,7 @@ def _items_table(cat: Catalogue, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays([pa.array(cols[f.name], type=f.type) for f in schema], schema=schema)
 
 
-class _World:
+class World:
     """Users, topics and a cache of item blocks for one (preset, seed)."""
 
     def __init__(self, preset: Preset, seed: int) -> None:
@@ -136,7 +136,11 @@ class _World:
         return make_catalogue(self.preset, [self.block(k) for k in range(first, offset + 1)], offset)
 
 
-def simulate_day(cfg, world: _World, day: dt.date) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+# Kept for callers written against the first version (bench/bench_index.py).
+_World = World
+
+
+def simulate_day(cfg, world: World, day: dt.date) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Simulate one day and write its four raw partitions (each atomically).
 
     Returns:
@@ -235,7 +239,7 @@ def simulate(cfg, preset: str | Preset, start: str | dt.date, days: int, seed: i
     _check_features(cfg.features)
     layout = Layout(cfg.paths)
     io.write_world(layout.truth_dir, world_meta(p, seed))
-    world = _World(p, seed)
+    world = World(p, seed)
     io.write_truth_users(layout.truth_dir, world.users.ids, world.users.latent)
 
     per_day, click_ids, click_counts = [], [], []
