@@ -7,8 +7,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 from twotower.config import Config
+
+
+def _quiet_faiss() -> None:
+    # faiss logs every SIMD variant it tries at INFO; that is noise on a command's output.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+
+
+def _fmt(metrics: dict) -> str:
+    return ", ".join(
+        f"{k} {v:.4f}" if isinstance(v, float) and not float(v).is_integer() else f"{k} {int(v)}"
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _index(cfg: Config, args: argparse.Namespace) -> int:
+    _quiet_faiss()
     from indexing.publish import build_index_for_day, publish_day
     from twotower.cli import print_json
 
@@ -58,6 +73,7 @@ def _index(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _list(cfg: Config, args: argparse.Namespace) -> int:
+    _quiet_faiss()
     from contracts.layout import Layout
     from indexing import artifacts as art
     from twotower.cli import print_json
@@ -85,6 +101,7 @@ def _list(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _show(cfg: Config, args: argparse.Namespace) -> int:
+    _quiet_faiss()
     from contracts.layout import Layout
     from indexing import artifacts as art
     from twotower.cli import print_json
@@ -104,16 +121,17 @@ def _show(cfg: Config, args: argparse.Namespace) -> int:
         print(f"    note: {note}")
     ann = m["ann"]
     print(f"  ANN recall@{ann['k']} {ann['recall']:.4f}; {ann['qps_ann']:,.0f} QPS vs exact {ann['qps_exact']:,.0f}")
-    print("  model: " + ", ".join(f"{k} {v:.4f}" for k, v in model.items() if isinstance(v, int | float)))
+    print("  model: " + _fmt(model))
     for name, vals in ((m.get("metrics") or {}).get("baselines") or {}).items():
         if isinstance(vals, dict):
-            print(f"  {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in vals.items() if isinstance(v, int | float)))
+            print(f"  {name}: " + _fmt(vals))
     if m.get("gate"):
         print(f"  gate: {'passed' if m['gate']['passed'] else 'REFUSED'}: {m['gate']['reason']}")
     return 0
 
 
 def _rollback(cfg: Config, args: argparse.Namespace) -> int:
+    _quiet_faiss()
     from contracts.layout import Layout
     from indexing.artifacts import rollback
 
@@ -123,6 +141,7 @@ def _rollback(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _query(cfg: Config, args: argparse.Namespace) -> int:
+    _quiet_faiss()
     from contracts.layout import Layout
     from indexing.artifacts import load_version
     from indexing.query import recommend
