@@ -156,3 +156,19 @@ def test_cli_artifacts_list_empty(tmp_path, monkeypatch, capsys):
     cfg = make_config(tmp_path)
     assert _cli(cfg, monkeypatch, "artifacts", "list") == 0
     assert "no versions" in capsys.readouterr().out
+
+
+def test_cli_list_shows_rejected_candidates_with_reason(published, monkeypatch, capsys):
+    from indexing.publish import PublishRejected
+
+    make_candidate(published, D2, recall50=0.10)  # 0.10 < 0.30 * 0.9 = 0.27: refused
+    build_index_for_day(published, D2)
+    with pytest.raises(PublishRejected):
+        publish_day(published, D2, evaluator=metrics_evaluator)
+    assert _cli(published, monkeypatch, "artifacts", "list") == 0
+    out = capsys.readouterr().out
+    assert "2026-11-02-1  rejected" in out and "reason: recall@50 0.1000" in out
+    assert _cli(published, monkeypatch, "artifacts", "show", f"{D2}-1", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "rejected"
+    # A rejected candidate cannot be served.
+    assert _cli(published, monkeypatch, "artifacts", "rollback", f"{D2}-1") == 2
