@@ -24,7 +24,7 @@ DS = "2026-11-04"
 
 
 def _cfg(tmp_path, **training):
-    t = {"batch_size": 256, "epochs": 3, "shared_negatives": 128, "seed": 11}
+    t = {"batch_size": 256, "epochs": 3, "min_steps": 0, "shared_negatives": 128, "seed": 11}
     t.update(training)
     return make_config(tmp_path, etl={"window_days": 4}, training=t, features={"history_length": 10})
 

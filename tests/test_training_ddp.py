@@ -26,7 +26,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 
 def _write_config(tmp_path: Path, **training) -> Path:
-    t = {"batch_size": 256, "epochs": 2, "shared_negatives": 0, "seed": 5, "threads": 1, **training}
+    t = {"batch_size": 256, "epochs": 2, "min_steps": 0, "shared_negatives": 0, "seed": 5, "threads": 1, **training}
     lines = [
         "[paths]",
         f'data_root = "{tmp_path}/data"',

@@ -75,7 +75,11 @@ def write_synthetic_etl(
     for d in days:
         active = np.flatnonzero(rng.random(n_users) < 0.7)
         u = np.repeat(active, clicks_per_user_day)
-        draw = (cum[u] < rng.random(len(u))[:, None]).sum(1).clip(max=n_items - 1)
+        r = rng.random(len(u))
+        # Inverse-CDF draws, in chunks so memory stays [chunk, n_items].
+        draw = np.concatenate(
+            [(cum[u[c : c + 4096]] < r[c : c + 4096, None]).sum(1) for c in range(0, len(u), 4096)] or [np.zeros(0, int)]
+        ).clip(max=n_items - 1)
         clicks[d] = (u, draw)
 
     # History: per user, the most recent training clicks (newest first).
@@ -92,8 +96,8 @@ def write_synthetic_etl(
     tday = np.concatenate([np.full(len(clicks[d][0]), dt.date.fromisoformat(d)) for d in train_days])
     order = rng.permutation(len(tu))
     tu, ti, tday = tu[order], ti[order], tday[order]
-    worst = np.argsort(logits[tu], axis=1)  # low-affinity items as "cut by the ranker" negatives
-    hard = [worst[r, n_items // 2 : n_items // 2 + hard_per_row] + 1 for r in range(len(tu))]
+    # "Cut by the ranker" negatives: random catalogue items (the fixture has no ranking funnel).
+    hard = list(rng.integers(1, n_items + 1, size=(len(tu), hard_per_row)))
     train = pa.table(
         {
             "user_idx": pa.array(user_idx[tu], pa.int64()),

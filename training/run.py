@@ -236,12 +236,13 @@ def train_day(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_r
             "lower training.batch_size"
         )
     trainer = Trainer(model, t, negatives, device, ablate, info)
-    result = trainer.fit(stream, t.epochs)
+    epochs = max(t.epochs, -(-t.min_steps // stream.steps_per_epoch(0)))
+    result = trainer.fit(stream, epochs)
     stats: dict[str, Any] = {
         "ds": ds,
         "rows": stream.total_rows,
         "shards": len(files),
-        "epochs": t.epochs,
+        "epochs": epochs,
         "steps": result.steps,
         "examples": result.examples,
         "train_seconds": round(result.seconds, 3),
@@ -265,7 +266,7 @@ def train_day(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_r
     with atomic_dir(final) as tmp:
         ev = load_eval_set(layout, ds, cols.user_cat, cols.user_num, max(cfg.features.history_length, 1))
         stats.update(export_model(model, tmp, catalogue, ev))
-        plot_loss_curve(result.loss_curve, t.epochs, tmp / "loss_curve.png", f"two-tower {t.loss}, ds={ds}")
+        plot_loss_curve(result.loss_curve, epochs, tmp / "loss_curve.png", f"two-tower {t.loss}, ds={ds}")
         metrics = evaluate_with_baselines(cfg, ds, tmp)
         metrics["train"] = {k: stats[k] for k in ("steps", "examples", "examples_per_second", "final_loss", "ablate")}
         write_metrics(tmp, metrics)

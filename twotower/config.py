@@ -164,6 +164,9 @@ class TrainingConfig:
     triplet_sigma: float = 10.0
     batch_size: int = 1024
     epochs: int = 2
+    # At least this many optimizer steps: small days get more passes (epochs = max(epochs,
+    # ceil(min_steps / steps per epoch))), large days keep ``epochs``.
+    min_steps: int = 300
     lr: float = 0.003
     sparse_lr: float = 0.05
     time_decay_half_life_days: float = 0.0
