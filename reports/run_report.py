@@ -343,7 +343,9 @@ def _section_publish(stats: dict[str, Any]) -> str:
     if pub is None:
         return "<h2>Publish decision</h2><p><b>not published</b>: the run stopped before the publish step.</p>"
     decision = "published" if pub.get("published", True) is not False else "not published"
-    reason = pub.get("reason") or pub.get("decision") or ""
+    reason = pub.get("reason") or (pub.get("gate") or {}).get("reason") or pub.get("decision") or ""
+    if pub.get("version"):
+        decision += f" as version {pub['version']}"
     return f"<h2>Publish decision</h2><p><b>{decision}</b> {_e(str(reason))}</p>" + _kv_table(pub)
 
 
@@ -438,7 +440,7 @@ def plot_metrics(rows: dict[str, dict[str, Any]], path: Path) -> Path | None:
     if not keys:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(keys) * len(rows) / 2), 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(keys) * len(rows) / 2), 5.0), dpi=110)
     width = 0.8 / len(rows)
     x = np.arange(len(keys))
     for i, (name, r) in enumerate(rows.items()):
@@ -446,9 +448,9 @@ def plot_metrics(rows: dict[str, dict[str, Any]], path: Path) -> Path | None:
         ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
     ax.set_xticks(x, keys, rotation=20)
     ax.set_ylabel("value on the held-out day")
-    ax.set_title("Model vs baselines")
+    ax.set_title("Model vs baselines (and the previous version)")
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
