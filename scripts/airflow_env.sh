@@ -27,4 +27,6 @@ export TWOTOWER_CONFIG="${TWOTOWER_CONFIG:-$TWOTOWER_HOME/twotower.toml}"
 # local mode. For a cluster, export your own before starting Airflow, e.g.
 #   AIRFLOW_CONN_TWOTOWER_SPARK='{"conn_type":"spark","host":"spark://spark-master","port":7077}'
 # (docs/operations.md, "Point Spark at a cluster").
-export AIRFLOW_CONN_TWOTOWER_SPARK="${AIRFLOW_CONN_TWOTOWER_SPARK:-{\"conn_type\": \"spark\", \"host\": \"local[*]\", \"extra\": {\"spark.driver.memory\": \"4g\"}}}"
+_twotower_spark_default='{"conn_type": "spark", "host": "local[*]", "extra": {"spark.driver.memory": "4g"}}'
+export AIRFLOW_CONN_TWOTOWER_SPARK="${AIRFLOW_CONN_TWOTOWER_SPARK:-$_twotower_spark_default}"
+unset _twotower_spark_default
