@@ -79,10 +79,10 @@ def choose_index(n_items: int, dim: int, cfg: IndexConfig) -> IndexSpec:
         )
 
     max_lists = n_items // cfg.ivf_min_points_per_list
-    nlist = cfg.ivf_nlist
+    nlist = cfg.ivf_nlist or auto_nlist(n_items)
     if nlist > max_lists:
         notes.append(
-            f"nlist capped {cfg.ivf_nlist} -> {max_lists}: {n_items} items give at most "
+            f"nlist capped {nlist} -> {max_lists}: {n_items} items give at most "
             f"{cfg.ivf_min_points_per_list} training points per list for {max_lists} lists"
         )
         nlist = max_lists
@@ -110,6 +110,11 @@ def choose_index(n_items: int, dim: int, cfg: IndexConfig) -> IndexSpec:
                 tuple(notes),
             )
     return IndexSpec("ivf_flat", f"IVF{nlist},Flat", {"nlist": nlist, "nprobe": nprobe}, tuple(notes))
+
+
+def auto_nlist(n_items: int) -> int:
+    """Default IVF list count: 4 * sqrt(N), at least 16 (the usual FAISS rule of thumb)."""
+    return max(MIN_IVF_LISTS, int(round(4 * np.sqrt(n_items))))
 
 
 def normalized(x: np.ndarray) -> np.ndarray:
@@ -202,6 +207,40 @@ def timed_search(index, queries: np.ndarray, k: int, min_seconds: float = 0.2) -
         if elapsed >= min_seconds:
             break
     return labels, reps * q.shape[0] / elapsed
+
+
+def tune_search_params(index, reference, queries: np.ndarray, k: int, spec: IndexSpec, target: float) -> tuple[IndexSpec, list[dict]]:
+    """Double ``nprobe`` (IVF) or ``efSearch`` (HNSW) from the spec's value until the ANN
+    recall@k of ``queries`` against ``reference`` reaches ``target`` (or the parameter its
+    maximum: nlist, or 4096). Leaves the index set to the chosen value.
+
+    Returns:
+        (spec with the chosen parameter, the trials ``[{param, value, recall}]``).
+    """
+    if spec.exact or target <= 0:
+        return spec, []
+    name = "efSearch" if spec.kind == "hnsw" else "nprobe"
+    limit = 4096 if spec.kind == "hnsw" else int(spec.params["nlist"])
+    value = int(spec.params[name])
+    if spec.kind == "hnsw":
+        value = max(value, k)  # efSearch below k cannot return k good neighbours
+    k = min(k, index.ntotal)
+    q = normalized(queries)
+    _, truth = reference.search(q, k)
+    trials = []
+    while True:
+        chosen = IndexSpec(spec.kind, spec.factory, {**spec.params, name: value}, spec.notes)
+        apply_search_params(index, chosen)
+        _, labels = index.search(q, k)
+        rec = recall_at_k(labels, truth)
+        trials.append({"param": name, "value": value, "recall": rec})
+        if rec >= target or value >= limit:
+            break
+        value = min(2 * value, limit)
+    note = f"{name} tuned to {value}: recall@{k} {rec:.4f} on {len(q)} tuning queries (target {target})"
+    if rec < target:
+        note = f"{name} at its maximum {value} reaches only recall@{k} {rec:.4f} < target {target}"
+    return IndexSpec(chosen.kind, chosen.factory, chosen.params, (*spec.notes, note)), trials
 
 
 def measure_ann(index, reference, queries: np.ndarray, k: int, min_seconds: float = 0.2) -> dict[str, float]:

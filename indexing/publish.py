@@ -98,7 +98,7 @@ def build_index_for_day(cfg: Config, ds: str) -> dict[str, Any]:
     """
     import time
 
-    from indexing.builder import build_index, choose_index, exact_index, measure_ann
+    from indexing.builder import build_index, choose_index, exact_index, measure_ann, tune_search_params
 
     ds = ds_str(ds)
     layout = Layout(cfg.paths)
@@ -128,17 +128,25 @@ def build_index_for_day(cfg: Config, ds: str) -> dict[str, Any]:
     spec = choose_index(emb.shape[0], emb.shape[1], cfg.index)
     index = build_index(emb, item_idx, spec, seed=cfg.training.seed)
     build_seconds = time.perf_counter() - t0
-    for note in spec.notes:
-        log.info("index for ds=%s: %s", ds, note)
     source = "eval_user_embeddings"
     if queries.shape[0] == 0:
         # No held-out users this day: item vectors are the next best query distribution.
         rows = np.random.default_rng(0).choice(emb.shape[0], size=min(2000, emb.shape[0]), replace=False)
         queries, source = emb[rows], "item_embeddings (no held-out users)"
         log.warning("ds=%s: no held-out user embeddings; ANN recall measured with %d item vectors", ds, len(rows))
-    ann = measure_ann(index, exact_index(emb, item_idx), queries, cfg.index.recall_k)
+    reference = exact_index(emb, item_idx)
+    # Tune on the even rows, measure on the odd ones: the stored recall is not the tuned-on one.
+    tune_q, measure_q = (queries[0::2], queries[1::2]) if len(queries) >= 2 else (queries, queries)
+    t1 = time.perf_counter()
+    spec, trials = tune_search_params(index, reference, tune_q, cfg.index.recall_k, spec, cfg.index.tune_target_recall)
+    tune_seconds = time.perf_counter() - t1
+    for note in spec.notes:
+        log.info("index for ds=%s: %s", ds, note)
+    ann = measure_ann(index, reference, measure_q, cfg.index.recall_k)
     ann["queries_source"] = source
+    ann["tuning"] = trials
     ann["build_seconds"] = build_seconds
+    ann["tune_seconds"] = tune_seconds
     log.info(
         "ds=%s: %s over %d x %d; ANN recall@%d %.4f, %.0f QPS vs exact %.0f QPS",
         ds, spec.factory, index.ntotal, index.d, ann["k"], ann["recall"], ann["qps_ann"], ann["qps_exact"],

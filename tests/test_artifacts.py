@@ -98,7 +98,7 @@ def test_pickled_npy_never_loaded(published):
 def test_loaded_index_has_manifest_search_params(tmp_path):
     import faiss
 
-    cfg = make_config(tmp_path, index={"flat_max_items": 1000, "ivf_nprobe": 7})
+    cfg = make_config(tmp_path, index={"flat_max_items": 1000, "ivf_nprobe": 7, "tune_target_recall": 0.0})
     make_candidate(cfg, D1, n_items=2000)
     build_index_for_day(cfg, D1)
     publish_day(cfg, D1, evaluator=metrics_evaluator, force=True)  # nprobe 7 of 51: ANN gate may refuse

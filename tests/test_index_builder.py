@@ -15,6 +15,7 @@ from indexing.builder import (
     measure_ann,
     normalized,
     recall_at_k,
+    tune_search_params,
 )
 from twotower.config import IndexConfig
 
@@ -52,18 +53,18 @@ def test_ivf_falls_back_to_flat_when_too_few_lists():
 
 
 def test_hnsw_is_wrapped_in_idmap():
-    spec = choose_index(60_000, 64, cfg(kind_above_flat="hnsw", hnsw_m=24, hnsw_ef_search=96))
+    spec = choose_index(60_000, 64, cfg(flat_max_items=50_000, kind_above_flat="hnsw", hnsw_m=24, hnsw_ef_search=96))
     assert spec.factory == "IDMap,HNSW24"
     assert spec.params["efSearch"] == 96
 
 
 def test_ivf_pq_needs_enough_points_and_divisible_dim():
     # PQ 8 bits: 39 * 256 = 9,984 training points needed.
-    ok = choose_index(60_000, 64, cfg(kind_above_flat="ivf_pq", pq_m=16, ivf_nlist=256))
+    ok = choose_index(60_000, 64, cfg(flat_max_items=50_000, kind_above_flat="ivf_pq", pq_m=16, ivf_nlist=256))
     assert ok.factory == "IVF256,PQ16x8"
     few = choose_index(5_000, 64, cfg(flat_max_items=1000, kind_above_flat="ivf_pq", pq_m=16, ivf_nlist=64))
     assert few.kind == "ivf_flat" and any("9984" in n for n in few.notes)
-    odd = choose_index(60_000, 60, cfg(kind_above_flat="ivf_pq", pq_m=16))
+    odd = choose_index(60_000, 60, cfg(flat_max_items=50_000, kind_above_flat="ivf_pq", pq_m=16))
     assert odd.kind == "ivf_flat" and any("does not divide" in n for n in odd.notes)
 
 
@@ -135,3 +136,29 @@ def test_duplicate_ids_rejected():
     x, _ = _data(n=10)
     with pytest.raises(ValueError, match="not unique"):
         build_index(x, np.zeros(10, np.int64), IndexSpec("flat", "IDMap,Flat"))
+
+
+def test_auto_nlist_is_four_sqrt_n():
+    # 4 * sqrt(250,000) = 2,000; 250,000 // 39 = 6,410 lists allowed: no cap.
+    spec = choose_index(250_000, 64, cfg(flat_max_items=100_000, ivf_nlist=0))
+    assert spec.params["nlist"] == 2000
+
+
+def test_tuning_doubles_nprobe_until_target():
+    x, ids = _data()
+    spec = IndexSpec("ivf_flat", "IVF32,Flat", {"nlist": 32, "nprobe": 1})
+    index = build_index(x, ids, spec)
+    reference = exact_index(x, ids)
+    q = np.random.default_rng(4).normal(size=(40, 16)).astype(np.float32)
+    tuned, trials = tune_search_params(index, reference, q, 20, spec, target=0.99)
+    values = [t["value"] for t in trials]
+    assert values == [1, 2, 4, 8, 16, 32][: len(values)]
+    assert tuned.params["nprobe"] == values[-1] and tuned.params["nlist"] == 32
+    # Independent check of the chosen setting: numpy cosine top-20 vs the index at that nprobe.
+    cos = normalized(q) @ normalized(x).T
+    want = ids[np.argsort(-cos, axis=1)[:, :20]]
+    _, got = index.search(normalized(q), 20)
+    assert recall_at_k(got, want) == pytest.approx(trials[-1]["recall"])
+    assert trials[-1]["recall"] >= 0.99 or values[-1] == 32
+    # Exact indexes and target 0 are left alone.
+    assert tune_search_params(index, reference, q, 20, spec, target=0.0) == (spec, [])

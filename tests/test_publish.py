@@ -76,13 +76,30 @@ def test_first_publish_writes_complete_manifest(tmp_path):
 
 
 def test_ivf_chosen_above_flat_max_items_and_ann_measured(tmp_path):
-    # 2,000 items > 1,000: IVF, nlist capped to 2000 // 39 = 51, nprobe 4 of 51 lists.
-    cfg = make_config(tmp_path, index={"flat_max_items": 1000, "ivf_nlist": 1024, "ivf_nprobe": 4})
+    # 2,000 items > 1,000: IVF, nlist capped to 2000 // 39 = 51, nprobe 4 of 51 lists (no tuning).
+    index = {"flat_max_items": 1000, "ivf_nlist": 1024, "ivf_nprobe": 4, "tune_target_recall": 0.0}
+    cfg = make_config(tmp_path, index=index)
     make_candidate(cfg, D1, n_items=2000)
     stats = build_index_for_day(cfg, D1)
     assert stats["index"]["factory"] == "IVF51,Flat"
     assert stats["index"]["params"] == {"nlist": 51, "nprobe": 4}
     assert 0.0 < stats["ann"]["recall"] < 1.0  # 4 of 51 lists cannot be exact on random queries
+    assert stats["ann"]["tuning"] == []
+
+
+def test_nprobe_tuned_to_target_recall(tmp_path):
+    # Auto nlist: 4 * sqrt(2000) = 179, capped to 2000 // 39 = 51. nprobe doubles from 4
+    # (4, 8, 16, 32, then 51 = nlist) until the tuning half of the queries reaches 0.97.
+    cfg = make_config(tmp_path, index={"flat_max_items": 1000, "ivf_nprobe": 4, "tune_target_recall": 0.97})
+    make_candidate(cfg, D1, n_items=2000)
+    stats = build_index_for_day(cfg, D1)
+    trials = stats["ann"]["tuning"]
+    values = [t["value"] for t in trials]
+    assert values == [4, 8, 16, 32, 51][: len(values)]
+    assert trials[-1]["recall"] >= 0.97 or values[-1] == 51
+    assert all(t["recall"] < 0.97 for t in trials[:-1])
+    assert stats["index"]["params"]["nprobe"] == values[-1]
+    assert stats["ann"]["queries"] == 12  # the odd rows of the 25 held-out users measure
 
 
 def test_missing_candidate_file_is_named(tmp_path):
