@@ -47,7 +47,7 @@ def hard_negatives_from_ranking_log(
         clicked: click positives of the whole window (``user_id``, ``item_id``).
         clicked_requests: DataFrame[request_id] of requests with a training positive; hard
             negatives are only kept for them (training attaches them per request), or None.
-        per_request: cap per request; harder (cut at rank) first, then a seeded hash order.
+        per_request: cap per request (difficulties interleaved, harder first, seeded order).
         seed: etl.seed.
 
     Returns:
@@ -81,10 +81,19 @@ def hard_negatives_from_ranking_log(
     dedup = kept.withColumn("_prev", F.lag("item_id").over(by_item)).filter(
         F.col("_prev").isNull() | (F.col("_prev") != F.col("item_id"))
     )
-    rank = Window.partitionBy("request_id").orderBy(
-        F.col("difficulty").desc(), hash_uniform(seed, "request_id", "item_id"), F.col("item_id")
+    # The cap interleaves difficulties (rank-cut, pre_rank-cut, rank-cut, ...), each in a seeded
+    # hash order: a request has ~2x more pre_rank cuts than rank cuts, and "harder first" alone
+    # would keep almost no difficulty-1 negatives. Every window partitions by request_id, so the
+    # three of them share one shuffle.
+    within = Window.partitionBy("request_id", "difficulty").orderBy(
+        hash_uniform(seed, "request_id", "item_id"), F.col("item_id")
     )
-    capped = dedup.withColumn("_rank", F.row_number().over(rank)).filter(F.col("_rank") <= per_request)
+    rank = Window.partitionBy("request_id").orderBy(F.col("_k"), F.col("difficulty").desc())
+    capped = (
+        dedup.withColumn("_k", F.row_number().over(within))
+        .withColumn("_rank", F.row_number().over(rank))
+        .filter(F.col("_rank") <= per_request)
+    )
     return capped.select("request_id", "user_id", "item_id", "event_ds", "stage_cut", "difficulty")
 
 
@@ -92,19 +101,21 @@ def shown_overlap(hard_negatives: DataFrame, impressions: DataFrame) -> DataFram
     """Hard negatives that were shown to the same user (must be empty).
 
     Exact string comparison on (user_id, item_id), independent of the hash used by the
-    transform, so it is a real check of the output.
+    transform, so it is a real check of the output. The (small) set of hard-negative pairs is
+    the build side, so the impressions are streamed once without a shuffle.
+
+    Args:
+        hard_negatives: rows with ``user_id``, ``item_id``.
+        impressions: impressions of the window (clicked or not).
 
     Returns:
-        The offending hard-negative rows (with ``shown_clicked``: whether the user clicked it).
+        The offending hard-negative rows.
     """
-    from pyspark.sql import functions as F
-
-    shown = impressions.groupBy("user_id", "item_id").agg(F.max(F.col("clicked").cast("int")).alias("_c"))
-    return (
-        hard_negatives.join(shown, ["user_id", "item_id"], "inner")
-        .withColumn("shown_clicked", F.col("_c") == 1)
-        .drop("_c")
+    keys = hard_negatives.select("user_id", "item_id").distinct()
+    shown = (
+        impressions.select("user_id", "item_id").join(keys, ["user_id", "item_id"], "left_semi").distinct()
     )
+    return hard_negatives.join(shown, ["user_id", "item_id"], "left_semi")
 
 
 def clicked_overlap(hard_negatives: DataFrame, positives: DataFrame) -> DataFrame:

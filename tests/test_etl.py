@@ -213,7 +213,7 @@ def test_hard_negatives_exclude_shown_and_clicked_items_per_user(spark):
     assert clicked_overlap(out, clicked).count() == 0
     bad = out.unionByName(spark.createDataFrame([("r1", "u1", "c", d(2), "rank", 2)], out.schema))
     offending = shown_overlap(bad, impressions).collect()
-    assert [(r.user_id, r.item_id, r.shown_clicked) for r in offending] == [("u1", "c", False)]
+    assert [(r.request_id, r.user_id, r.item_id) for r in offending] == [("r1", "u1", "c")]
 
 
 @pytest.mark.spark

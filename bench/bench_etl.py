@@ -1,0 +1,157 @@
+"""ETL benchmark: every Spark ETL stage on a simulated day, timed against a DuckDB reference
+implementation of the same transforms (bench/duckdb_reference.py) in the same run.
+
+    .venv/bin/python bench/bench_etl.py [--preset medium] [--window-days 2] [--root DIR]
+
+Simulates ``window_days`` days of the preset under ``--root`` if they are not there yet, deletes
+earlier ETL outputs (so both engines do the full work, e.g. click positives of every window
+day), then for each stage runs Spark (``etl.jobs.run_stage``, local[2], the stage's statistics
+included) and DuckDB (threads=2) and prints both wall times and the ratio. Goal: Spark <= 1.5x
+DuckDB. The Spark session is warmed up first (JVM start and first-query compilation are
+reported separately, not charged to a stage). Peak RSS of the process tree (driver, JVM,
+workers) is sampled. Not part of ``make test``; run it on a quiet machine and read the load
+average it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+class RssSampler:
+    """Peak RSS (MB) of this process and its children (the Spark JVM), sampled every 0.5 s."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0.0
+            for p in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += p.memory_info().rss / 2**20
+            self.peak_mb = max(self.peak_mb, total)
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="medium")
+    ap.add_argument(
+        "--window-days", type=int, default=2, help="ETL window (1 training day + 1 eval day by default)"
+    )
+    ap.add_argument("--start", default="2026-11-01")
+    ap.add_argument(
+        "--root", default="/tmp/twotower-bench-etl", help="data root for the simulated days and outputs"
+    )
+    ap.add_argument("--driver-memory", default="4g")
+    ap.add_argument("--stages", default=None, help="comma-separated subset of stages")
+    args = ap.parse_args()
+
+    import datetime as dt
+
+    import logsim
+    from bench.duckdb_reference import DuckDbEtl
+    from contracts.layout import Layout
+    from etl.jobs import ETL_STAGES, run_stage
+    from tests.conftest import make_config
+    from twotower.config import SparkConfig
+    from twotower.spark import spark_session
+
+    root = Path(args.root) / args.preset
+    cfg = make_config(
+        root, etl={"window_days": args.window_days}, spark={"driver_memory": args.driver_memory}
+    )
+    ds = (dt.date.fromisoformat(args.start) + dt.timedelta(days=args.window_days - 1)).isoformat()
+    layout = Layout(cfg.paths)
+    if layout.partitions("impressions")[-1:] != [ds]:
+        t = time.perf_counter()
+        logsim.simulate(cfg, args.preset, args.start, args.window_days, 7)
+        print(f"simulated {args.window_days} {args.preset} day(s) in {time.perf_counter() - t:.1f} s")
+    shutil.rmtree(layout.data_root / "etl", ignore_errors=True)
+    shutil.rmtree(root / "duckdb", ignore_errors=True)
+    stages = args.stages.split(",") if args.stages else list(ETL_STAGES)
+
+    print(f"load average before: {os.getloadavg()}")
+    results = []
+    with RssSampler() as rss:
+        t = time.perf_counter()
+        spark = spark_session(
+            SparkConfig(master="local[2]", shuffle_partitions=8, driver_memory=args.driver_memory),
+            "bench-etl",
+        )
+        # Warm-up: JVM start and the first compiled query are not charged to a stage.
+        spark.read.parquet(str(layout.path_for("items", ds))).count()
+        warmup = time.perf_counter() - t
+        duck = DuckDbEtl(
+            layout.data_root / "raw", root / "duckdb", ds, args.window_days, threads=2, seed=cfg.etl.seed
+        )
+        for stage in stages:
+            t = time.perf_counter()
+            stats = run_stage(cfg, spark, ds, stage)
+            spark_s = time.perf_counter() - t
+            duck_s = duck.run_stage(stage)
+            results.append(
+                {"stage": stage, "spark_s": spark_s, "duckdb_s": duck_s, "ratio": spark_s / duck_s}
+            )
+            print(
+                f"{stage:22s} spark {spark_s:7.2f} s   duckdb {duck_s:7.2f} s   ratio {spark_s / duck_s:5.2f}x",
+                flush=True,
+            )
+            if stage == "hard_negatives":
+                print(f"{'':22s} rows {stats['rows']:,} by difficulty {stats['by_difficulty']}")
+        spark.stop()
+    tot_s = sum(r["spark_s"] for r in results)
+    tot_d = sum(r["duckdb_s"] for r in results)
+    print(
+        f"{'total':22s} spark {tot_s:7.2f} s   duckdb {tot_d:7.2f} s   ratio {tot_s / tot_d:5.2f}x (goal <= 1.5x)"
+    )
+    print(
+        f"spark session start + warm-up: {warmup:.1f} s; peak RSS of the process tree: {rss.peak_mb:,.0f} MB"
+    )
+    print(f"load average after: {os.getloadavg()}")
+    print(
+        json.dumps(
+            {
+                "preset": args.preset,
+                "window_days": args.window_days,
+                "ds": ds,
+                "stages": results,
+                "spark_total_s": tot_s,
+                "duckdb_total_s": tot_d,
+                "ratio": tot_s / tot_d,
+                "spark_warmup_s": warmup,
+                "peak_rss_mb": rss.peak_mb,
+                "load_average": os.getloadavg(),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
