@@ -8,13 +8,15 @@ STAMP := $(VENV)/.installed
 # This machine keeps the CPU torch wheel on disk; elsewhere pip takes it from PyPI.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PYTEST_ARGS ?=
+# `make bench BENCH_ARGS=--quick` for the quick subset; `--only pipeline,index` for some.
+BENCH_ARGS ?=
 
 .PHONY: help setup airflow-init run test test-fast lint bench docs clean
 
 help:
 	@echo "make run    - set up, simulate sample logs if none, run one day through the Airflow DAG"
 	@echo "make test   - set up and run the test suite"
-	@echo "make bench  - run the benchmarks (never part of make test)"
+	@echo "make bench  - run every benchmark -> bench/results/<date>.json + docs/benchmarks.md (BENCH_ARGS=--quick: subset)"
 	@echo "make lint   - ruff"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -38,6 +40,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

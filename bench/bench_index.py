@@ -188,7 +188,9 @@ def main(argv=None) -> int:
     p.add_argument("--target-recall", type=float, default=0.97)
     p.add_argument("--target-speedup", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print every measured row as one JSON list at the end (bench/run_all.py)")
     args = p.parse_args(argv)
+    all_rows: list[dict] = []
 
     import faiss
 
@@ -197,12 +199,12 @@ def main(argv=None) -> int:
     for n in args.sizes:
         x = normalized(rng.standard_normal((n, args.dim), dtype=np.float32))
         q = normalized(rng.standard_normal((args.queries, args.dim), dtype=np.float32))
-        bench_case(f"random-{n}", x, q, args.k, args)
+        all_rows += bench_case(f"random-{n}", x, q, args.k, args)
         del x
         gc.collect()
     for preset in args.planted:
         x, q = planted_vectors(preset, args.seed, args.queries)
-        bench_case(f"planted-{preset} (simulator truth)", x, q, args.k, args)
+        all_rows += bench_case(f"planted-{preset} (simulator truth)", x, q, args.k, args)
     for n_items in args.synthetic_model:
         args.model_dir.append(train_synthetic_model(n_items, args.seed))
     for model_dir in args.model_dir:
@@ -212,7 +214,11 @@ def main(argv=None) -> int:
             print(f"{model_dir}: no held-out user embeddings; skipped")
             continue
         q = q[np.random.default_rng(args.seed).permutation(len(q))[: args.queries]]
-        bench_case(f"model {model_dir}", x, q, min(args.k, len(x)), args)
+        all_rows += bench_case(f"model {model_dir}", x, q, min(args.k, len(x)), args)
+    if args.json:
+        import json
+
+        print(json.dumps(all_rows))
     return 0
 
 

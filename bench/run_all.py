@@ -1,0 +1,355 @@
+"""Run every benchmark, write ``bench/results/<date>.json`` and the tables of ``docs/benchmarks.md``.
+
+    make bench                          # everything (an hour or more on 2 cores)
+    make bench BENCH_ARGS=--quick       # a quick subset (tiny/small sizes, ~15 min)
+    .venv/bin/python bench/run_all.py --only pipeline,index
+    .venv/bin/python bench/run_all.py --render-only bench/results/2026-11-25.json
+
+Each benchmark script runs in its own process (measured from outside: wall time, peak RSS of
+its process tree) and prints its results as its last JSON value, which is stored verbatim under
+``benchmarks.<name>``. Results of the same UTC day are merged (a partial rerun with ``--only``
+replaces just those entries). The markdown between the GENERATED markers of
+docs/benchmarks.md is rewritten; the hand-written analysis below them is kept.
+
+Order matters: the pipeline benchmark keeps its medium run (var/bench/pipeline), whose trained
+model and ETL output the index and training benchmarks then measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (  # noqa: E402
+    REPO,
+    RESULTS_DIR,
+    fmt_mb,
+    fmt_s,
+    git_commit,
+    last_json_object,
+    load_average,
+    machine_info,
+    python_cmd,
+    run_measured,
+    utc_now,
+    write_json,
+)
+
+DOC = REPO / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- BEGIN GENERATED (bench/run_all.py) -->", "<!-- END GENERATED -->"
+SCRATCH = REPO / "var" / "bench"
+PIPELINE_SCRATCH = SCRATCH / "pipeline"
+
+
+@dataclass(frozen=True)
+class Bench:
+    name: str
+    script: str
+    # (quick, previous results) -> (argv, extra environment)
+    args: Callable[[bool, dict[str, Any]], tuple[list[str], dict[str, str]]]
+    what: str
+
+
+def _medium_run(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The kept medium (else small) pipeline run, if it completed: its model and ETL output."""
+    presets = results.get("pipeline", {}).get("result", {}).get("presets", {})
+    for name in ("medium", "small"):
+        run = presets.get(name)
+        if run and run.get("completed") and run.get("model_dir") and Path(run["model_dir"]).is_dir():
+            return run
+    return None
+
+
+def _pipeline_args(quick: bool, _: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    presets = "tiny" if quick else "small,medium"
+    return ["--presets", presets, "--keep", "--scratch", str(PIPELINE_SCRATCH), "--raw-cache", str(SCRATCH / "raw-cache")], {}
+
+
+def _index_args(quick: bool, results: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    argv = ["--sizes", "100000"] if quick else ["--sizes", "100000", "1000000"]
+    run = _medium_run(results)
+    if run:
+        argv += ["--model-dir", run["model_dir"]]
+    return argv + ["--json"], {}
+
+
+def _simulator_args(quick: bool, _: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    return ["--presets", "small" if quick else "small,medium"], {}
+
+
+def _etl_args(quick: bool, _: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    return ["--preset", "small" if quick else "medium", "--root", str(SCRATCH / "etl")], {}
+
+
+def _training_args(quick: bool, results: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    run = None if quick else _medium_run(results)
+    if run:  # the real ETL output of the pipeline run (else bench_training makes a synthetic day)
+        return ["--ds", run["ds"]], {"TWOTOWER_DATA_ROOT": run["data_root"]}
+    return [], {}
+
+
+BENCHES = (
+    Bench("pipeline", "bench/bench_pipeline.py", _pipeline_args, "whole daily pipeline, per step and process"),
+    Bench("index", "bench/bench_index.py", _index_args, "FAISS build/QPS/recall vs exact"),
+    Bench("training", "bench/bench_training.py", _training_args, "training examples/s vs model-bound ceiling"),
+    Bench("etl", "bench/bench_etl.py", _etl_args, "each Spark ETL stage vs DuckDB"),
+    Bench("simulator", "bench/bench_simulator.py", _simulator_args, "simulator rows/s vs Parquet rewrite"),
+)
+
+
+def run_bench(b: Bench, quick: bool, results: dict[str, Any], logs: Path) -> dict[str, Any]:
+    argv, env = b.args(quick, results)
+    print(f"\n##### {b.name}: {b.script} {' '.join(argv)}  (load {load_average()})", flush=True)
+    log = logs / f"{b.name}.log"
+    res = run_measured(python_cmd(b.script, *argv), env=env, log_path=log, timeout=3 * 3600)
+    stdout = res.pop("stdout")
+    entry: dict[str, Any] = {
+        "command": " ".join([".venv/bin/python", b.script, *argv]),
+        "env": env,
+        "finished": utc_now(),
+        "quick": quick,
+        "process": res,
+        "log": str(log),
+    }
+    try:
+        entry["result"] = last_json_object(stdout)
+    except ValueError:
+        entry["result"] = None
+    # The human-readable lines the script printed (everything before its JSON).
+    entry["printed"] = [ln for ln in stdout.splitlines() if ln.strip() and not ln.startswith((" ", "{", "}", "[", "]", '"'))][-60:]
+    status = "ok" if res["rc"] == 0 and entry["result"] is not None else f"FAILED rc={res['rc']} (log {log})"
+    print(f"##### {b.name}: {status} in {fmt_s(res['wall_s'])}, peak process {fmt_mb(res['peak_process_rss_mb'])}", flush=True)
+    return entry
+
+
+# -- markdown ---------------------------------------------------------------------------------
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def _f(x: Any, nd: int = 2) -> str:
+    if isinstance(x, float):
+        return f"{x:,.{nd}f}"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return "-" if x is None else str(x)
+
+
+def _load(entry: dict[str, Any]) -> str:
+    p = entry.get("process", {})
+    return f"load average {p.get('load_before', ['?'])[0]} before, {p.get('load_after', ['?'])[0]} after"
+
+
+def _header(entry: dict[str, Any], title: str) -> list[str]:
+    return [f"### {title}", "", f"`{entry['command']}`" + (f" (env {entry['env']})" if entry.get("env") else "")
+            + f"; finished {entry['finished']}; {_load(entry)}; whole benchmark {fmt_s(entry['process']['wall_s'])}.", ""]
+
+
+def render_pipeline(entry: dict[str, Any]) -> list[str]:
+    r = entry["result"]
+    out = _header(entry, "Whole daily pipeline (bench/bench_pipeline.py)")
+    ref = r.get("spark_session_start_reference", {})
+    out += [f"Reference in the same run: a bare SparkSession start + one job in its own process takes "
+            f"{fmt_s(ref.get('session_start_s'))} (peak {fmt_mb(ref.get('peak_process_rss_mb'))}); every Spark step "
+            "below pays it once, as every task of the DAG does under LocalExecutor.", ""]
+    for preset, run in r.get("presets", {}).items():
+        sim = run["simulate"]
+        out += [f"**{preset}**, run day {run['ds']} ({run['window_days']}-day window; "
+                f"{_f(sim['impressions'])} impressions and {_f(sim['ranking_log'])} ranking-log rows simulated in "
+                f"{fmt_s(sim['wall_s'])}; setup = click positives of the earlier days, not timed: "
+                f"{fmt_s(run['setup']['wall_s'])}). Config: {run['config']}.", ""]
+        rows = []
+        for s in run["steps"]:
+            rows.append([s["step"], fmt_s(s["wall_s"]), fmt_s(s.get("spark_startup_s")) if s.get("spark_startup_s") else "-",
+                         fmt_mb(s["peak_process_rss_mb"]), s["peak_process"], fmt_mb(s["peak_tree_rss_mb"]),
+                         ", ".join(f"{k} {fmt_mb(v)}" for k, v in s["peak_rss_mb_by_process"].items()),
+                         s["load_after"][0], "ok" if s["rc"] == 0 else f"FAILED ({s['rc']})"])
+        rows.append(["**total**", f"**{fmt_s(run['daily_run_wall_s'])}**", fmt_s(run["spark_startup_s_total"]),
+                     f"**{fmt_mb(run['max_process_rss_mb'])}**", "", "", "", "", "completed" if run["completed"] else "FAILED"])
+        out += _table(["step (own process)", "wall", "Spark start", "peak process RSS", "process", "peak tree RSS",
+                       "peak per process kind", "load after", "status"], rows) + [""]
+        bd = run.get("spark_breakdown") or []
+        slow = next((a for a in bd if a.get("job_group") == f"etl-{run['slowest_step'].removeprefix('etl_')}"), None)
+        if slow is None and bd:
+            slow = max(bd, key=lambda a: a["sum_stage_wall_s"])
+        if slow:
+            out += [f"Spark stages of the slowest Spark application (`{slow['job_group']}`): {slow['stages']} stages, "
+                    f"task time {slow['task_run_s']} s of which CPU {slow['task_cpu_s']} s and GC {slow['gc_s']} s; "
+                    f"shuffle written {slow['shuffle_write_mb']} MB, spilled {slow['spill_mb']} MB.", ""]
+            out += _table(["Spark stage", "tasks", "wall s", "task s", "CPU s", "GC s", "input MB", "shuffle read MB",
+                           "shuffle write MB", "spill MB"],
+                          [[f"{s['stage_id']}: {s['name']}", s["tasks"], s["wall_s"], s["task_run_s"], s["task_cpu_s"], s["gc_s"],
+                            s["input_mb"], s["shuffle_read_mb"], s["shuffle_write_mb"], s["spill_mb"]] for s in slow["top_stages"]]) + [""]
+    return out
+
+
+def render_index(entry: dict[str, Any]) -> list[str]:
+    rows = entry["result"] if isinstance(entry["result"], list) else entry["result"].get("rows", [])
+    out = _header(entry, "FAISS index (bench/bench_index.py)")
+    out += ["Speedup = QPS / exact `Flat` QPS on the same queries in the same run; recall@K against exact search.", ""]
+    out += _table(["case", "index", "param", "build s", "index MB", "QPS", "speedup", "recall"],
+                  [[r["case"], r["index"], r["param"], _f(r["build_s"], 1), _f(r["index_mb"], 0), _f(r["qps"], 0),
+                    f"{r['speedup']:.1f}x", f"{r['recall']:.4f}"] for r in rows])
+    return out + [""]
+
+
+def render_simulator(entry: dict[str, Any]) -> list[str]:
+    out = _header(entry, "Simulator (bench/bench_simulator.py)")
+    out += _table(["case", "rows written", "wall", "rows/s", "peak RSS", "vs Parquet read+rewrite of the same day"],
+                  [[k, _f(v["rows"]), fmt_s(v["wall_s"]), _f(v["rows"] / v["wall_s"], 0), fmt_mb(v["peak_rss_mb"]),
+                    f"{v['ratio_to_rewrite']:.2f}x" if "ratio_to_rewrite" in v else "-"] for k, v in entry["result"].items()])
+    return out + [""]
+
+
+def render_etl(entry: dict[str, Any]) -> list[str]:
+    r = entry["result"]
+    out = _header(entry, "Spark ETL vs DuckDB (bench/bench_etl.py)")
+    out += [f"Preset {r.get('preset')}, {r.get('window_days')}-day window ending {r.get('ds')}; Spark session warm-up "
+            f"{fmt_s(r.get('spark_warmup_s'))} (not charged to a stage); peak RSS of the process tree {fmt_mb(r.get('peak_rss_mb'))}.", ""]
+    rows = [[s["stage"], _f(s["spark_s"]), _f(s["duckdb_s"]), f"{s['ratio']:.2f}x"] for s in r.get("stages", [])]
+    rows.append(["**total**", _f(r.get("spark_total_s")), _f(r.get("duckdb_total_s")), f"**{r.get('ratio', 0):.2f}x**"])
+    return out + _table(["stage", "Spark s", "DuckDB s", "Spark / DuckDB"], rows) + [""]
+
+
+def render_generic(entry: dict[str, Any], title: str) -> list[str]:
+    out = _header(entry, title)
+    r = entry["result"]
+    if isinstance(r, dict):
+        out += _table(["figure", "value"], [[k, _f(v, 4) if isinstance(v, float) else json.dumps(v) if isinstance(v, dict | list) else v]
+                                           for k, v in r.items()])
+    return out + [""]
+
+
+def goals(b: dict[str, Any]) -> list[list[str]]:
+    """The issue's goals, each with what was measured and whether it holds."""
+    rows = []
+    med = (b.get("pipeline", {}).get("result") or {}).get("presets", {}).get("medium")
+    if med:
+        ok = med["completed"] and med["daily_run_wall_s"] < 900
+        rows.append(["`medium` day end to end < 15 min on 2 cores", f"{fmt_s(med['daily_run_wall_s'])}"
+                     + ("" if med["completed"] else " (did not complete)"), "met" if ok else "**not met**"])
+        rows.append(["no process above 8 GB", fmt_mb(med["max_process_rss_mb"]), "met" if med["max_process_rss_mb"] < 8192 else "**not met**"])
+    else:
+        rows.append(["`medium` day end to end < 15 min, no process > 8 GB", "not measured in this results file", "-"])
+    etl = (b.get("etl") or {}).get("result")
+    if etl and "ratio" in etl:
+        worst = max(etl.get("stages", []), key=lambda s: s["ratio"], default=None)
+        rows.append(["Spark ETL within 1.5x of DuckDB", f"{etl['ratio']:.2f}x in total on {etl.get('preset')}"
+                     + (f" (worst stage {worst['stage']} {worst['ratio']:.2f}x)" if worst else ""),
+                     "met" if etl["ratio"] <= 1.5 else "**not met**"])
+    tr = (b.get("training") or {}).get("result")
+    if tr and "data_path_overhead" in tr:
+        rows.append(["training data path overhead < 20%", f"{tr['data_path_overhead']:.1%} ({_f(tr['data_path_examples_per_s'], 0)} vs "
+                     f"{_f(tr['ceiling_examples_per_s'], 0)} examples/s; {tr.get('source')}); step at "
+                     f"{tr.get('fraction_of_matmul_peak', 0):.1%} of matmul peak", "met" if tr["data_path_overhead"] < 0.2 else "**not met**"])
+    idx = (b.get("index") or {}).get("result")
+    rows_idx = idx if isinstance(idx, list) else (idx or {}).get("rows", [])
+    model = [r for r in rows_idx if r["case"].startswith("model") and r["index"] != "Flat (exact)"]
+    if model:
+        good = [r for r in model if r["recall"] >= 0.97 and r["speedup"] >= 10]
+        best = max(good, key=lambda r: r["speedup"]) if good else max(model, key=lambda r: (r["recall"] >= 0.97, r["speedup"] if r["recall"] >= 0.97 else r["recall"]))
+        rows.append(["ANN recall@100 >= 0.97 at >= 10x exact QPS (model embeddings)",
+                     f"{best['index']} {best['param']}: recall {best['recall']:.4f} at {best['speedup']:.1f}x "
+                     f"({model[0]['case'].split('/')[-1]})", "met" if good else "**not met**"])
+    return rows
+
+
+def render(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    b = results["benchmarks"]
+    lines = [BEGIN, "", f"Results file: `bench/results/{results['date']}.json` (commit {results.get('commit')}, "
+             f"written {results['updated']}).", ""]
+    lines += _table(["machine", ""], [
+        ["CPU", f"{m['cpu_model']}, {m['logical_cores']} logical cores ({m['usable_cores']} usable)"],
+        ["memory", f"{m['memory_gb']} GB"],
+        ["OS / Python / Java", f"{m['os']} / {m['python']} / {m['java']}"],
+        ["libraries", ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v)],
+        ["load average when written", " / ".join(str(x) for x in m["load_average"])],
+    ]) + [""]
+    lines += ["### Goals", ""] + _table(["goal (issue 9)", "measured", "status"], goals(b)) + [""]
+    renderers = {"pipeline": render_pipeline, "etl": render_etl, "index": render_index, "simulator": render_simulator}
+    titles = {"training": "Training throughput (bench/bench_training.py)"}
+    for bench in BENCHES:
+        entry = b.get(bench.name)
+        if not entry:
+            lines += [f"### {bench.name}: not run in this results file", ""]
+            continue
+        if entry.get("result") is None or entry["process"]["rc"] != 0:
+            lines += _header(entry, f"{bench.name}: FAILED (rc {entry['process']['rc']})")
+            lines += ["```", *entry.get("printed", [])[-20:], "```", ""]
+            continue
+        try:
+            lines += renderers.get(bench.name, lambda e, n=bench.name: render_generic(e, titles.get(n, n)))(entry)
+        except (KeyError, TypeError, AttributeError) as exc:  # a script changed its output: show it raw
+            lines += render_generic(entry, f"{bench.name} (raw; renderer failed: {exc!r})")
+    lines += [END]
+    return "\n".join(lines)
+
+
+def write_doc(results: dict[str, Any]) -> None:
+    generated = render(results)
+    if DOC.exists() and BEGIN in DOC.read_text():
+        text = DOC.read_text()
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1] if END in rest else ""
+        DOC.write_text(head + generated + tail)
+    else:
+        DOC.write_text("# Benchmarks\n\nGenerated by `make bench` (bench/run_all.py); the analysis follows the tables.\n\n"
+                       + generated + "\n\n## Analysis\n\n(to be written from the figures above)\n")
+    print(f"wrote {DOC}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes only (tiny pipeline, 100k index, small ETL)")
+    p.add_argument("--only", help=f"comma-separated subset of: {', '.join(b.name for b in BENCHES)}")
+    p.add_argument("--skip", default="", help="comma-separated benchmarks to skip")
+    p.add_argument("--out", type=Path, help="results file (default bench/results/<UTC date>.json, merged)")
+    p.add_argument("--render-only", type=Path, metavar="RESULTS_JSON", help="only regenerate docs/benchmarks.md")
+    args = p.parse_args(argv)
+
+    if args.render_only:
+        write_doc(json.loads(args.render_only.read_text()))
+        return 0
+    date = dt.datetime.now(dt.UTC).date().isoformat()
+    out = args.out or RESULTS_DIR / f"{date}.json"
+    results = json.loads(out.read_text()) if out.exists() else {"date": date, "benchmarks": {}}
+    only = set(args.only.split(",")) if args.only else {b.name for b in BENCHES}
+    skip = set(filter(None, args.skip.split(",")))
+    unknown = (only | skip) - {b.name for b in BENCHES}
+    if unknown:
+        p.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    logs = SCRATCH / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for bench in BENCHES:
+        if bench.name not in only or bench.name in skip:
+            continue
+        results["machine"] = machine_info()
+        entry = run_bench(bench, args.quick, results["benchmarks"], logs)
+        results["benchmarks"][bench.name] = entry
+        if entry["process"]["rc"] != 0 or entry["result"] is None:
+            failed.append(bench.name)
+        results.update(updated=utc_now(), commit=git_commit(), machine=machine_info())
+        write_json(out, results)  # after every benchmark: a late failure loses nothing
+    print(f"\nwrote {out}")
+    write_doc(results)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
