@@ -148,6 +148,11 @@ def _collect(suite: Suite, cp_result: Any, frame: Any, example_rows: int) -> lis
             cols = [c for c in suite.example_columns if c in frame.columns and not c.startswith(("_dq_", "dq_"))]
             rows = frame.filter(frame[check.flag]).select(*cols).limit(example_rows).collect()
             cr.examples = [_jsonable_row(r.asDict()) for r in rows]
+        elif not cr.success and check.key and cr.failing_count:
+            from pyspark.sql import functions as F
+
+            dup = frame.groupBy(*check.key).agg(F.count(F.lit(1)).alias("copies")).filter(F.col("copies") > 1)
+            cr.examples = [_jsonable_row(r.asDict()) for r in dup.limit(example_rows).collect()]
         ordered.append(cr)
     return ordered
 

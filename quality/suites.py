@@ -88,6 +88,8 @@ class Check:
     column: str | None = None
     flag: str | None = None
     max_fraction: float | None = None
+    # Key columns of a uniqueness check (example duplicated keys are fetched on failure).
+    key: tuple[str, ...] = ()
 
 
 @dataclass
@@ -323,6 +325,7 @@ def unique_check(columns: tuple[str, ...], severity: Severity, max_fraction: flo
         f"rows share the same ({', '.join(columns)}) (duplicates)",
         fix,
         max_fraction=max_fraction,
+        key=tuple(columns),
     )
 
 

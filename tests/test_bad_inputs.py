@@ -9,6 +9,7 @@ names the problem (or quarantines, where that is the rule), and nothing is publi
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -74,6 +75,35 @@ def _assert_stops(cfg, *needles: str) -> str:
     assert (layout.dq_dir(RUN_DAY) / "validate_raw.json").is_file()
     assert (layout.dq_dir(RUN_DAY) / "validate_raw" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
     return msg
+
+
+def _dq_show(cfg, monkeypatch, capsys, *extra: str) -> tuple[int, str]:
+    """``twotower dq show`` through the real CLI entry point, roots from the environment."""
+    from twotower.cli import main
+
+    for var, value in (
+        ("TWOTOWER_DATA_ROOT", cfg.paths.data_root),
+        ("TWOTOWER_ARTIFACT_ROOT", cfg.paths.artifact_root),
+        ("TWOTOWER_REPORTS_ROOT", cfg.paths.reports_root),
+    ):
+        monkeypatch.setenv(var, str(value))
+    monkeypatch.delenv("TWOTOWER_CONFIG", raising=False)
+    monkeypatch.chdir(cfg.paths.data_root)  # no ./twotower.toml here: built-in defaults + env
+    capsys.readouterr()
+    code = main(["dq", "show", "--ds", RUN_DAY, *extra])
+    return code, capsys.readouterr().out
+
+
+def test_good_day_passes_with_reports(case, monkeypatch, capsys):
+    """No false alarm on good data: the gate passes and writes its summary and Data Docs."""
+    out = pipeline.validate_raw(case, RUN_DAY)
+    assert out["status"] == "passed", out["critical_failures"] + out["warnings"]
+    assert out["quarantined"] == {}
+    assert Path(out["data_docs"]).is_file()
+    code, text = _dq_show(case, monkeypatch, capsys)
+    assert code == 0
+    assert "validate_raw: PASSED" in text and "validate_raw.impressions.rows" in text
+    assert out["data_docs"] in text
 
 
 def test_missing_day_partition(case):
@@ -185,10 +215,17 @@ def test_nan_in_a_numeric_feature(case):
     _assert_stops(case, "table users", "column activity", "nan_activity")
 
 
-def test_ninety_percent_volume_drop(case):
+def test_ninety_percent_volume_drop(case, monkeypatch, capsys):
     t = _read(case, "impressions")
     _write(case, "impressions", t.slice(0, t.num_rows // 10))
     _assert_stops(case, "table impressions", "volume", "median")
+    code, text = _dq_show(case, monkeypatch, capsys, "--json")
+    assert code == 1
+    shown = json.loads(text)["stages"]["validate_raw"]
+    assert shown["status"] == "failed"
+    suite = next(s for s in shown["suites"] if s["suite"] == "validate_raw.impressions.rows")
+    assert {"check": "volume", "status": "failed", "failing_count": None} in suite["failing_checks"]
+    assert shown["data_docs"].endswith("index.html")
 
 
 def test_shown_but_not_clicked_injected_into_hard_negatives(case, spark):
