@@ -66,6 +66,7 @@ id_dim = 16
 feature_dim = 8
 hidden = [32]
 epochs = 1
+min_steps = 1
 batch_size = 256
 """
 
@@ -217,7 +218,7 @@ def _corrupt_user_ids(layout: Layout, ds: str) -> None:
     for f in sorted(part.glob("*.parquet")):
         t = pq.read_table(f)
         i = t.schema.get_field_index("user_id")
-        t = t.set_column(i, t.schema.field(i), pa.nulls(t.num_rows, pa.string()))
+        t = t.set_column(i, t.schema.field(i).with_nullable(True), pa.nulls(t.num_rows, pa.string()))
         pq.write_table(t, f)
 
 
