@@ -430,8 +430,10 @@ def recent_day_clicks(layout: Layout, day: str, catalogue: Catalogue) -> np.ndar
         return np.zeros(len(catalogue.item_idx))
     ids = pa.concat_arrays([pq.read_table(f, columns=["item_id"]).column("item_id").combine_chunks() for f in files])
     counts = pc.value_counts(ids)
-    by_id = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
-    return np.array([by_id.get(i, 0) for i in catalogue.item_id], dtype=np.float64)
+    pos = pc.index_in(pa.array(catalogue.item_id, pa.string()), value_set=counts.field("values"))
+    found = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False)
+    per_value = counts.field("counts").to_numpy().astype(np.float64)
+    return np.where(found >= 0, per_value[np.maximum(found, 0)], 0.0)
 
 
 def table_sizes(layout: Layout, ds: str, cols: FeatureColumns) -> dict[str, int]:

@@ -166,7 +166,7 @@ class TrainingConfig:
     epochs: int = 2
     # At least this many optimizer steps: small days get more passes (epochs = max(epochs,
     # ceil(min_steps / steps per epoch))), large days keep ``epochs``.
-    min_steps: int = 300
+    min_steps: int = 80
     lr: float = 0.003
     sparse_lr: float = 0.05
     time_decay_half_life_days: float = 0.0
