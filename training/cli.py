@@ -39,10 +39,14 @@ def _summary(stats: dict) -> dict:
 
 
 def _train(cfg: Config, args: argparse.Namespace) -> int:
+    import os
+
     from twotower.cli import print_json
 
     ablate = _ablate(args.ablate)
-    if args.no_record or ablate:
+    # Under torchrun only worker 0 records the stage statistics (and writes the model).
+    worker = int(os.environ.get("RANK", "0"))
+    if args.no_record or ablate or worker > 0:
         from training.run import train_day
 
         stats = train_day(cfg, args.ds, ablate=ablate, full_retrain=args.full_retrain)

@@ -159,6 +159,9 @@ class Trainer:
     # -- one step -------------------------------------------------------------------------
     def _example_weights(self, b: Batch, objective: str) -> Tensor:
         w = b["weight"]
+        if self.cfg.repeat_click_weight != 1.0:
+            repeat = (b["hist"] == b["item_idx"][:, None]).any(dim=1)
+            w = torch.where(repeat, w * self.cfg.repeat_click_weight, w)
         if self.neg.resample_weight is not None:
             rw = self.neg.resample_weight
             w = w * rw[b["item_idx"].clamp(0, rw.shape[0] - 1)]
