@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
@@ -228,7 +229,8 @@ def bench_preset(preset: str, args: argparse.Namespace, scratch: Path) -> dict[s
 
     cache = args.raw_cache / f"{preset}-{start}-{days}d-seed7" if args.raw_cache else None
     if cache is not None and (cache / "data").exists():
-        shutil.copytree(cache / "data", root / "data", symlinks=True)
+        # Hard links: the pipeline never modifies a raw file in place (rewrites swap directories).
+        shutil.copytree(cache / "data", root / "data", symlinks=True, copy_function=os.link)
         result["simulate"] = json.loads((cache / "simulate.json").read_text())
         result["simulate"]["from_cache"] = str(cache)
         print(f"simulate: reused {cache}", flush=True)
