@@ -70,3 +70,17 @@ def test_pipeline_publish_refuses_a_gap_without_touching_the_index(tmp_path):
     stats = json.loads(layout.stage_stats("2026-11-03", "publish").read_text())
     assert stats["published"] is False and stats["decision"] == "blocked"
     assert published_days(layout) == ["2026-11-01"]
+
+
+@pytest.mark.spark
+def test_run_day_without_logs_fails_at_validate_raw_and_still_reports(spark, tmp_path):
+    from twotower.errors import PipelineError
+
+    cfg = make_config(tmp_path)
+    with pytest.raises(PipelineError):
+        pipeline.run_day(cfg, "2026-11-03")
+    layout = Layout(cfg.paths)
+    summary = json.loads((layout.report_dir("2026-11-03") / "summary.json").read_text())
+    assert summary["state"] == "failed"
+    assert not layout.stage_stats("2026-11-03", "validate_raw").exists()  # nothing pretended to pass
+    assert published_days(layout) == []

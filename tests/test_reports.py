@@ -117,3 +117,14 @@ def test_run_status_rules():
     rejected = run_status({"publish": {"published": False, "reason": "recall@50 dropped 20%"}})
     assert rejected == {"state": "rejected", "detail": "recall@50 dropped 20%"}
     assert run_status({"publish": {"status": "published", "version": "2026-11-03"}})["state"] == "published"
+
+
+def test_twotower_report_command_prints_the_path(tmp_path, capsys, monkeypatch):
+    from twotower.cli import main
+
+    for var, sub in (("TWOTOWER_DATA_ROOT", "data"), ("TWOTOWER_ARTIFACT_ROOT", "artifacts"), ("TWOTOWER_REPORTS_ROOT", "reports")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    cfg = make_config(tmp_path)
+    _full_run(Layout(cfg.paths), DS)
+    assert main(["report", "--ds", DS]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(tmp_path / "reports" / f"ds={DS}" / "report.html")
