@@ -109,11 +109,15 @@ def write_bench_config(root: Path, event_dir: Path | None) -> Path:
     return path
 
 
-def _step(config: Path, step: str, ds: str, logs: Path, name: str, **kw: Any) -> dict[str, Any]:
+def _step(config: Path, step: str, ds: str, logs: Path, name: str, profile: Path | None = None, **kw: Any) -> dict[str, Any]:
     code = _STEP_CHILD.format(spark_steps=sorted(SPARK_STEPS))
-    res = run_measured(
-        python_cmd("-c", code, str(config), step, ds, json.dumps(kw)), log_path=logs / f"{name}.log"
-    )
+    if profile is not None:  # the same child under cProfile (a rerun of a day overwrites it)
+        child = logs / "step_child.py"
+        child.write_text(code)
+        cmd = python_cmd("-m", "cProfile", "-o", str(profile), str(child), str(config), step, ds, json.dumps(kw))
+    else:
+        cmd = python_cmd("-c", code, str(config), step, ds, json.dumps(kw))
+    res = run_measured(cmd, log_path=logs / f"{name}.log")
     stdout = res.pop("stdout")
     out: dict[str, Any] = {"step": name, **res}
     if res["rc"] == 0:
@@ -201,6 +205,18 @@ def spark_stage_breakdown(event_dir: Path, top: int = 8) -> list[dict[str, Any]]
     return apps
 
 
+def profile_top(path: Path, n: int = 25) -> list[dict[str, Any]]:
+    """The ``n`` functions with the most self time in a cProfile dump."""
+    import pstats
+
+    st = pstats.Stats(str(path))
+    rows = []
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+        short = "/".join(Path(file).parts[-2:]) if file != "~" else ""
+        rows.append({"function": f"{short}:{line}({func})", "calls": nc, "tottime_s": round(tt, 2), "cumtime_s": round(ct, 2)})
+    return sorted(rows, key=lambda r: -r["tottime_s"])[:n]
+
+
 def bench_preset(preset: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     from twotower.config import load_config
 
@@ -279,6 +295,17 @@ def bench_preset(preset: str, args: argparse.Namespace, scratch: Path) -> dict[s
     result["slowest_step"] = slowest["step"]
     if events.exists():
         result["spark_breakdown"] = spark_stage_breakdown(events)
+    python_steps = [s for s in steps if s["rc"] == 0 and s["step"] in args.profile.split(",")]
+    for s in python_steps:
+        # A second run of the step under cProfile (not the measured one: profiling slows Python).
+        name, step, kw = next(x for x in plan if x[0] == s["step"])
+        prof = root / f"{name}.prof"
+        rerun = _step(config, step, ds, logs, f"{name}.profiled", profile=prof, **kw)
+        result.setdefault("profiles", {})[name] = {"wall_s_profiled": rerun["wall_s"], "rc": rerun["rc"],
+                                                   "top": profile_top(prof) if prof.exists() else []}
+        print(f"  profile of {name} (rerun under cProfile, {fmt_s(rerun['wall_s'])}):", flush=True)
+        for row in result["profiles"][name]["top"][:12]:
+            print(f"    {row['tottime_s']:>8.1f} s self {row['cumtime_s']:>8.1f} s cum  {row['calls']:>9}  {row['function']}", flush=True)
     print(f"  => daily run {fmt_s(total)} ({'completed' if result['completed'] else 'FAILED'}), "
           f"largest process {fmt_mb(result['max_process_rss_mb'])}, Spark session starts "
           f"{fmt_s(result['spark_startup_s_total'])} of it; slowest step {slowest['step']} "
@@ -309,6 +336,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--raw-cache", type=Path, help="reuse / store simulated raw data here (keyed by preset, days, seed)")
     p.add_argument("--no-event-log", action="store_true", help="no Spark event logs (no per-stage breakdown)")
     p.add_argument("--json-out", type=Path, help="write the results here")
+    p.add_argument("--profile", default="", help="comma-separated step names to rerun under cProfile afterwards (e.g. train)")
     args = p.parse_args(argv)
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="bench-pipeline-", dir=REPO / "var"))
