@@ -8,7 +8,6 @@ ETL apply the same row rules. Writes replace whole day partitions atomically (se
 
 from __future__ import annotations
 
-import logging
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
@@ -24,8 +23,6 @@ if TYPE_CHECKING:
 
     from twotower.config import Config
 
-log = logging.getLogger(__name__)
-
 # Column every multi-day read adds: the partition's day (DateType).
 EVENT_DS = "event_ds"
 PARTITION_COLUMN = "ds"
@@ -33,12 +30,9 @@ PARTITION_COLUMN = "ds"
 
 def _bad_row_condition(table: str, cfg: Config, ds: str) -> Column | None:
     """The quality module's row rules for one raw partition (None: no rules)."""
-    # Imported lazily: quality imports pyspark and is owned by the data-quality stage.
-    try:
-        from quality.rules import bad_row_condition
-    except ModuleNotFoundError:  # pragma: no cover - only before the quality package exists
-        log.warning("quality.rules not importable: raw rows are read without row rules")
-        return None
+    # Imported here: quality.rules builds pyspark Columns and this module must import cheaply.
+    from quality.rules import bad_row_condition
+
     return bad_row_condition(table, cfg, ds)
 
 

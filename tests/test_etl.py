@@ -363,3 +363,34 @@ def test_write_partitions_replaces_only_its_days_even_when_empty(spark, tmp_path
         p.name for p in io.Layout(cfg.paths).table_root("feature_stats").iterdir() if p.name.startswith(".")
     ]
     assert leftovers == []
+
+
+@pytest.mark.spark
+def test_raw_reader_drops_the_rows_quality_quarantines(spark, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from contracts.layout import Layout
+    from etl import io
+    from tests.conftest import make_config
+    from twotower.errors import DataError
+
+    cfg = make_config(tmp_path)
+    part = Layout(cfg.paths).path_for("impressions", "2026-11-02")
+    part.mkdir(parents=True)
+    table = pa.table(
+        {
+            "request_id": ["r1", "r2", "r3", "r4"],
+            "user_id": ["u1", None, "u3", "u4"],  # r2: null user id
+            "item_id": ["a", "b", "c", "d"],
+            "ts": pa.array([ts(2, 1), ts(2, 2), ts(3, 0), ts(2, 23)], pa.timestamp("us", tz="UTC")),  # r3: next day
+            "position": pa.array([0, 1, 2, -1], pa.int32()),  # r4: negative position
+            "clicked": [True, True, True, False],
+        }
+    )
+    pq.write_table(table, part / "part-0.parquet")
+    df = io.read_raw(spark, cfg, "impressions", "2026-11-02")
+    # Only r1 survives the quality row rules; optional contract columns read as null.
+    assert [(r.request_id, r.liked, str(r.event_ds)) for r in df.collect()] == [("r1", None, "2026-11-02")]
+    with pytest.raises(DataError, match=r"table users, partition ds=2026-11-02: required raw partition is missing"):
+        io.read_raw(spark, cfg, "users", "2026-11-02")
