@@ -383,7 +383,9 @@ def test_raw_reader_drops_the_rows_quality_quarantines(spark, tmp_path):
             "request_id": ["r1", "r2", "r3", "r4"],
             "user_id": ["u1", None, "u3", "u4"],  # r2: null user id
             "item_id": ["a", "b", "c", "d"],
-            "ts": pa.array([ts(2, 1), ts(2, 2), ts(3, 0), ts(2, 23)], pa.timestamp("us", tz="UTC")),  # r3: next day
+            "ts": pa.array(
+                [ts(2, 1), ts(2, 2), ts(3, 0), ts(2, 23)], pa.timestamp("us", tz="UTC")
+            ),  # r3: next day
             "position": pa.array([0, 1, 2, -1], pa.int32()),  # r4: negative position
             "clicked": [True, True, True, False],
         }
@@ -392,5 +394,7 @@ def test_raw_reader_drops_the_rows_quality_quarantines(spark, tmp_path):
     df = io.read_raw(spark, cfg, "impressions", "2026-11-02")
     # Only r1 survives the quality row rules; optional contract columns read as null.
     assert [(r.request_id, r.liked, str(r.event_ds)) for r in df.collect()] == [("r1", None, "2026-11-02")]
-    with pytest.raises(DataError, match=r"table users, partition ds=2026-11-02: required raw partition is missing"):
+    with pytest.raises(
+        DataError, match=r"table users, partition ds=2026-11-02: required raw partition is missing"
+    ):
         io.read_raw(spark, cfg, "users", "2026-11-02")
