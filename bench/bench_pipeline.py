@@ -279,7 +279,7 @@ def bench_preset(preset: str, args: argparse.Namespace, scratch: Path) -> dict[s
     for name, step, kw in plan:
         res = _step(config, step, ds, logs, name, **kw)
         steps.append(res)
-        print(f"  {name:<26}{fmt_s(res['wall_s']):>10}  spark start {fmt_s(res.get('spark_startup_s')):>7}  "
+        print(f"  {name:<26}{fmt_s(res['wall_s']):>10}  cpu {res['cpu_s']:>7.0f} s  spark start {fmt_s(res.get('spark_startup_s')):>7}  "
               f"peak process {fmt_mb(res['peak_process_rss_mb']):>8} ({res['peak_process']})  "
               f"tree {fmt_mb(res['peak_tree_rss_mb']):>8}  load {res['load_after'][0]:.1f}"
               + ("" if res["rc"] == 0 else f"  FAILED rc={res['rc']} (log {logs / (name + '.log')})"), flush=True)
@@ -291,6 +291,7 @@ def bench_preset(preset: str, args: argparse.Namespace, scratch: Path) -> dict[s
     result["completed"] = all(s["rc"] == 0 for s in steps) and len(steps) == len(plan)
     result["max_process_rss_mb"] = max(s["peak_process_rss_mb"] for s in steps)
     result["spark_startup_s_total"] = round(sum(s.get("spark_startup_s") or 0 for s in steps), 1)
+    result["daily_run_cpu_s"] = round(sum(s["cpu_s"] for s in steps), 1)
     slowest = max(steps, key=lambda s: s["wall_s"])
     result["slowest_step"] = slowest["step"]
     if events.exists():

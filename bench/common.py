@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import threading
@@ -141,8 +142,8 @@ def _label(proc) -> str:
 class TreeSampler:
     """Samples the RSS of a process and all its descendants every ``interval`` seconds.
 
-    Records each process's peak RSS (by pid, with a label) and the peak of the whole tree's
-    simultaneous sum. Short spikes between samples can be missed: the interval is reported.
+    Records each process's peak RSS (by pid, with a label), the peak of the whole tree's
+    simultaneous sum, and the CPU time of every process. Short spikes between samples can be missed: the interval is reported.
     """
 
     pid: int
@@ -178,10 +179,12 @@ class TreeSampler:
             for p in procs:
                 try:
                     rss = p.memory_info().rss / MB
+                    cpu = p.cpu_times()
                 except psutil.Error:
                     continue
                 total += rss
                 rec = self.per_pid.setdefault(p.pid, {"label": "?", "peak_rss_mb": 0.0})
+                rec["cpu_s"] = cpu.user + cpu.system
                 if rss > rec["peak_rss_mb"]:
                     # Re-label at each new peak: spark-submit (bash) execs into the JVM.
                     rec["peak_rss_mb"], rec["label"] = rss, _label(p)
@@ -199,6 +202,9 @@ class TreeSampler:
             "peak_process_rss_mb": round(largest["peak_rss_mb"], 1),
             "peak_process": largest["label"],
             "peak_rss_mb_by_process": {k: round(v, 1) for k, v in sorted(by_label.items())},
+            # CPU seconds the tree used (user + system, as last sampled): unlike wall time, it
+            # barely moves when other work shares the machine.
+            "cpu_s": round(sum(r.get("cpu_s", 0.0) for r in self.per_pid.values()), 1),
             "processes_seen": len(self.per_pid),
             "sample_interval_s": self.interval,
         }
@@ -221,6 +227,7 @@ def run_measured(
     full_env = {**os.environ, **(env or {})}
     out_file = open(log_path, "w") if log_path else None  # noqa: SIM115 (closed below)
     load_before = load_average()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd,
@@ -243,6 +250,12 @@ def run_measured(
         if out_file:
             out_file.close()
     wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    summary = sampler.summary()
+    # The sampler misses the last interval; the reaped children's rusage misses orphans (a JVM
+    # nobody waited for): take the larger.
+    reaped = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    summary["cpu_s"] = round(max(summary["cpu_s"], reaped), 1)
     if log_path:
         with open(log_path, "a") as f:
             f.write("\n--- stdout ---\n" + (stdout or ""))
@@ -251,7 +264,7 @@ def run_measured(
         "wall_s": round(wall, 2),
         "load_before": load_before,
         "load_after": load_average(),
-        **sampler.summary(),
+        **summary,
         "stdout": stdout or "",
     }
 

@@ -175,13 +175,13 @@ def render_pipeline(entry: dict[str, Any]) -> list[str]:
                 f"{fmt_s(run['setup']['wall_s'])}). Config: {run['config']}.", ""]
         rows = []
         for s in run["steps"]:
-            rows.append([s["step"], fmt_s(s["wall_s"]), fmt_s(s.get("spark_startup_s")) if s.get("spark_startup_s") else "-",
+            rows.append([s["step"], fmt_s(s["wall_s"]), _f(s.get("cpu_s"), 0), fmt_s(s.get("spark_startup_s")) if s.get("spark_startup_s") else "-",
                          fmt_mb(s["peak_process_rss_mb"]), s["peak_process"], fmt_mb(s["peak_tree_rss_mb"]),
                          ", ".join(f"{k} {fmt_mb(v)}" for k, v in s["peak_rss_mb_by_process"].items()),
                          s["load_after"][0], "ok" if s["rc"] == 0 else f"FAILED ({s['rc']})"])
-        rows.append(["**total**", f"**{fmt_s(run['daily_run_wall_s'])}**", fmt_s(run["spark_startup_s_total"]),
+        rows.append(["**total**", f"**{fmt_s(run['daily_run_wall_s'])}**", _f(run.get("daily_run_cpu_s"), 0), fmt_s(run["spark_startup_s_total"]),
                      f"**{fmt_mb(run['max_process_rss_mb'])}**", "", "", "", "", "completed" if run["completed"] else "FAILED"])
-        out += _table(["step (own process)", "wall", "Spark start", "peak process RSS", "process", "peak tree RSS",
+        out += _table(["step (own process)", "wall", "CPU s (tree)", "Spark start", "peak process RSS", "process", "peak tree RSS",
                        "peak per process kind", "load after", "status"], rows) + [""]
         bd = run.get("spark_breakdown") or []
         slow = next((a for a in bd if a.get("job_group") == f"etl-{run['slowest_step'].removeprefix('etl_')}"), None)
