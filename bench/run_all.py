@@ -184,11 +184,23 @@ def render_pipeline(entry: dict[str, Any]) -> list[str]:
         out += _table(["step (own process)", "wall", "CPU s (tree)", "Spark start", "peak process RSS", "process", "peak tree RSS",
                        "peak per process kind", "load after", "status"], rows) + [""]
         bd = run.get("spark_breakdown") or []
-        slow = next((a for a in bd if a.get("job_group") == f"etl-{run['slowest_step'].removeprefix('etl_')}"), None)
+        spark_steps = [s for s in run["steps"] if s["step"] in ("validate_raw", "validate_outputs") or s["step"].startswith("etl_")]
+        if len(spark_steps) == len(bd):  # one Spark application per Spark step, in time order (app ids)
+            for app, s in zip(bd, spark_steps, strict=True):
+                app["step"] = s["step"]
+            wall = {s["step"]: s["wall_s"] for s in spark_steps}
+            out += ["Where the Spark steps' time goes (Spark event logs; task time = summed over tasks, so it can "
+                    "exceed wall time on 2 cores; the rest of a step's wall time is session start, planning, "
+                    "driver-side work and waiting for a core):", ""]
+            out += _table(["Spark step", "wall s", "Spark stages", "task s", "task CPU s", "GC s", "shuffle write MB", "spill MB"],
+                          [[a["step"], _f(wall[a["step"]], 1), a["stages"], a["task_run_s"], a["task_cpu_s"], a["gc_s"],
+                            a["shuffle_write_mb"], a["spill_mb"]] for a in bd]) + [""]
+        slowest_spark = max(spark_steps, key=lambda s: s["wall_s"], default=None)
+        slow = next((a for a in bd if slowest_spark and a.get("step") == slowest_spark["step"]), None)
         if slow is None and bd:
             slow = max(bd, key=lambda a: a["sum_stage_wall_s"])
         if slow:
-            out += [f"Spark stages of the slowest Spark application (`{slow['job_group']}`): {slow['stages']} stages, "
+            out += [f"Spark stages of the slowest Spark step (`{slow.get('step') or slow['job_group']}`): {slow['stages']} stages, "
                     f"task time {slow['task_run_s']} s of which CPU {slow['task_cpu_s']} s and GC {slow['gc_s']} s; "
                     f"shuffle written {slow['shuffle_write_mb']} MB, spilled {slow['spill_mb']} MB.", ""]
             out += _table(["Spark stage", "tasks", "wall s", "task s", "CPU s", "GC s", "input MB", "shuffle read MB",
