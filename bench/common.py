@@ -220,12 +220,15 @@ def run_measured(
 ) -> dict[str, Any]:
     """Run ``cmd`` to completion, measuring wall time and its process tree's memory.
 
-    stdout+stderr go to ``log_path`` (or are kept in memory). Returns ``{"rc", "wall_s",
+    stderr goes to ``log_path`` and stdout to ``<log_path>.out`` (else both are kept in memory). Returns ``{"rc", "wall_s",
     "load_before", "load_after", **TreeSampler.summary(), "stdout"}``; ``stdout`` is the
     child's stdout text (for result JSON it prints last).
     """
     full_env = {**os.environ, **(env or {})}
     out_file = open(log_path, "w") if log_path else None  # noqa: SIM115 (closed below)
+    # With a log, stdout goes to <log>.out as it is printed (follow it with tail -f), else a pipe.
+    stdout_path = log_path.with_name(log_path.name + ".out") if log_path else None
+    stdout_file = open(stdout_path, "w") if stdout_path else None  # noqa: SIM115 (closed below)
     load_before = load_average()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -233,7 +236,7 @@ def run_measured(
         cmd,
         cwd=cwd,
         env=full_env,
-        stdout=subprocess.PIPE,
+        stdout=stdout_file if stdout_file else subprocess.PIPE,
         stderr=out_file if out_file else subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group: killed as a whole on timeout
@@ -247,8 +250,11 @@ def run_measured(
         stdout = (stdout or "") + f"\n[bench] timed out after {timeout} s"
     finally:
         sampler.stop()
-        if out_file:
-            out_file.close()
+        for f in (out_file, stdout_file):
+            if f:
+                f.close()
+    if stdout_path:
+        stdout = stdout_path.read_text() + (stdout or "")
     wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     summary = sampler.summary()
@@ -256,9 +262,6 @@ def run_measured(
     # nobody waited for): take the larger.
     reaped = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     summary["cpu_s"] = round(max(summary["cpu_s"], reaped), 1)
-    if log_path:
-        with open(log_path, "a") as f:
-            f.write("\n--- stdout ---\n" + (stdout or ""))
     return {
         "rc": proc.returncode,
         "wall_s": round(wall, 2),
