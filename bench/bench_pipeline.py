@@ -279,6 +279,11 @@ def bench_preset(preset: str, args: argparse.Namespace, scratch: Path) -> dict[s
     for name, step, kw in plan:
         res = _step(config, step, ds, logs, name, **kw)
         steps.append(res)
+        if args.json_out:  # partial results after every step: a killed run still leaves its figures
+            partial = {**result, "steps": steps, "completed": False, "partial": True}
+            prev = json.loads(args.json_out.read_text()) if args.json_out.exists() else {"benchmark": "pipeline", "presets": {}}
+            prev.setdefault("presets", {})[preset] = partial
+            write_json(args.json_out, prev)
         print(f"  {name:<26}{fmt_s(res['wall_s']):>10}  cpu {res['cpu_s']:>7.0f} s  spark start {fmt_s(res.get('spark_startup_s')):>7}  "
               f"peak process {fmt_mb(res['peak_process_rss_mb']):>8} ({res['peak_process']})  "
               f"tree {fmt_mb(res['peak_tree_rss_mb']):>8}  load {res['load_after'][0]:.1f}"
@@ -342,14 +347,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="bench-pipeline-", dir=REPO / "var"))
     results: dict[str, Any] = {"benchmark": "pipeline", "presets": {}}
+    if args.json_out and args.json_out.exists():
+        args.json_out.unlink()
     try:
         ref = session_reference(scratch)
         results["spark_session_start_reference"] = ref
+        if args.json_out:
+            write_json(args.json_out, results)
         print(f"reference: a bare SparkSession start + 1 job in its own process: "
               f"{fmt_s(ref.get('session_start_s'))} (process {fmt_s(ref['wall_s'])}, peak {fmt_mb(ref['peak_process_rss_mb'])})",
               flush=True)
         for preset in [x for x in args.presets.split(",") if x]:
             results["presets"][preset] = bench_preset(preset, args, scratch)
+            if args.json_out:
+                write_json(args.json_out, results)
     finally:
         if not (args.keep or args.scratch):
             shutil.rmtree(scratch, ignore_errors=True)

@@ -9,6 +9,7 @@ psutil. Not imported by tests (benchmarks are never part of ``make test``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -210,6 +211,19 @@ class TreeSampler:
         }
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every descendant (nested measured children have their own groups)."""
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+
+
 def run_measured(
     cmd: list[str],
     *,
@@ -245,7 +259,7 @@ def run_measured(
     try:
         stdout, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+        kill_tree(proc.pid)
         stdout, _ = proc.communicate()
         stdout = (stdout or "") + f"\n[bench] timed out after {timeout} s"
     finally:
