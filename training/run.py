@@ -218,6 +218,8 @@ def train_day(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_r
         "item_freshness_features": [c for c in cols.item_num if c in ("i_num_age_days", "i_num_clicks_1d", "i_num_clicks_7d")],
     }
     model = TwoTowerModel(_spec(cfg, cols, sizes, extra), use_history=extra["use_history"])
+    if t.id_init_std != 0.05:
+        model.reset_parameters(t.id_init_std)
     warm: dict[str, Any] = {"warm_start_from": None}
     if t.warm_start and not full_retrain and "warm_start" not in ablate:
         src = latest_published_dir(layout)

@@ -167,10 +167,16 @@ class TwoTowerModel(nn.Module):
         self.user = UserTower(spec, hist)
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
+    def reset_parameters(self, id_init_std: float = 0.05) -> None:
+        """Feature tables ~ N(0, 0.05); id tables ~ N(0, id_init_std) (0 = zeros)."""
+        ids = {id(self.user.core.id_emb), id(self.item.core.id_emb)}
         for m in self.modules():
             if isinstance(m, nn.Embedding):
-                nn.init.normal_(m.weight, std=0.05)
+                std = id_init_std if id(m) in ids else 0.05
+                if std > 0:
+                    nn.init.normal_(m.weight, std=std)
+                else:
+                    nn.init.zeros_(m.weight)
 
     def forward(
         self, user_idx: Tensor, user_cat: Tensor, user_num: Tensor, hist: Tensor,

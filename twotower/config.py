@@ -174,6 +174,9 @@ class TrainingConfig:
     # evaluation only targets items new to the user). On tiny, 0.0 lowered recall@50 (0.63 vs
     # 0.68): re-clicks still carry the user's taste, so they count fully by default.
     repeat_click_weight: float = 1.0
+    # Initial std of the id tables. 0 = an id never trained (a new item) embeds as zero, so it
+    # is scored by its features alone rather than by random noise.
+    id_init_std: float = 0.05
     warm_start: bool = True
     seed: int = 1234
     device: Literal["auto", "cpu", "cuda"] = "auto"
