@@ -9,6 +9,7 @@ names the problem (or quarantines, where that is the rule), and nothing is publi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -61,6 +62,12 @@ def _every(n_rows: int, k: int) -> pa.Array:
     return pa.array([i % k == 0 for i in range(n_rows)])
 
 
+def _failed(cfg, stage: str = "validate_raw") -> set[tuple[str, str]]:
+    """(table, check) of every failed check in the stage's JSON summary."""
+    summary = json.loads((Layout(cfg.paths).dq_dir(RUN_DAY) / f"{stage}.json").read_text())
+    return {(c["table"], c["check"]) for s in summary["suites"] for c in s["checks"] if c["status"] == "failed"}
+
+
 def _assert_stops(cfg, *needles: str) -> str:
     layout = Layout(cfg.paths)
     with pytest.raises(QualityGateFailed) as err:
@@ -94,9 +101,12 @@ def _dq_show(cfg, monkeypatch, capsys, *extra: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
-def test_good_day_passes_with_reports(case, monkeypatch, capsys):
+def test_good_day_passes_with_reports(case, monkeypatch, capsys, capfd):
     """No false alarm on good data: the gate passes and writes its summary and Data Docs."""
+    capfd.readouterr()
     out = pipeline.validate_raw(case, RUN_DAY)
+    # GE's tqdm bars ("Calculating Metrics: ...") are switched off in the GE project.
+    assert "Calculating Metrics" not in capfd.readouterr().err
     assert out["status"] == "passed", out["critical_failures"] + out["warnings"]
     assert out["quarantined"] == {}
     assert Path(out["data_docs"]).is_file()
@@ -109,18 +119,21 @@ def test_good_day_passes_with_reports(case, monkeypatch, capsys):
 def test_missing_day_partition(case):
     shutil.rmtree(Layout(case.paths).path_for("impressions", RUN_DAY))
     _assert_stops(case, "table impressions", "partition is missing", "partition_exists")
+    assert _failed(case) == {("impressions", "partition_exists")}
 
 
 def test_empty_day(case):
     t = _read(case, "impressions")
     _write(case, "impressions", t.slice(0, 0))
     _assert_stops(case, "table impressions", "non_empty", "empty day")
+    assert _failed(case) == {("impressions", "non_empty"), ("impressions", "volume")}
 
 
 def test_renamed_column(case):
     t = _read(case, "impressions")
     _write(case, "impressions", t.rename_columns(["uid" if c == "user_id" else c for c in t.column_names]))
     _assert_stops(case, "table impressions", "column user_id", "missing", "uid")
+    assert _failed(case) == {("impressions", "columns"), ("impressions", "column_exists:user_id")}
 
 
 def test_column_of_wrong_type(case):
@@ -128,6 +141,7 @@ def test_column_of_wrong_type(case):
     i = t.column_names.index("position")
     _write(case, "impressions", t.set_column(i, "position", pc.cast(t["position"], pa.string())))
     _assert_stops(case, "column position", "type:position", "StringType")
+    assert _failed(case) == {("impressions", "type:position")}
 
 
 def test_null_user_ids_above_quarantine_fraction(case):
@@ -136,6 +150,7 @@ def test_null_user_ids_above_quarantine_fraction(case):
     ids = pc.if_else(_every(t.num_rows, 10), pa.scalar(None, pa.string()), t["user_id"])
     _write(case, "impressions", t.set_column(i, "user_id", ids))
     msg = _assert_stops(case, "column user_id", "null_user_id", "quarantine_max_fraction")
+    assert _failed(case) == {("impressions", "null_user_id"), ("impressions", "any_row_rule")}
     # 1 row in 10 (rows 0, 10, 20, ...): ceil(n / 10).
     assert f"{-(-t.num_rows // 10):,} rows" in msg
 
@@ -161,6 +176,7 @@ def test_duplicated_impression_rows(case):
     t = _read(case, "impressions")
     _write(case, "impressions", pa.concat_tables([t, t.slice(0, t.num_rows // 20)]))
     _assert_stops(case, "unique:request_id,item_id", "duplicates")
+    assert _failed(case) == {("impressions", "unique:request_id,item_id")}
 
 
 def test_click_on_a_row_that_was_not_shown(case):
@@ -182,6 +198,7 @@ def test_click_on_a_row_that_was_not_shown(case):
         fake = fake.append_column(c, pa.nulls(fake.num_rows, imp.schema.field(c).type))
     _write(case, "impressions", pa.concat_tables([imp, fake.select(imp.column_names).cast(imp.schema)]))
     _assert_stops(case, "clicked_not_shown", "30 rows", "not shown")
+    assert _failed(case) == {("impressions", "clicked_not_shown")}
 
 
 def test_timestamps_outside_the_day(case):
@@ -190,6 +207,7 @@ def test_timestamps_outside_the_day(case):
     shifted = pc.add(t["ts"], pa.scalar(86_400_000_000, pa.duration("us")))
     _write(case, "impressions", t.set_column(i, "ts", pc.if_else(_every(t.num_rows, 10), shifted, t["ts"])))
     _assert_stops(case, "column ts", "ts_outside_day")
+    assert _failed(case) == {("impressions", "ts_outside_day"), ("impressions", "any_row_rule")}
 
 
 def test_negative_positions(case):
@@ -198,6 +216,7 @@ def test_negative_positions(case):
     neg = pc.if_else(_every(t.num_rows, 10), pa.scalar(-1, pa.int32()), t["position"])
     _write(case, "impressions", t.set_column(i, "position", neg))
     _assert_stops(case, "column position", "negative_position", "position < 0")
+    assert _failed(case) == {("impressions", "negative_position"), ("impressions", "any_row_rule")}
 
 
 def test_unknown_ranking_stage(case):
@@ -205,6 +224,8 @@ def test_unknown_ranking_stage(case):
     i = t.column_names.index("stage")
     _write(case, "ranking_log", t.set_column(i, "stage", pc.if_else(_every(t.num_rows, 10), "rerank", t["stage"])))
     _assert_stops(case, "table ranking_log", "unknown_stage")
+    # Relabelled rows may also collide on (request_id, item_id, stage): only require our two.
+    assert _failed(case) >= {("ranking_log", "unknown_stage"), ("ranking_log", "any_row_rule")}
 
 
 def test_nan_in_a_numeric_feature(case):
@@ -213,12 +234,14 @@ def test_nan_in_a_numeric_feature(case):
     nan = pc.if_else(_every(t.num_rows, 10), pa.scalar(float("nan")), t["activity"])
     _write(case, "users", t.set_column(i, "activity", nan))
     _assert_stops(case, "table users", "column activity", "nan_activity")
+    assert _failed(case) == {("users", "nan_activity"), ("users", "any_row_rule")}
 
 
 def test_ninety_percent_volume_drop(case, monkeypatch, capsys):
     t = _read(case, "impressions")
     _write(case, "impressions", t.slice(0, t.num_rows // 10))
     _assert_stops(case, "table impressions", "volume", "median")
+    assert _failed(case) == {("impressions", "volume")}
     code, text = _dq_show(case, monkeypatch, capsys, "--json")
     assert code == 1
     shown = json.loads(text)["stages"]["validate_raw"]
@@ -231,10 +254,12 @@ def test_ninety_percent_volume_drop(case, monkeypatch, capsys):
 def test_shown_but_not_clicked_injected_into_hard_negatives(case, spark):
     """The ETL runs on good data; then shown-but-not-clicked rows of the training days are
     appended to the day's hard_negatives output: validate_outputs must catch exactly them."""
+    # Window of 2 days (11-03 trains, the run day 11-04 is held out): the smallest real ETL.
+    case = case.replace(etl=dataclasses.replace(case.etl, window_days=2))
     layout = Layout(case.paths)
     pipeline.validate_raw(case, RUN_DAY)
     pipeline.etl(case, RUN_DAY)
-    train_day = "2026-11-03"  # window 3 days ending at the run day, the last one held out
+    train_day = "2026-11-03"
     imp = _read(case, "impressions", train_day)
     shown = imp.filter(pc.invert(imp["clicked"])).slice(0, 25)
     hn = _read(case, "hard_negatives")
@@ -254,4 +279,6 @@ def test_shown_but_not_clicked_injected_into_hard_negatives(case, spark):
     msg = str(err.value)
     assert "table hard_negatives" in msg and "disjoint_from_shown_or_clicked" in msg
     assert "25 rows" in msg
+    # Everything else the ETL wrote is valid: only the injected rows fail.
+    assert _failed(case, "validate_outputs") == {("hard_negatives", "disjoint_from_shown_or_clicked")}
     assert not layout.latest_pointer.exists()
