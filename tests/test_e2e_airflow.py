@@ -232,14 +232,29 @@ def _wait_for_dag(st: AirflowStack, timeout: float = 180) -> None:
     raise AssertionError(f"the dag-processor did not register {DAG_ID} in {timeout} s")
 
 
+def _create_backfill(st: AirflowStack, start: str, end: str) -> None:
+    """`airflow backfill create`; retried while the previous backfill is not yet marked complete."""
+    for _ in range(30):
+        proc = st.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", start, "--to-date", end, check=False)
+        if proc.returncode == 0:
+            return
+        if "AlreadyRunningBackfill" not in proc.stdout + proc.stderr and "Another backfill" not in proc.stdout + proc.stderr:
+            raise AssertionError(f"backfill create failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        time.sleep(10)
+    raise AssertionError("the previous backfill never completed")
+
+
 def test_backfill_three_days_through_the_scheduler(stack):
     st = stack
     _wait_for_dag(st)
     errors = st.airflow("dags", "list-import-errors", "-o", "json", check=False).stdout
     assert "two_tower_daily.py" not in errors, errors
-    st.airflow("dags", "unpause", DAG_ID)
     t0 = time.monotonic()
-    st.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", GOOD_DAYS[0], "--to-date", GOOD_DAYS[-1])
+    # Create the backfill while paused, then unpause: the scheduled run that unpausing creates for
+    # the latest complete day then waits behind the backfill (wait_for_previous_day) and fails at
+    # the publish-gap check without doing any work.
+    _create_backfill(st, GOOD_DAYS[0], GOOD_DAYS[-1])
+    st.airflow("dags", "unpause", DAG_ID)
     runs = st.wait_for_runs(GOOD_DAYS, WAIT_S)
     print(f"3-day backfill finished in {time.monotonic() - t0:.0f} s")
     states = {d: r["state"] for d, r in runs.items()}
@@ -285,7 +300,7 @@ def test_bad_day_fails_at_the_gate_and_blocks_the_next_day(stack):
     layout = Layout(_cfg(st).paths)
     if not (layout.version_dir(GOOD_DAYS[-1]) / "manifest.json").is_file():
         pytest.skip("needs the published days of the backfill test")
-    st.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", BAD_DAY, "--to-date", AFTER_BAD)
+    _create_backfill(st, BAD_DAY, AFTER_BAD)
     runs = st.wait_for_runs((BAD_DAY, AFTER_BAD), WAIT_S)
     assert {d: r["state"] for d, r in runs.items()} == {BAD_DAY: "failed", AFTER_BAD: "failed"}
 
