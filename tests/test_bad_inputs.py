@@ -84,7 +84,7 @@ def _assert_stops(cfg, *needles: str) -> str:
     return msg
 
 
-def _dq_show(cfg, monkeypatch, capsys, *extra: str) -> tuple[int, str]:
+def _dq_show(cfg, monkeypatch, capture, *extra: str) -> tuple[int, str]:
     """``twotower dq show`` through the real CLI entry point, roots from the environment."""
     from twotower.cli import main
 
@@ -96,12 +96,12 @@ def _dq_show(cfg, monkeypatch, capsys, *extra: str) -> tuple[int, str]:
         monkeypatch.setenv(var, str(value))
     monkeypatch.delenv("TWOTOWER_CONFIG", raising=False)
     monkeypatch.chdir(cfg.paths.data_root)  # no ./twotower.toml here: built-in defaults + env
-    capsys.readouterr()
+    capture.readouterr()
     code = main(["dq", "show", "--ds", RUN_DAY, *extra])
-    return code, capsys.readouterr().out
+    return code, capture.readouterr().out
 
 
-def test_good_day_passes_with_reports(case, monkeypatch, capsys, capfd):
+def test_good_day_passes_with_reports(case, monkeypatch, capfd):
     """No false alarm on good data: the gate passes and writes its summary and Data Docs."""
     capfd.readouterr()
     out = pipeline.validate_raw(case, RUN_DAY)
@@ -110,7 +110,7 @@ def test_good_day_passes_with_reports(case, monkeypatch, capsys, capfd):
     assert out["status"] == "passed", out["critical_failures"] + out["warnings"]
     assert out["quarantined"] == {}
     assert Path(out["data_docs"]).is_file()
-    code, text = _dq_show(case, monkeypatch, capsys)
+    code, text = _dq_show(case, monkeypatch, capfd)
     assert code == 0
     assert "validate_raw: PASSED" in text and "validate_raw.impressions.rows" in text
     assert out["data_docs"] in text
