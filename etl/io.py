@@ -197,6 +197,15 @@ def write_partitions(df: DataFrame, cfg: Config, table: str, days: Sequence[str]
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def drop_partition(cfg: Config, table: str, ds: str) -> None:
+    """Remove one partition of an ETL output (used when a written partition fails its check)."""
+    path = Layout(cfg.paths).path_for(table, ds)
+    if path.is_dir():
+        trash = path.parent / f".trash-{path.name}-{uuid.uuid4().hex[:8]}"
+        path.rename(trash)  # readers stop seeing it at once
+        shutil.rmtree(trash, ignore_errors=True)
+
+
 def _write_empty(spark: SparkSession, schema, path: Path) -> None:
     """An empty partition that still carries the schema (one zero-row Parquet file)."""
     spark.createDataFrame([], schema).coalesce(1).write.mode("overwrite").parquet(str(path))

@@ -227,13 +227,15 @@ def stage_hard_negatives(cfg: Config, spark: SparkSession, win: RunWindow) -> di
         # The proof the issue asks for, on the written output, by exact string comparison.
         stats["shown_overlap_rows"] = shown_overlap(written, shown).count()
         if stats["shown_overlap_rows"]:
+            # Never leave a partition that breaks the guarantee where training would read it.
+            io.drop_partition(cfg, "hard_negatives", win.ds)
             raise DataError(
                 data_error_message(
                     "hard_negatives",
                     f"ds={win.ds}",
                     "hard negatives were shown to the same user in the window",
                     count=stats["shown_overlap_rows"],
-                    fix="this is an ETL bug: do not train on this partition; report it",
+                    fix="the partition was removed; this is an ETL bug, report it with this run's inputs",
                 )
             )
     return stats
