@@ -29,8 +29,8 @@ import datetime as dt
 from typing import Any
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, TriggerRule, dag, get_current_context, task
-from etl.jobs import STAGE_DEPENDENCIES  # a constant; etl.jobs keeps pyspark inside functions
 
+from etl.jobs import STAGE_DEPENDENCIES  # a constant; etl.jobs keeps pyspark inside functions
 from twotower.spark import BASE_CONF
 
 DAG_ID = "two_tower_daily"
