@@ -135,6 +135,7 @@ def test_raw_rows_suite_counts(spark, impressions, tmp_path):
     assert res[(name, S.ANY_ROW_RULE)].failing_count == 5
     # (r1, i1) appears twice: GE counts both rows of the duplicated key.
     assert res[(name, "unique:request_id,item_id")].failing_count == 2
+    assert res[(name, "unique:request_id,item_id")].examples == [{"request_id": "r1", "item_id": "i1", "copies": 2}]
     # (r3, i1) was cut by the ranking log and is clicked -> 1 click on a row not shown.
     assert res[(name, "clicked_not_shown")].failing_count == 1
     assert res[(name, "clicked_not_shown")].examples[0]["item_id"] == "i1"
