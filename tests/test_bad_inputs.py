@@ -170,6 +170,12 @@ def test_a_handful_of_null_item_ids_is_quarantined(case, spark):
     from etl.io import read_raw
 
     assert read_raw(spark, case, "impressions", RUN_DAY).count() == t.num_rows - 3
+    # Rerun after the export is fixed: the day's quarantine and reports are replaced, not appended.
+    _write(case, "impressions", t)
+    again = pipeline.validate_raw(case, RUN_DAY)
+    assert again["status"] == "passed" and again["quarantined"] == {}
+    assert not Layout(case.paths).quarantine("impressions", RUN_DAY).exists()
+    assert len(list(Layout(case.paths).dq_dir(RUN_DAY).iterdir())) == 2  # validate_raw.json + its GE project
 
 
 def test_duplicated_impression_rows(case):
