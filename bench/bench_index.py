@@ -159,7 +159,7 @@ def train_synthetic_model(n_items: int, seed: int) -> Path:
     from training.run import train_day
 
     root = Path(tempfile.mkdtemp(prefix="bench-index-model-"))
-    cfg = make_config(root, etl={"window_days": 4}, training={"epochs": 2, "batch_size": 512, "seed": seed})
+    cfg = make_config(root, etl={"window_days": 4}, training={"epochs": 3, "min_steps": 1, "batch_size": 512, "seed": seed})
     ds = "2026-11-04"
     t0 = time.perf_counter()
     write_synthetic_etl(Layout(cfg.paths), ds, n_users=400, n_items=n_items, seed=seed)
