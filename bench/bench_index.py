@@ -205,8 +205,11 @@ def main(argv=None) -> int:
     for preset in args.planted:
         x, q = planted_vectors(preset, args.seed, args.queries)
         all_rows += bench_case(f"planted-{preset} (simulator truth)", x, q, args.k, args)
+    temp_roots = []
     for n_items in args.synthetic_model:
-        args.model_dir.append(train_synthetic_model(n_items, args.seed))
+        model_dir = train_synthetic_model(n_items, args.seed)
+        temp_roots.append(model_dir.parents[2])  # <root>/data/models/ds=...
+        args.model_dir.append(model_dir)
     for model_dir in args.model_dir:
         x = np.load(model_dir / "item_embeddings.npy", allow_pickle=False)
         q = np.load(model_dir / "eval_user_embeddings.npy", allow_pickle=False)
@@ -215,6 +218,10 @@ def main(argv=None) -> int:
             continue
         q = q[np.random.default_rng(args.seed).permutation(len(q))[: args.queries]]
         all_rows += bench_case(f"model {model_dir}", x, q, min(args.k, len(x)), args)
+    import shutil
+
+    for root in temp_roots:
+        shutil.rmtree(root, ignore_errors=True)
     if args.json:
         import json
 
