@@ -24,7 +24,7 @@ def _cfg(root, **publish):
     return make_config(
         root,
         etl={"window_days": 4},
-        training={"batch_size": 256, "epochs": 2, "shared_negatives": 128, "seed": 11},
+        training={"batch_size": 256, "epochs": 2, "min_steps": 1, "shared_negatives": 128, "seed": 11},
         features={"history_length": 10},
         publish=publish,
     )
