@@ -458,7 +458,10 @@ def publish_day(
     return {
         "ds": ds,
         "status": STATUS_PUBLISHED,
+        "published": True,
         "version": ds,
+        "index_kind": manifest["index"]["kind"],
+        "n_items": manifest["ntotal"],
         "path": str(final),
         "previous_latest": previous,
         "gate": manifest["gate"],
@@ -475,7 +478,10 @@ def _already_published(layout: Layout, ds: str, recovered: list[str]) -> dict[st
         return {
             "ds": ds,
             "status": "already_published",
+            "published": True,
             "version": ds,
+            "index_kind": loaded.manifest["index"]["kind"],
+            "n_items": loaded.manifest["ntotal"],
             "path": str(loaded.path),
             "gate": loaded.manifest.get("gate"),
             "recovered": recovered,
