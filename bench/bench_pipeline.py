@@ -87,8 +87,9 @@ print(json.dumps({"session_start_s": start}))
 """
 
 
-def write_bench_config(root: Path, event_dir: Path | None) -> Path:
-    """``twotower.toml`` with its [paths] moved under ``root`` (+ Spark event logging)."""
+def write_bench_config(root: Path, event_dir: Path | None, spark_conf: dict[str, str] | None = None) -> Path:
+    """``twotower.toml`` with its [paths] moved under ``root`` (+ Spark event logging and
+    ``spark_conf`` overrides, which a result then names)."""
     text = (REPO / "twotower.toml").read_text()
     for key, sub in (("data_root", "data"), ("artifact_root", "artifacts"), ("reports_root", "reports")):
         text, n = re.subn(rf'(?m)^{key}\s*=.*$', f'{key} = "{root / sub}"', text)
@@ -103,6 +104,10 @@ def write_bench_config(root: Path, event_dir: Path | None) -> Path:
             f'"spark.eventLog.dir" = "file://{event_dir}"\n'
             '"spark.eventLog.compress" = "false"\n'
         )
+    if spark_conf:
+        if event_dir is None:
+            text += "\n[spark.conf]\n"
+        text += "".join(f'"{k}" = "{v}"  # bench override\n' for k, v in spark_conf.items())
     path = root / "twotower.bench.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -221,12 +226,14 @@ def bench_preset(preset: str, args: argparse.Namespace, scratch: Path) -> dict[s
     from twotower.config import load_config
 
     root = scratch / preset
-    if root.exists():
+    resume = args.resume_from
+    if root.exists() and not resume:
         shutil.rmtree(root)
     logs = root / "logs"
-    logs.mkdir(parents=True)
+    logs.mkdir(parents=True, exist_ok=True)
     events = root / "spark-events"
-    config = write_bench_config(root, events if not args.no_event_log else None)
+    overrides = dict(kv.split("=", 1) for kv in args.spark_conf)
+    config = write_bench_config(root, events if not args.no_event_log else None, overrides)
     cfg = load_config(config)
     days, start = cfg.etl.window_days, args.start
     import datetime as dt
@@ -240,8 +247,27 @@ def bench_preset(preset: str, args: argparse.Namespace, scratch: Path) -> dict[s
         "spark_master": cfg.spark.master, "driver_memory": cfg.spark.driver_memory,
         "shuffle_partitions": cfg.spark.shuffle_partitions, "epochs": cfg.training.epochs,
         "batch_size": cfg.training.batch_size}}
+    result["spark_conf_overrides"] = overrides
     print(f"\n=== {preset}: simulate {days} days from {start}, then the daily run for ds={ds} "
           f"(load {load_average()}) ===", flush=True)
+    from twotower.pipeline import etl_stages
+
+    plan: list[tuple[str, str, dict[str, Any]]] = [("validate_raw", "validate_raw", {})]
+    plan += [(f"etl_{s}", "etl_stage", {"stage": s}) for s in etl_stages()]
+    plan += [(s, s, {}) for s in ("validate_outputs", "train", "evaluate", "build_index", "publish", "report")]
+    if resume:
+        # Continue an interrupted run in the same scratch: keep the steps before ``resume``.
+        names = [p[0] for p in plan]
+        if resume not in names or not args.json_out or not args.json_out.exists():
+            raise SystemExit(f"--resume-from {resume}: needs a step name ({', '.join(names)}) and the earlier --json-out")
+        before = json.loads(args.json_out.read_text())["presets"][preset]
+        kept = [s for s in before["steps"] if names.index(s["step"]) < names.index(resume) and s["rc"] == 0]
+        result.update(simulate=before["simulate"], setup=before["setup"], resumed_from=resume,
+                      earlier_attempt_failed_steps=[s for s in before["steps"] if s["rc"] != 0])
+        n_spark = sum(1 for s in kept if s["step"] in ("validate_raw", "validate_outputs") or s["step"].startswith("etl_"))
+        for app in sorted(events.glob("*"))[n_spark:]:  # failed attempts' applications
+            shutil.rmtree(app) if app.is_dir() else app.unlink()
+        return _daily_run(result, plan, kept, resume, config, ds, logs, events, root, args, preset, days)
 
     cache = args.raw_cache / f"{preset}-{start}-{days}d-seed7" if args.raw_cache else None
     if cache is not None and (cache / "data").exists():
@@ -269,14 +295,14 @@ def bench_preset(preset: str, args: argparse.Namespace, scratch: Path) -> dict[s
     shutil.rmtree(events, ignore_errors=True)  # the setup's Spark application is not part of the breakdown
     events.mkdir(exist_ok=True)
 
-    from twotower.pipeline import etl_stages
+    return _daily_run(result, plan, [], None, config, ds, logs, events, root, args, preset, days)
 
-    plan: list[tuple[str, str, dict[str, Any]]] = [("validate_raw", "validate_raw", {})]
-    plan += [(f"etl_{s}", "etl_stage", {"stage": s}) for s in etl_stages()]
-    plan += [(s, s, {}) for s in ("validate_outputs", "train", "evaluate", "build_index", "publish", "report")]
-    steps = []
-    t0 = time.perf_counter()
-    for name, step, kw in plan:
+
+def _daily_run(result, plan, steps, resume, config, ds, logs, events, root, args, preset, days) -> dict[str, Any]:
+    """Run the plan's steps (from ``resume`` on, after the kept ``steps``), each in its own process."""
+    start_at = [p[0] for p in plan].index(resume) if resume else 0
+    t0 = time.perf_counter() - sum(s["wall_s"] for s in steps)
+    for name, step, kw in plan[start_at:]:
         res = _step(config, step, ds, logs, name, **kw)
         steps.append(res)
         if args.json_out:  # partial results after every step: a killed run still leaves its figures
@@ -342,15 +368,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--raw-cache", type=Path, help="reuse / store simulated raw data here (keyed by preset, days, seed)")
     p.add_argument("--no-event-log", action="store_true", help="no Spark event logs (no per-stage breakdown)")
     p.add_argument("--json-out", type=Path, help="write the results here")
+    p.add_argument("--resume-from", metavar="STEP", help="continue an interrupted run (same --scratch, --json-out) from this step")
+    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting (recorded in the results)")
     p.add_argument("--profile", default="", help="comma-separated step names to rerun under cProfile afterwards (e.g. train)")
     args = p.parse_args(argv)
 
-    scratch = args.scratch or Path(tempfile.mkdtemp(prefix="bench-pipeline-", dir=REPO / "var"))
+    scratch = args.scratch.resolve() if args.scratch else Path(tempfile.mkdtemp(prefix="bench-pipeline-", dir=REPO / "var"))
     results: dict[str, Any] = {"benchmark": "pipeline", "presets": {}}
-    if args.json_out and args.json_out.exists():
+    if args.json_out and args.json_out.exists() and not args.resume_from:
         args.json_out.unlink()
     try:
-        ref = session_reference(scratch)
+        if args.resume_from and args.json_out and args.json_out.exists():
+            results = json.loads(args.json_out.read_text())
+        ref = session_reference(scratch) if not args.resume_from else results.get("spark_session_start_reference", {})
         results["spark_session_start_reference"] = ref
         if args.json_out:
             write_json(args.json_out, results)
