@@ -46,7 +46,8 @@ set +e
 "$BIN/airflow" dags test two_tower_daily "$ds" > "$log" 2>&1
 rc=$?
 set -e
-grep -E "Marking task as (SUCCESS|FAILED|UP_FOR_RETRY|UPSTREAM_FAILED)|run report:|task_id=[a-z_]+ .*state" "$log" | tail -40 || true
+grep -a -o -E "DagRun Finished: .*state=[a-z_]+|Task failed with exception|AirflowFailException: .{0,300}" "$log" \
+  | sed -E 's/DagRun Finished: .*(state=[a-z_]+)/    Airflow run finished: \1/' | tail -5 || true
 echo "    full log: $log"
 
 echo
@@ -58,15 +59,17 @@ import time
 
 from contracts.layout import Layout
 from indexing.artifacts import read_latest
-from reports.run_report import load_dq_summaries, load_stage_stats, report_path, run_status
+from reports.run_report import etl_steps, load_dq_summaries, load_stage_stats, report_path, run_status
 from twotower.config import load_config
 
 ds, rc, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 cfg = load_config()
 layout = Layout(cfg.paths)
 stats = load_stage_stats(layout, ds)
+order = ["validate_raw", *etl_steps(stats), "validate_outputs", "train", "evaluate", "build_index", "publish"]
+stats = {k: stats[k] for k in order + sorted(set(stats) - set(order)) if k in stats}
 for step, s in stats.items():
-    secs = s.get("seconds") or s.get("duration_s") or s.get("train_seconds")
+    secs = s.get("seconds") or s.get("duration_s") or s.get("wall_seconds")
     print(f"  {step:<24} done" + (f" ({float(secs):.1f} s)" if isinstance(secs, int | float) else ""))
 status = run_status(stats, load_dq_summaries(layout, ds, stats))
 print(f"  => {status['state']}: {status['detail']}")
