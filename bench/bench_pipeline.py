@@ -170,7 +170,10 @@ def spark_stage_breakdown(event_dir: Path, top: int = 8) -> list[dict[str, Any]]
         stages: dict[tuple[int, int], dict[str, Any]] = {}
         group = None
         for line in (line for f in files for line in f.open()):
-            ev = json.loads(line)
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:  # the last line of a log still being written
+                continue
             kind = ev.get("Event")
             if kind == "SparkListenerJobStart" and group is None:
                 group = (ev.get("Properties") or {}).get("spark.jobGroup.id")
