@@ -42,8 +42,11 @@ class ConfigError(ValueError):
 class PathsConfig:
     """Where data, published artifacts and reports live (local paths or mounted object storage)."""
 
+    # Raw logs, quarantine, ETL outputs, candidate models, simulator truth.
     data_root: Path = Path("var/data")
+    # Published versions (<artifact_root>/two_tower/<ds>/) and the LATEST pointer.
     artifact_root: Path = Path("var/artifacts")
+    # Run reports, stage statistics, data-quality summaries and Data Docs.
     reports_root: Path = Path("var/reports")
 
 
@@ -51,9 +54,13 @@ class PathsConfig:
 class SparkConfig:
     """SparkSession settings. ``master`` switches local mode to a cluster with no code change."""
 
+    # local[*] on one machine; spark://host:7077 (or yarn, k8s://...) on a cluster.
     master: str = "local[*]"
+    # Application name shown in the Spark UI / history server.
     app_name: str = "twotower"
+    # JVM heap of the driver (in local mode the driver does all the work).
     driver_memory: str = "4g"
+    # spark.sql.shuffle.partitions: small on one machine, ~2-3x total cores on a cluster.
     shuffle_partitions: int = 8
     # Extra spark.* settings passed through verbatim (e.g. S3A credentials provider on a cluster).
     conf: dict[str, str] = field(default_factory=dict)
@@ -67,9 +74,13 @@ class FeaturesConfig:
     columns through persisted vocabularies and normalises numeric ones.
     """
 
+    # Categorical columns of the users snapshot (encoded through persisted vocabularies).
     user_categorical: tuple[str, ...] = ("region", "age_band")
+    # Numeric columns of the users snapshot (z-normalised with stored statistics).
     user_numeric: tuple[str, ...] = ("activity",)
+    # Categorical columns of the items snapshot.
     item_categorical: tuple[str, ...] = ("category", "subcategory")
+    # Numeric columns of the items snapshot (freshness features are added by the ETL).
     item_numeric: tuple[str, ...] = ("quality",)
     # Declared valid ranges of numeric features [low, high], checked by data quality.
     numeric_ranges: dict[str, tuple[float, float]] = field(
@@ -83,10 +94,13 @@ class FeaturesConfig:
 class SimulatorConfig:
     """Defaults for ``twotower simulate`` (presets are defined in ``logsim.presets``)."""
 
+    # tiny, small, medium or large (logsim/presets.py).
     preset: str = "small"
+    # Seed of the simulated world; a data root holds one world (preset + seed).
     seed: int = 7
     # Days simulated by ``make run`` before the run day (the training window needs history).
     days: int = 7
+    # First simulated day (YYYY-MM-DD).
     start: str = "2026-11-01"
 
 
@@ -102,11 +116,15 @@ class EtlConfig:
     # probability sqrt(hot_threshold / clicks); items with fewer than ``cold_threshold`` are
     # replicated up to ceil(cold_threshold / clicks) times, at most ``max_upsample``.
     hot_threshold: int = 200
+    # Items with fewer window clicks than this are up-sampled (see hot_threshold).
     cold_threshold: int = 3
+    # At most this many copies of a cold item's click.
     max_upsample: int = 3
+    # Seed of the resampling draws (deterministic reruns).
     seed: int = 17
     # Negative-sampling distribution: p_i ∝ (clicks_i + smoothing) ** alpha over the catalogue.
     alpha: float = 0.75
+    # Added to every active item's clicks so never-clicked catalogue items can be drawn.
     smoothing: float = 1.0
     # Hard negatives kept per request (cut at pre-rank or rank), at most.
     hard_negatives_per_request: int = 4
@@ -123,13 +141,16 @@ class EtlConfig:
 class QualityConfig:
     """Data-quality gates (Great Expectations) and quarantine thresholds."""
 
+    # false skips both gates (reported as "skipped"; for experiments, never in production).
     enabled: bool = True
     # Rows failing row-level checks are quarantined when at most this fraction of the
     # partition fails; above it the check is critical and the run stops.
     quarantine_max_fraction: float = 0.001
     # Day volume must lie within [low, high] x the median of the trailing days.
     volume_low: float = 0.5
+    # Upper bound of the day-volume check, as a multiple of the trailing median.
     volume_high: float = 2.0
+    # How many earlier days form the trailing median of the volume check.
     volume_trailing_days: int = 7
     # Duplicated (request_id, item_id) impressions above this fraction of the day are critical;
     # at or below it they are a warning (the ETL keeps one row per key).
@@ -144,24 +165,40 @@ class QualityConfig:
 class TrainingConfig:
     """Two-tower model and training loop."""
 
+    # Output dimension of both towers (the FAISS vector size).
     embedding_dim: int = 64
+    # Dimension of the user-id and item-id embeddings.
     id_dim: int = 64
+    # Dimension of each categorical feature embedding.
     feature_dim: int = 16
+    # Hidden layer sizes of each tower's MLP.
     hidden: tuple[int, ...] = (128,)
+    # Scores are cosine / temperature.
     temperature: float = 0.05
+    # SENet re-weighting of each tower's field embeddings (squeeze, excitation, re-weight).
     senet: bool = False
+    # One tower head per objective: "click" and optionally "like" (label_liked).
     objectives: tuple[str, ...] = ("click",)
+    # Loss weight of each objective (same order as objectives).
     objective_weights: tuple[float, ...] = (1.0,)
+    # inbatch_softmax (with logQ), listwise softmax over sampled negatives, pointwise cosine,
+    # triplet_hinge or triplet_logistic.
     loss: Literal["inbatch_softmax", "listwise", "pointwise", "triplet_hinge", "triplet_logistic"] = (
         "inbatch_softmax"
     )
+    # p_i of the logQ correction: from the ETL's counts, a streaming frequency estimator, or off.
     logq: Literal["counts", "streaming", "off"] = "counts"
     # Extra sampled negatives per example (catalogue clicks^alpha draws and hard negatives).
     num_negatives: int = 4
+    # Share of num_negatives taken from the ranking log's hard negatives (rest: easy draws).
     hard_negative_fraction: float = 0.5
+    # Negatives per positive for the pointwise loss (1:2 or 1:3 typical).
     pointwise_negative_ratio: int = 2
+    # Margin m of the triplet hinge loss max(0, cos(a,b-) + m - cos(a,b+)).
     triplet_margin: float = 0.2
+    # Scale sigma of the triplet logistic loss log(1 + exp(sigma (cos(a,b-) - cos(a,b+)))).
     triplet_sigma: float = 10.0
+    # Examples per optimizer step (per worker under torchrun).
     batch_size: int = 1024
     # Passes over the window. On the `small` preset more passes overfit (recall@50 after 1/2/4
     # epochs: 0.468 / 0.405 / 0.225), see docs/training.md.
@@ -169,8 +206,11 @@ class TrainingConfig:
     # At least this many optimizer steps: small days get more passes (epochs = max(epochs,
     # ceil(min_steps / steps per epoch))), large days keep ``epochs``.
     min_steps: int = 80
+    # Adam learning rate of the dense parameters (MLPs, feature embeddings).
     lr: float = 0.003
+    # SparseAdam learning rate of the id embedding tables.
     sparse_lr: float = 0.05
+    # Example weight halves every this many days of age (0 = no time decay).
     time_decay_half_life_days: float = 0.0
     # Weight of examples whose positive is already in the user's click history (re-consumption;
     # evaluation only targets items new to the user). On tiny, 0.0 lowered recall@50 (0.63 vs
@@ -179,9 +219,13 @@ class TrainingConfig:
     # Initial std of the id tables. 0 = an id never trained (a new item) embeds as zero, so it
     # is scored by its features alone rather than by random noise.
     id_init_std: float = 0.05
+    # Start from the published LATEST model (known ids kept, new ids initialised).
     warm_start: bool = True
+    # Seed of initialisation, shuffling and negative draws (deterministic runs).
     seed: int = 1234
+    # auto = CUDA when available, else CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # K values of recall@K in the evaluation.
     eval_k: tuple[int, ...] = (10, 50, 100)
     # Catalogue negatives drawn from the clicks^alpha alias table and shared by the whole batch
     # (in-batch softmax only; per-example losses draw their own). 0 disables them.
@@ -200,7 +244,9 @@ class TrainingConfig:
     # Streaming frequency estimator (logq = "streaming"): buckets H (0 = 2 x item table size),
     # hash functions m and learning rate alpha (Yi et al. 2019, Algorithm 3).
     freq_buckets: int = 0
+    # Hash functions m of the streaming frequency estimator.
     freq_hashes: int = 2
+    # Learning rate alpha of the streaming frequency estimator.
     freq_alpha: float = 0.01
 
 
@@ -215,8 +261,11 @@ class IndexConfig:
     # bench/bench_index.py on a trained model's 50k x 64 item embeddings: IVF-Flat (4 sqrt(N)
     # lists, nprobe 16) gave recall@100 0.99 at 17x exact QPS; below ~50k exact is cheap enough.
     flat_max_items: int = 50_000
+    # Index kind for catalogues above flat_max_items.
     kind_above_flat: Literal["hnsw", "ivf_flat", "ivf_pq"] = "ivf_flat"
+    # HNSW graph degree M.
     hnsw_m: int = 32
+    # HNSW efConstruction (build-time beam width).
     hnsw_ef_construction: int = 80
     # Starting efSearch (raised by tuning, see tune_target_recall).
     hnsw_ef_search: int = 128
@@ -231,7 +280,9 @@ class IndexConfig:
     # k-means wants at least this many training points per inverted list; nlist is capped
     # to n_items // ivf_min_points_per_list (and IVF falls back to Flat below 16 lists).
     ivf_min_points_per_list: int = 39
+    # IVF-PQ: sub-quantizers per vector (must divide the dimension).
     pq_m: int = 16
+    # IVF-PQ: bits per sub-quantizer code.
     pq_nbits: int = 8
     # K of the ANN recall@K (against exact search) measured on the held-out users.
     recall_k: int = 100
@@ -241,10 +292,12 @@ class IndexConfig:
 class PublishConfig:
     """Versioned publishing and its quality gate."""
 
+    # Published versions kept; older ones are deleted (never the one LATEST points to).
     retention: int = 7
     # Reject a candidate whose recall@50 is more than this fraction below the published model's
     # recall@50 on the same held-out set.
     max_recall_drop: float = 0.1
+    # Reject a candidate whose ANN recall@K against exact search is below this.
     min_ann_recall: float = 0.95
     # Whether a later day may publish when an earlier day in the window failed.
     allow_gaps: bool = False
