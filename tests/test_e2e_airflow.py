@@ -243,7 +243,9 @@ def _create_backfill(st: AirflowStack, start: str, end: str) -> None:
         proc = st.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", start, "--to-date", end, check=False)
         if proc.returncode == 0:
             return
-        if "AlreadyRunningBackfill" not in proc.stdout + proc.stderr and "Another backfill" not in proc.stdout + proc.stderr:
+        out = proc.stdout + proc.stderr
+        # Retry while the previous backfill completes, or while the scheduler holds SQLite's lock.
+        if not any(s in out for s in ("AlreadyRunningBackfill", "Another backfill", "database is locked")):
             raise AssertionError(f"backfill create failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
         time.sleep(10)
     raise AssertionError("the previous backfill never completed")
