@@ -131,7 +131,10 @@ def _step(config: Path, step: str, ds: str, logs: Path, name: str, profile: Path
         out["inner_s"] = round(child["inner_s"], 2)
         out["stats"] = _small_stats(child["stats"])
     else:
-        out["error_tail"] = (logs / f"{name}.log").read_text()[-3000:]
+        text = (logs / f"{name}.log").read_text()
+        out["error_tail"] = text[-3000:]
+        # The exception's message line (a Java stack trace can push it out of the tail).
+        out["error"] = next((ln.strip() for ln in reversed(text.splitlines()) if "Exception: " in ln or "Error: " in ln), None)
     return out
 
 

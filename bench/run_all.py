@@ -194,6 +194,17 @@ def render_pipeline(entry: dict[str, Any]) -> list[str]:
                 f"{_f(sim['impressions'])} impressions and {_f(sim['ranking_log'])} ranking-log rows simulated in "
                 f"{fmt_s(sim['wall_s'])}; setup = click positives of the earlier days, not timed: "
                 f"{fmt_s(run['setup']['wall_s'])}). Config: {run['config']}.", ""]
+        if run.get("command"):
+            out += [f"Command: `{run['command']}`.", ""]
+        if run.get("spark_conf_overrides"):
+            out += [f"Spark settings overridden for this run: `{run['spark_conf_overrides']}`.", ""]
+        for failed in run.get("earlier_attempt_failed_steps", []):
+            lines = failed.get("error_tail", "").splitlines()
+            err = failed.get("error") or next((ln for ln in lines if "Exception: " in ln or "Error: " in ln),
+                                              next((ln for ln in lines if "Exception" in ln or "Error" in ln), ""))
+            out += [f"An earlier attempt failed at `{failed['step']}` after {fmt_s(failed['wall_s'])} "
+                    f"(peak process {fmt_mb(failed['peak_process_rss_mb'])}): `{err.strip()[:300]}`; the run was resumed "
+                    f"from that step (`--resume-from`), the steps before it are the first attempt's.", ""]
         rows = []
         for s in run["steps"]:
             rows.append([s["step"], fmt_s(s["wall_s"]), _f(s.get("cpu_s"), 0), fmt_s(s.get("spark_startup_s")) if s.get("spark_startup_s") else "-",
