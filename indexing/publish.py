@@ -411,7 +411,7 @@ def publish_day(
         step("staging_verified")
 
         previous = art.read_latest(layout)
-        gate = _gate(cfg, ds, staged, layout, previous, evaluator)
+        gate = _gate(cfg, ds, staged, layout, comparison_version(layout, ds, previous), evaluator)
         step("gated")
         if not gate.passed and not force:
             rejected = _reject(layout, ds, staging, staged, gate)
@@ -444,7 +444,13 @@ def publish_day(
             shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays beside the versions
             raise
         step("renamed")
-        art.write_latest(layout, ds)
+        # A backfilled older day is published as a version but never moves LATEST backwards
+        # (serving keeps the newest model; `twotower artifacts rollback` is the deliberate way back).
+        latest_moved = previous is None or ds >= previous
+        if latest_moved:
+            art.write_latest(layout, ds)
+        else:
+            log.warning("ds=%s published as a version; LATEST stays at the newer %s", ds, previous)
         step("latest_switched")
         deleted = art.apply_retention(layout, cfg.publish.retention)
         step("retention_done")
@@ -464,6 +470,7 @@ def publish_day(
         "n_items": manifest["ntotal"],
         "path": str(final),
         "previous_latest": previous,
+        "latest": ds if latest_moved else previous,
         "gate": manifest["gate"],
         "smoke": smoke,
         "retention_deleted": deleted,
@@ -473,7 +480,8 @@ def publish_day(
 
 def _already_published(layout: Layout, ds: str, recovered: list[str]) -> dict[str, Any]:
     """Rerun after a publish that completed (staging already removed): verify and report."""
-    if art.read_latest(layout) == ds and layout.version_dir(ds).is_dir():
+    latest = art.read_latest(layout)
+    if latest is not None and latest >= ds and layout.version_dir(ds).is_dir():
         loaded = art.LoadedVersion.load(layout.version_dir(ds), verify=True)
         return {
             "ds": ds,
@@ -490,6 +498,19 @@ def _already_published(layout: Layout, ds: str, recovered: list[str]) -> dict[st
         f"nothing staged for ds={ds} under {layout.model_root / art.STAGING} and LATEST is "
         f"{art.read_latest(layout)}; build it first (`twotower index --ds {ds}` builds and publishes)"
     )
+
+
+def comparison_version(layout: Layout, ds: str, latest: str | None) -> str | None:
+    """The published version a candidate for ``ds`` is gated against.
+
+    LATEST when it is not newer than ``ds``; otherwise (a backfill of an older day) the newest
+    published version of a day <= ``ds``. A version of a later day trained on ``ds``'s held-out
+    clicks, so comparing against it would be unfair to the candidate.
+    """
+    if latest is not None and latest <= ds:
+        return latest
+    earlier = [v for v in art.list_versions(layout) if v <= ds]
+    return earlier[-1] if earlier else None
 
 
 def _gate(cfg: Config, ds: str, staged: dict, layout: Layout, previous: str | None, evaluator: Evaluator) -> GateResult:

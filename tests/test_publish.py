@@ -178,6 +178,28 @@ def test_gate_compares_on_the_same_held_out_set(tmp_path):
     assert stats["gate"]["published"] == 0.26 and stats["gate"]["passed"]
 
 
+def test_backfilled_older_day_never_moves_latest_back_and_is_gated_against_an_older_version(tmp_path):
+    cfg = make_config(tmp_path)
+    layout = Layout(cfg.paths)
+    build_and_publish(cfg, D1, recall50=0.30)
+    build_and_publish(cfg, D3, recall50=0.30)
+    make_candidate(cfg, D2, recall50=0.28)
+    build_index_for_day(cfg, D2)
+    calls = []
+
+    def evaluator(cfg_, ds, version_dir):
+        calls.append((ds, Path(version_dir).name))
+        return {"model": {"recall@50": 0.29}}
+
+    stats = publish_day(cfg, D2, evaluator=evaluator)
+    # D3's model trained on D2's held-out clicks: the fair comparison is D1 (0.28 >= 0.29 * 0.9).
+    assert calls == [(D2, D1)]
+    assert stats["status"] == "published" and stats["latest"] == D3
+    assert art.read_latest(layout) == D3  # serving keeps the newest model
+    assert art.list_versions(layout) == [D1, D2, D3]
+    assert publish(cfg, D2)["status"] == "already_published"
+
+
 # -- reruns, retention, rollback ----------------------------------------------------------------
 
 
