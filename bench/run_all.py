@@ -229,12 +229,13 @@ def render_pipeline(entry: dict[str, Any]) -> list[str]:
                           [[a["step"], _f(wall[a["step"]], 1), a["stages"], a["task_run_s"], a["task_cpu_s"], a["gc_s"],
                             a["shuffle_write_mb"], a["spill_mb"]] for a in bd]) + [""]
         bd = bd if len(spark_steps) == len(bd) else []
-        slowest_spark = max(spark_steps, key=lambda s: s["wall_s"], default=None)
+        # Slowest by CPU seconds when measured (wall time mostly says how loaded the machine was).
+        slowest_spark = max(spark_steps, key=lambda s: (s.get("cpu_s") or 0, s["wall_s"]), default=None)
         slow = next((a for a in bd if slowest_spark and a.get("step") == slowest_spark["step"]), None)
         if slow is None and bd:
             slow = max(bd, key=lambda a: a["sum_stage_wall_s"])
         if slow:
-            out += [f"Spark stages of the slowest Spark step (`{slow.get('step') or slow['job_group']}`): {slow['stages']} stages, "
+            out += [f"Spark stages of the costliest Spark step by CPU seconds (`{slow.get('step') or slow['job_group']}`): {slow['stages']} stages, "
                     f"task time {slow['task_run_s']} s of which CPU {slow['task_cpu_s']} s and GC {slow['gc_s']} s; "
                     f"shuffle written {slow['shuffle_write_mb']} MB, spilled {slow['spill_mb']} MB.", ""]
             out += _table(["Spark stage", "tasks", "wall s", "task s", "CPU s", "GC s", "input MB", "shuffle read MB",
