@@ -210,7 +210,7 @@ def render_pipeline(entry: dict[str, Any]) -> list[str]:
             rows.append([s["step"], fmt_s(s["wall_s"]), _f(s.get("cpu_s"), 0), fmt_s(s.get("spark_startup_s")) if s.get("spark_startup_s") else "-",
                          fmt_mb(s["peak_process_rss_mb"]), s["peak_process"], fmt_mb(s["peak_tree_rss_mb"]),
                          ", ".join(f"{k} {fmt_mb(v)}" for k, v in s["peak_rss_mb_by_process"].items()),
-                         s["load_after"][0], "ok" if s["rc"] == 0 else f"FAILED ({s['rc']})"])
+                         s["load_after"][0], "ok" if s["rc"] == 0 else s.get("note") or f"FAILED ({s['rc']})"])
         tot = _totals(run)
         rows.append(["**total**", f"**{fmt_s(tot['wall'])}**", _f(tot["cpu"], 0), fmt_s(tot["startup"]),
                      f"**{fmt_mb(tot['max_mb'])}**", "", "", "", "", tot["status"]])
