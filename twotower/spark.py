@@ -26,7 +26,10 @@ BASE_CONF = {
     "spark.sql.adaptive.coalescePartitions.enabled": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.parquet.compression.codec": "zstd",
-    "spark.sql.autoBroadcastJoinThreshold": str(64 * 1024 * 1024),
+    # Spark's default 10 MB. 64 MB made the hard-negative join broadcast a table that did not
+    # fit a 4 GB driver on a medium 7-day window (bench/bench_pipeline.py); AQE still turns
+    # joins into broadcasts at runtime when the measured side is small.
+    "spark.sql.autoBroadcastJoinThreshold": str(10 * 1024 * 1024),
 }
 
 
