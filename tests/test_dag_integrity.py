@@ -46,7 +46,7 @@ _PARSE = textwrap.dedent(
             "outlets": {t.task_id: [getattr(o, "name", str(o)) for o in t.outlets] for t in dag.tasks if t.outlets},
         }
     print("RESULT" + json.dumps(out))
-    """
+    """  # noqa: UP031 (a script template: braces in it are code)
     % (HEAVY,)
 )
 
