@@ -256,16 +256,6 @@ class DuckDbEtl:
             "eval_examples",
         )
 
-    STAGES = (
-        "click_positives",
-        "resampled_positives",
-        "hard_negatives",
-        "vocabulary",
-        "features",
-        "item_sampling",
-        "datasets",
-    )
-
     def run_stage(self, stage: str) -> float:
         start = time.perf_counter()
         getattr(self, stage)()

@@ -621,22 +621,16 @@ def _output_row_suites(
         if name == "eval_examples":
             flags[S.FLAG_PREFIX + "has_targets"] = S._safe(F.coalesce(F.size("target_idx"), F.lit(0)) <= 0)
             checks.append(S.flag_check("has_targets", "critical", "an evaluation user has no target item", S._RERUN_ETL, column="target_idx"))
-        if name == "item_catalogue" and "vocabulary" in frames:
-            ref = frames["vocabulary"].filter(F.col("vocab") == "item_id").select(
-                F.col("id").alias("item_idx"), F.col("value").alias("item_id")
+        # Encoded ids must agree with the persisted vocabulary (id -> value).
+        id_cols = {"item_catalogue": ("item_id", "item_idx"), "user_features": ("user_id", "user_idx")}.get(name)
+        if id_cols and "vocabulary" in frames:
+            id_col, idx_col = id_cols
+            ref = frames["vocabulary"].filter(F.col("vocab") == id_col).select(
+                F.col("id").alias(idx_col), F.col("value").alias(id_col)
             )
             frame, chk = S.subset_flag(
-                df, ref, ["item_idx", "item_id"], "idx_matches_vocabulary",
-                "(item_idx, item_id) disagrees with the item_id vocabulary", S._RERUN_ETL, column="item_idx",
-            )
-            checks.append(chk)
-        if name == "user_features" and "vocabulary" in frames:
-            ref = frames["vocabulary"].filter(F.col("vocab") == "user_id").select(
-                F.col("id").alias("user_idx"), F.col("value").alias("user_id")
-            )
-            frame, chk = S.subset_flag(
-                df, ref, ["user_idx", "user_id"], "idx_matches_vocabulary",
-                "(user_idx, user_id) disagrees with the user_id vocabulary", S._RERUN_ETL, column="user_idx",
+                df, ref, [idx_col, id_col], "idx_matches_vocabulary",
+                f"({idx_col}, {id_col}) disagrees with the {id_col} vocabulary", S._RERUN_ETL, column=idx_col,
             )
             checks.append(chk)
         out.append(S.output_rows_suite(T[name], frame, ds, flags, checks))
