@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed
 # This machine keeps the CPU torch wheel on disk; elsewhere pip takes it from PyPI.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist): the suite mostly waits on JVMs and Airflow's scheduler, so 3
+# workers on 2 cores cut its wall time; one module per worker (module fixtures are shared), in
+# collection order (tests/conftest.py puts the ~10 min e2e module first).
+TEST_WORKERS ?= 3
 # `make bench BENCH_ARGS=--quick` for the quick subset; `--only pipeline,index` for some.
 BENCH_ARGS ?=
 
@@ -36,10 +40,10 @@ run: airflow-init
 	@bash scripts/run.sh
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder -m "not slow and not e2e" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)

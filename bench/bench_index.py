@@ -206,18 +206,19 @@ def main(argv=None) -> int:
         x, q = planted_vectors(preset, args.seed, args.queries)
         all_rows += bench_case(f"planted-{preset} (simulator truth)", x, q, args.k, args)
     temp_roots = []
+    cases = [(f"model {d}", d) for d in args.model_dir]
     for n_items in args.synthetic_model:
         model_dir = train_synthetic_model(n_items, args.seed)
         temp_roots.append(model_dir.parents[2])  # <root>/data/models/ds=...
-        args.model_dir.append(model_dir)
-    for model_dir in args.model_dir:
+        cases.append((f"model synthetic-{n_items} (training.fixtures tables, real training)", model_dir))
+    for case, model_dir in cases:
         x = np.load(model_dir / "item_embeddings.npy", allow_pickle=False)
         q = np.load(model_dir / "eval_user_embeddings.npy", allow_pickle=False)
         if len(q) == 0:
             print(f"{model_dir}: no held-out user embeddings; skipped")
             continue
         q = q[np.random.default_rng(args.seed).permutation(len(q))[: args.queries]]
-        all_rows += bench_case(f"model {model_dir}", x, q, min(args.k, len(x)), args)
+        all_rows += bench_case(case, x, q, min(args.k, len(x)), args)
     import shutil
 
     for root in temp_roots:

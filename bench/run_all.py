@@ -84,6 +84,11 @@ def _index_args(quick: bool, results: dict[str, Any]) -> tuple[list[str], dict[s
     run = _medium_run(results)
     if run:
         argv += ["--model-dir", run["model_dir"]]
+    if not quick:
+        # The large catalogue (500k items): no large-preset pipeline day fits one benchmark run
+        # on 2 cores, so a model trained by the real training code on synthetic ETL tables of
+        # that size, and the simulator's planted geometry (what a perfect model recovers).
+        argv += ["--synthetic-model", "500000", "--planted", "large"]
     return argv + ["--json"], {}
 
 
@@ -308,14 +313,25 @@ def goals(b: dict[str, Any]) -> list[list[str]]:
                      f"{tr.get('fraction_of_matmul_peak', 0):.1%} of matmul peak", "met" if tr["data_path_overhead"] < 0.2 else "**not met**"])
     idx = (b.get("index") or {}).get("result")
     rows_idx = idx if isinstance(idx, list) else (idx or {}).get("rows", [])
-    model = [r for r in rows_idx if r["case"].startswith("model") and r["index"] != "Flat (exact)"]
-    if model:
+    model_cases = dict.fromkeys(r["case"] for r in rows_idx if r["case"].startswith("model"))
+    for case in model_cases:
+        model = [r for r in rows_idx if r["case"] == case and r["index"] != "Flat (exact)"]
+        if not model:
+            continue
         good = [r for r in model if r["recall"] >= 0.97 and r["speedup"] >= 10]
         best = max(good, key=lambda r: r["speedup"]) if good else max(model, key=lambda r: (r["recall"] >= 0.97, r["speedup"] if r["recall"] >= 0.97 else r["recall"]))
-        rows.append(["ANN recall@100 >= 0.97 at >= 10x exact QPS (model embeddings)",
-                     f"{best['index']} {best['param']}: recall {best['recall']:.4f} at {best['speedup']:.1f}x "
-                     f"({model[0]['case'].split('/')[-1]})", "met" if good else "**not met**"])
+        rows.append([f"ANN recall@100 >= 0.97 at >= 10x exact QPS ({_case_label(case)})",
+                     f"{best['index']} {best['param']}: recall {best['recall']:.4f} at {best['speedup']:.1f}x",
+                     "met" if good else "**not met**"])
     return rows
+
+
+def _case_label(case: str) -> str:
+    """'model /.../pipeline/medium/data/models/ds=D' -> 'model: medium pipeline run, ds=D'."""
+    if "/pipeline/" in case:
+        parts = case.split("/")
+        return f"model: {parts[parts.index('pipeline') + 1]} pipeline run, {parts[-1]}"
+    return case
 
 
 def render(results: dict[str, Any]) -> str:

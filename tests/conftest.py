@@ -44,3 +44,14 @@ def make_config(root: Path, **sections) -> Config:
 @pytest.fixture
 def tmp_config(tmp_path: Path) -> Config:
     return make_config(tmp_path)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest tiers first (e2e, then slow), so that under ``pytest -n N --dist loadscope``
+    (``make test``) the ~10 min Airflow module starts at once and the rest fills the other
+    workers around it. The relative order inside each tier is kept."""
+
+    def tier(item) -> int:
+        return 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=tier)  # stable
