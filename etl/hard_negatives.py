@@ -74,7 +74,9 @@ def hard_negatives_from_ranking_log(
     excluded = shown.select(_pair_key().alias("_pair")).unionByName(
         clicked.select(_pair_key().alias("_pair"))
     )
-    kept = cuts.join(excluded, "_pair", "left_anti")
+    # Shuffled hash join: each partition of the excluded pairs becomes a hash table, so neither
+    # side is sorted (a sort-merge anti-join sorted ~10M keys per medium day: ~30% of the stage).
+    kept = cuts.join(excluded.hint("shuffle_hash"), "_pair", "left_anti")
     # One row per (request, item) (the earlier cut wins on contract-violating logs), then the cap.
     # Both windows partition by request_id, so Spark shuffles once for the two of them.
     by_item = Window.partitionBy("request_id").orderBy(F.col("item_id"), F.col("difficulty").asc())
