@@ -299,6 +299,8 @@ class GateResult:
     published_version: str | None
     ann_recall: float
     threshold: float | None
+    best_baseline_recall: float | None = None
+    below_baseline: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -310,6 +312,8 @@ class GateResult:
             "published_version": self.published_version,
             "min_allowed": self.threshold,
             "ann_recall": self.ann_recall,
+            "best_baseline": self.best_baseline_recall,
+            "below_best_baseline": self.below_baseline,
         }
 
 
@@ -319,15 +323,27 @@ def gate_decision(
     ann_recall: float,
     cfg: PublishConfig,
     published_version: str | None = None,
+    baseline_recall: float | None = None,
 ) -> GateResult:
     """Pure gate rule.
 
     Refuse when ``candidate < published * (1 - max_recall_drop)`` (a relative drop of more
-    than ``max_recall_drop``) or when ``ann_recall < min_ann_recall``. ``published_recall``
-    None = first version: only the ANN rule applies.
+    than ``max_recall_drop``), when ``ann_recall < min_ann_recall``, or, if
+    ``min_recall_vs_best_baseline`` > 0, when ``candidate < baseline * min_recall_vs_best_baseline``
+    (``baseline_recall``: the best popularity baseline on the same held-out day; this rule also
+    applies to a first version). ``published_recall`` None = first version: no drop rule.
     """
     reasons = []
     threshold = None
+    below_baseline = baseline_recall is not None and candidate_recall < baseline_recall
+    if baseline_recall is not None and cfg.min_recall_vs_best_baseline > 0:
+        floor = baseline_recall * cfg.min_recall_vs_best_baseline
+        if candidate_recall < floor:
+            reasons.append(
+                f"{GATE_METRIC} {candidate_recall:.4f} is below publish.min_recall_vs_best_baseline "
+                f"{cfg.min_recall_vs_best_baseline:g} x the best popularity baseline's {baseline_recall:.4f} "
+                f"(minimum allowed {floor:.4f}): serving it would do worse than recommending popular items"
+            )
     if published_recall is not None:
         threshold = published_recall * (1.0 - cfg.max_recall_drop)
         if candidate_recall < threshold:
@@ -344,7 +360,25 @@ def gate_decision(
         reason = "first version: nothing to compare with; ANN recall ok"
     else:
         reason = f"{GATE_METRIC} {candidate_recall:.4f} >= {threshold:.4f}; ANN recall {ann_recall:.4f} ok"
-    return GateResult(not reasons, reason, candidate_recall, published_recall, published_version, ann_recall, threshold)
+    if below_baseline and not reasons:
+        reason += (
+            f"; WARNING: below the best popularity baseline ({baseline_recall:.4f}); "
+            "publish.min_recall_vs_best_baseline would refuse it"
+        )
+    return GateResult(
+        not reasons, reason, candidate_recall, published_recall, published_version, ann_recall, threshold,
+        baseline_recall, below_baseline,
+    )
+
+
+def best_baseline_recall(metrics: dict[str, Any]) -> float | None:
+    """The best popularity baseline's gate metric in an evaluation (None: no baseline)."""
+    values = [
+        float(b[GATE_METRIC])
+        for b in (metrics.get("baselines") or {}).values()
+        if isinstance(b, dict) and b.get(GATE_METRIC) is not None
+    ]
+    return max(values) if values else None
 
 
 def _metric(metrics: dict[str, Any], where: str) -> float:
@@ -516,13 +550,14 @@ def comparison_version(layout: Layout, ds: str, latest: str | None) -> str | Non
 def _gate(cfg: Config, ds: str, staged: dict, layout: Layout, previous: str | None, evaluator: Evaluator) -> GateResult:
     candidate = _metric(staged["metrics"], f"staged version {ds}")
     ann_recall = float(staged["ann"]["recall"])
+    baseline = best_baseline_recall(staged["metrics"])
     if previous is None:
-        return gate_decision(candidate, None, ann_recall, cfg.publish)
+        return gate_decision(candidate, None, ann_recall, cfg.publish, baseline_recall=baseline)
     published_dir = layout.version_dir(previous)
     # The published model is re-evaluated on THIS day's held-out set: same users, same targets.
     art.LoadedVersion.load(published_dir, verify=True)
     published = _metric(evaluator(cfg, ds, published_dir), f"published version {previous} evaluated on ds={ds}")
-    return gate_decision(candidate, published, ann_recall, cfg.publish, previous)
+    return gate_decision(candidate, published, ann_recall, cfg.publish, previous, baseline)
 
 
 def _reject(layout: Layout, ds: str, staging: Path, staged: dict, gate: GateResult) -> Path:

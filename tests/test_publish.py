@@ -136,6 +136,31 @@ def test_gate_rule_hand_computed():
     assert gate_decision(0.01, None, 0.95, p).passed
 
 
+def test_gate_baseline_rule_hand_computed():
+    off = PublishConfig(min_ann_recall=0.95)
+    # Off by default: a candidate below the baseline passes, flagged in the result and reason.
+    flagged = gate_decision(0.20, None, 1.0, off, baseline_recall=0.25)
+    assert flagged.passed and flagged.below_baseline and "WARNING" in flagged.reason
+    assert not gate_decision(0.30, None, 1.0, off, baseline_recall=0.25).below_baseline
+    on = PublishConfig(min_ann_recall=0.95, min_recall_vs_best_baseline=0.8)
+    # 0.25 * 0.8 = 0.20: 0.19 is refused even as a first version, 0.20 passes (still flagged).
+    refused = gate_decision(0.19, None, 1.0, on, baseline_recall=0.25)
+    assert not refused.passed and "0.2000" in refused.reason and "0.2500" in refused.reason
+    assert gate_decision(0.20, None, 1.0, on, baseline_recall=0.25).passed
+    # Both rules on a later version: 0.26 clears 0.9 x 0.28 = 0.252 and 0.8 x 0.30 = 0.24.
+    assert gate_decision(0.26, 0.28, 1.0, on, "v", baseline_recall=0.30).passed
+    # No baseline in the metrics: the rule cannot apply.
+    assert gate_decision(0.01, None, 1.0, on, baseline_recall=None).passed
+
+
+def test_best_baseline_recall_takes_the_best_popularity_row():
+    from indexing.publish import best_baseline_recall
+
+    metrics = {"model": {"recall@50": 0.3}, "baselines": {"a": {"recall@50": 0.2}, "b": {"recall@50": 0.35}, "c": {}}}
+    assert best_baseline_recall(metrics) == 0.35
+    assert best_baseline_recall({"model": {"recall@50": 0.3}}) is None
+
+
 def test_gate_refuses_worse_candidate_then_force_publishes(tmp_path):
     cfg = make_config(tmp_path)
     layout = Layout(cfg.paths)
@@ -159,6 +184,20 @@ def test_gate_refuses_worse_candidate_then_force_publishes(tmp_path):
     stats = publish(cfg, D2, force=True)
     assert stats["gate"]["forced"] and not stats["gate"]["passed"]
     assert art.read_latest(layout) == D2
+
+
+def test_first_version_below_the_popularity_baseline_is_refused_when_the_rule_is_on(tmp_path):
+    cfg = make_config(tmp_path, publish={"min_recall_vs_best_baseline": 1.0})
+    layout = Layout(cfg.paths)
+    # make_candidate records popularity baselines 0.10 and 0.12: the best is 0.12.
+    make_candidate(cfg, D1, recall50=0.11)
+    build_index_for_day(cfg, D1)
+    with pytest.raises(PublishRejected) as exc:
+        publish(cfg, D1)
+    assert "0.1100" in str(exc.value) and "0.1200" in str(exc.value)
+    assert art.read_latest(layout) is None and not layout.version_dir(D1).exists()
+    gate = json.loads((layout.model_root / art.REJECTED / f"{D1}-1" / "manifest.json").read_text())["gate"]
+    assert gate["best_baseline"] == pytest.approx(0.12) and gate["below_best_baseline"]
 
 
 def test_gate_compares_on_the_same_held_out_set(tmp_path):

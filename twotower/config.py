@@ -299,6 +299,12 @@ class PublishConfig:
     max_recall_drop: float = 0.1
     # Reject a candidate whose ANN recall@K against exact search is below this.
     min_ann_recall: float = 0.95
+    # Reject a candidate (a first version too) whose held-out recall@50 is below this multiple
+    # of the best popularity baseline's on the same day: 1.0 = it must at least match
+    # recommending popular items. 0 = off (the default: a first model on a few days of a tiny
+    # simulated catalogue often loses to popularity); the manifest and the gate reason still
+    # flag a model below the baseline. configs/mind.toml sets 1.0.
+    min_recall_vs_best_baseline: float = 0.0
     # Whether a later day may publish when an earlier day in the window failed.
     allow_gaps: bool = False
     # Held-out users queried by the smoke test before a version is renamed into place.
