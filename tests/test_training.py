@@ -231,3 +231,75 @@ def test_ranker_metrics_by_hand():
     assert r["recall@50_tail"] == pytest.approx(0.5)  # A: tail target 2 hit; B: tail target 3 missed
     assert r["recall@50_cold"] == pytest.approx(1.0)  # only A has a cold target (4), hit
     assert r["users_scored"] == 2
+
+
+def _reference_metrics(scores, cand, targets_per_user, excludes_per_user, tail, cold, ks):
+    """Plain per-user metrics, written independently of Ranker (sets and sorted lists)."""
+    pos_of = {int(i): p for p, i in enumerate(cand)}
+    n = len(cand)
+    sums = {f"recall@{k}": 0.0 for k in ks} | {"hitrate@50": 0.0, "ndcg@50": 0.0}
+    tail_sum = cold_sum = 0.0
+    scored = tail_users = cold_users = 0
+    covered = set()
+    for u, (tg, ex) in enumerate(zip(targets_per_user, excludes_per_user, strict=True)):
+        excl = {pos_of[i] for i in ex if i in pos_of}
+        tset = {pos_of[i] for i in tg if i in pos_of} - excl
+        if not tset:
+            continue
+        scored += 1
+        kept = [p for p in range(n) if p not in excl]
+        # Highest score first; ties by position (torch.topk on these distinct scores has none).
+        ranked = sorted(kept, key=lambda p: (-scores[u, p], p))
+        for k in ks:
+            sums[f"recall@{k}"] += len(tset & set(ranked[:k])) / len(tset)
+        top50 = ranked[:50]
+        sums["hitrate@50"] += float(bool(tset & set(top50)))
+        dcg = sum(1 / np.log2(r + 2) for r, p in enumerate(top50) if p in tset)
+        ideal = sum(1 / np.log2(r + 2) for r in range(min(len(tset), 50)))
+        sums["ndcg@50"] += dcg / ideal
+        covered |= set(top50)
+        for mask, kind in ((tail, "tail"), (cold, "cold")):
+            kt = {p for p in tset if mask[p]}
+            if kt:
+                r = len(kt & set(top50)) / len(kt)
+                if kind == "tail":
+                    tail_sum, tail_users = tail_sum + r, tail_users + 1
+                else:
+                    cold_sum, cold_users = cold_sum + r, cold_users + 1
+    out = {k: v / scored for k, v in sums.items()}
+    out.update(coverage=len(covered) / n, users_scored=scored,
+               recall_tail=tail_sum / tail_users if tail_users else None,
+               recall_cold=cold_sum / cold_users if cold_users else None)
+    return out
+
+
+def test_ranker_matches_a_per_user_reference_on_random_data():
+    # 1,300 users (three user batches, the last one partial), 700 catalogue items, targets with
+    # duplicates, ids outside the catalogue and overlaps with the exclusions.
+    rng = np.random.default_rng(5)
+    n_users, n_items = 1300, 700
+    cand = np.sort(rng.choice(np.arange(1, 900), size=n_items, replace=False))
+    scores = rng.random((n_users, n_items)).astype(np.float32)
+    targets, excludes = [], []
+    for _ in range(n_users):
+        targets.append(rng.choice(np.arange(1, 900), size=rng.integers(0, 6)).tolist())
+        ex = rng.choice(np.arange(1, 900), size=rng.integers(0, 40), replace=False).tolist()
+        if targets[-1] and rng.random() < 0.3:
+            ex.append(targets[-1][0])  # a re-click: excluded, so not a target
+        excludes.append(ex)
+    offsets = lambda lists: np.concatenate([[0], np.cumsum([len(x) for x in lists])])  # noqa: E731
+    flat = lambda lists: np.array([i for x in lists for i in x], dtype=np.int64)  # noqa: E731
+    ev = EvalSet(
+        user_idx=torch.arange(1, n_users + 1), user_id=np.array([f"u{i}" for i in range(n_users)], dtype=object),
+        user_cat=torch.zeros(n_users, 0, dtype=torch.long), user_num=torch.zeros(n_users, 0),
+        hist=torch.zeros(n_users, 1, dtype=torch.long),
+        target_offsets=offsets(targets), targets=flat(targets), exclude_offsets=offsets(excludes), excludes=flat(excludes),
+    )
+    tail, cold = rng.random(n_items) < 0.3, rng.random(n_items) < 0.2
+    st = torch.from_numpy(scores)
+    got = Ranker(ev, cand, tail, cold, (10, 50, 100), torch.device("cpu")).run(lambda rows: st[rows])
+    want = _reference_metrics(scores, cand, targets, excludes, tail, cold, (10, 50, 100))
+    for key in ("recall@10", "recall@50", "recall@100", "hitrate@50", "ndcg@50", "coverage", "users_scored"):
+        assert got[key] == pytest.approx(want[key], rel=1e-9), key
+    assert got["recall@50_tail"] == pytest.approx(want["recall_tail"], rel=1e-9)
+    assert got["recall@50_cold"] == pytest.approx(want["recall_cold"], rel=1e-9)

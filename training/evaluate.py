@@ -77,15 +77,14 @@ class Ranker:
         self.t_pos = self.pos_of_idx[np.clip(ev.targets, 0, size - 1)]
         self.e_pos = self.pos_of_idx[np.clip(ev.excludes, 0, size - 1)]
 
-    def _mask(self, offsets: np.ndarray, pos: np.ndarray, rows: slice) -> Tensor:
+    def _keys(self, offsets: np.ndarray, pos: np.ndarray, rows: slice) -> Tensor:
+        """Sorted unique flat keys ``row * n + position`` of the rows' in-catalogue entries."""
         lo, hi = offsets[rows.start], offsets[rows.stop]
         counts = np.diff(offsets[rows.start : rows.stop + 1])
-        r = np.repeat(np.arange(rows.stop - rows.start), counts)
+        r = np.repeat(np.arange(rows.stop - rows.start, dtype=np.int64), counts)
         p = pos[lo:hi]
         keep = p >= 0
-        m = torch.zeros(rows.stop - rows.start, self.n, dtype=torch.bool, device=self.device)
-        m[torch.from_numpy(r[keep]).to(self.device), torch.from_numpy(p[keep]).to(self.device)] = True
-        return m
+        return torch.from_numpy(np.unique(r[keep] * self.n + p[keep])).to(self.device)
 
     def counts(self) -> dict[str, int]:
         ev = self.ev
@@ -94,6 +93,9 @@ class Ranker:
         return {"eval_users": self.users, "eval_targets": total, "eval_targets_not_in_catalogue": total - in_cat}
 
     def run(self, score: ScoreFn) -> dict[str, float]:
+        """Metrics of one scoring function. Per batch of users, exclusions and targets are flat
+        ``row * n + position`` keys (no dense [users, catalogue] masks): excluded items are set
+        to -inf in the score matrix, and a top-k entry is a hit when its key is a target key."""
         sums = {f"recall@{k}": 0.0 for k in self.ks} | {"hitrate@50": 0.0, "ndcg@50": 0.0}
         tail_sum = cold_sum = 0.0
         scored = tail_users = cold_users = excluded_targets = 0
@@ -101,15 +103,19 @@ class Ranker:
         discounts = 1.0 / torch.log2(torch.arange(2, 52, dtype=torch.float64, device=self.device))
         for start in range(0, self.users, USER_BATCH):
             rows = slice(start, min(start + USER_BATCH, self.users))
-            s = score(rows).to(self.device, torch.float32).clone()
-            excl = self._mask(self.ev.exclude_offsets, self.e_pos, rows)
-            targets = self._mask(self.ev.target_offsets, self.t_pos, rows)
-            excluded_targets += int((targets & excl).sum())
-            targets &= ~excl
-            s.masked_fill_(excl, -math.inf)
+            b = rows.stop - rows.start
+            s = score(rows).to(self.device, torch.float32).contiguous().clone()
+            excl = self._keys(self.ev.exclude_offsets, self.e_pos, rows)
+            tkeys = self._keys(self.ev.target_offsets, self.t_pos, rows)
+            is_excl = torch.isin(tkeys, excl, assume_unique=True)
+            excluded_targets += int(is_excl.sum())
+            tkeys = tkeys[~is_excl]
+            s.view(-1)[excl] = -math.inf
             top_vals, top = torch.topk(s, self.kmax, dim=1)  # [b, kmax]
-            hits = targets.gather(1, top)
-            n_t = targets.sum(1)
+            row_base = torch.arange(b, device=self.device, dtype=torch.int64)[:, None] * self.n
+            hits = torch.isin(top + row_base, tkeys)
+            t_row, t_pos = tkeys // self.n, tkeys % self.n
+            n_t = torch.bincount(t_row, minlength=b)
             ok = n_t > 0
             if not ok.any():
                 continue
@@ -125,11 +131,11 @@ class Ranker:
             shown = top[ok, :50][top_vals[ok, :50] > -math.inf]  # excluded items are never "recommended"
             covered[shown] = True
             for mask, kind in ((self.tail, "tail"), (self.cold, "cold")):
-                tm = targets[ok] & mask[None, :]
-                nk = tm.sum(1)
-                has = nk > 0
+                nk = torch.bincount(t_row[mask[t_pos]], minlength=b)  # the user's targets of this kind
+                has = nk > 0  # implies ok
                 if has.any():
-                    r = (tm.gather(1, top[ok, :50]).sum(1)[has] / nk[has]).sum()
+                    kind_hits = (hits[:, :50] & mask[top[:, :50]]).sum(1)
+                    r = (kind_hits[has] / nk[has]).sum()
                     if kind == "tail":
                         tail_sum += float(r)
                         tail_users += int(has.sum())
