@@ -177,13 +177,19 @@ def output_dir(layout: Layout, ds: str, ablate: frozenset[str]) -> Path:
     return final if not ablate else final.with_name(f"{final.name}.ablate-{'+'.join(sorted(ablate))}")
 
 
-def train_day(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_retrain: bool = False) -> dict[str, Any]:
+def train_day(
+    cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_retrain: bool = False, evaluate: bool = True
+) -> dict[str, Any]:
     """Train on day ds's ETL outputs, export, evaluate; write ``Layout.model_dir(ds)``.
 
     Args:
         ablate: switches turned off for measurement (see ``training.loop.ABLATIONS``); the
             model then goes to a sibling directory (:func:`output_dir`).
         full_retrain: ignore the published model (no warm start).
+        evaluate: evaluate against the baselines here (``twotower train``). The pipeline's
+            train step passes False because its evaluate step (:func:`evaluate_day`) follows
+            and would repeat the same evaluation (minutes on a medium day); metrics.json then
+            holds only the training figures until that step completes it.
     Returns:
         JSON-serialisable statistics (also written as train_stats.json).
     """
@@ -269,13 +275,14 @@ def train_day(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_r
         ev = load_eval_set(layout, ds, cols.user_cat, cols.user_num, max(cfg.features.history_length, 1))
         stats.update(export_model(model, tmp, catalogue, ev))
         plot_loss_curve(result.loss_curve, epochs, tmp / "loss_curve.png", f"two-tower {t.loss}, ds={ds}")
-        metrics = evaluate_with_baselines(cfg, ds, tmp)
+        metrics = evaluate_with_baselines(cfg, ds, tmp) if evaluate else {}
         metrics["train"] = {k: stats[k] for k in ("steps", "examples", "examples_per_second", "final_loss", "ablate")}
         write_metrics(tmp, metrics)
         stats["wall_seconds"] = round(time.perf_counter() - wall, 3)
-        stats["recall@50"] = metrics["model"]["recall@50"]
-        stats["baseline_recall@50"] = {k: v["recall@50"] for k, v in metrics["baselines"].items()}
-        stats["oracle_recall@50"] = metrics["oracle"]["recall@50"] if metrics["oracle"] else None
+        if evaluate:
+            stats["recall@50"] = metrics["model"]["recall@50"]
+            stats["baseline_recall@50"] = {k: v["recall@50"] for k, v in metrics["baselines"].items()}
+            stats["oracle_recall@50"] = metrics["oracle"]["recall@50"] if metrics["oracle"] else None
         (tmp / "train_stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True, default=str))
     stats["model_dir"] = str(final)
     return stats

@@ -258,9 +258,12 @@ class IndexConfig:
     ``flat_max_items`` get an exact Flat index; larger ones ``kind_above_flat``.
     """
 
-    # bench/bench_index.py on a trained model's 50k x 64 item embeddings: IVF-Flat (4 sqrt(N)
-    # lists, nprobe 16) gave recall@100 0.99 at 17x exact QPS; below ~50k exact is cheap enough.
-    flat_max_items: int = 50_000
+    # Exact search up to this many items. make bench (docs/benchmarks.md, idle 2-core machine):
+    # on the medium pipeline model's 50k x 64 embeddings exact search answers ~12k queries/s
+    # (batched) and no IVF/HNSW setting reached recall@100 >= 0.97 at >= 10x that (best: IVF894
+    # nprobe 32, 0.976 at 4.8x), so exact is the better index there; on a trained 500k-item
+    # model IVF (4 sqrt(N) lists) reached 0.99 at 140x (nprobe 8) and exact fell to ~440 q/s.
+    flat_max_items: int = 100_000
     # Index kind for catalogues above flat_max_items.
     kind_above_flat: Literal["hnsw", "ivf_flat", "ivf_pq"] = "ivf_flat"
     # HNSW graph degree M.

@@ -76,11 +76,13 @@ def validate_outputs(cfg: Config, ds: str) -> dict[str, Any]:
 
 
 def train(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_retrain: bool = False) -> dict[str, Any]:
-    """Train the two-tower model for day ``ds`` into ``Layout.model_dir(ds)``."""
+    """Train the two-tower model for day ``ds`` into ``Layout.model_dir(ds)``; the held-out
+    evaluation is the next step (:func:`evaluate`), not repeated here."""
     from training.run import train_day
 
     ds = ds_str(ds)
-    return _record(cfg, ds, "train", train_day(cfg, ds, ablate=ablate, full_retrain=full_retrain))
+    stats = train_day(cfg, ds, ablate=ablate, full_retrain=full_retrain, evaluate=False)
+    return _record(cfg, ds, "train", stats)
 
 
 def evaluate(cfg: Config, ds: str) -> dict[str, Any]:
