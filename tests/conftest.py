@@ -48,7 +48,7 @@ def tmp_config(tmp_path: Path) -> Config:
 
 def pytest_collection_modifyitems(config, items):
     """Longest tiers first (e2e, then slow), so that under ``pytest -n N --dist loadscope``
-    (``make test``) the ~10 min Airflow module starts at once and the rest fills the other
+    (``make test``) the ~12 min Airflow module starts at once and the rest fills the other
     workers around it. The relative order inside each tier is kept."""
 
     def tier(item) -> int:
