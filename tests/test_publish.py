@@ -200,17 +200,25 @@ def test_first_version_below_the_popularity_baseline_is_refused_when_the_rule_is
     assert gate["best_baseline"] == pytest.approx(0.12) and gate["below_best_baseline"]
 
 
+def recording_evaluator(recall50: float):
+    """An evaluator that scores any published version at ``recall50`` and records which
+    (held-out day, version) pairs it was asked for."""
+    calls: list[tuple[str, str]] = []
+
+    def evaluator(cfg_, ds, version_dir):
+        calls.append((ds, Path(version_dir).name))
+        return {"model": {"recall@50": recall50}}
+
+    return evaluator, calls
+
+
 def test_gate_compares_on_the_same_held_out_set(tmp_path):
     cfg = make_config(tmp_path)
     build_and_publish(cfg, D1, recall50=0.30)
     make_candidate(cfg, D2, recall50=0.25)
     build_index_for_day(cfg, D2)
-    calls = []
-
-    def evaluator(cfg_, ds, version_dir):
-        calls.append((ds, Path(version_dir).name))
-        return {"model": {"recall@50": 0.26}}  # the published model scored on D2's held-out set
-
+    # The published model scores 0.26 on D2's held-out set.
+    evaluator, calls = recording_evaluator(0.26)
     stats = publish_day(cfg, D2, evaluator=evaluator)
     # The published model (version D1) is evaluated on D2's held-out set; 0.25 >= 0.26 * 0.9.
     assert calls == [(D2, D1)]
@@ -224,12 +232,7 @@ def test_backfilled_older_day_never_moves_latest_back_and_is_gated_against_an_ol
     build_and_publish(cfg, D3, recall50=0.30)
     make_candidate(cfg, D2, recall50=0.28)
     build_index_for_day(cfg, D2)
-    calls = []
-
-    def evaluator(cfg_, ds, version_dir):
-        calls.append((ds, Path(version_dir).name))
-        return {"model": {"recall@50": 0.29}}
-
+    evaluator, calls = recording_evaluator(0.29)
     stats = publish_day(cfg, D2, evaluator=evaluator)
     # D3's model trained on D2's held-out clicks: the fair comparison is D1 (0.28 >= 0.29 * 0.9).
     assert calls == [(D2, D1)]
