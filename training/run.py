@@ -246,6 +246,12 @@ def train_day(
     trainer = Trainer(model, t, negatives, device, ablate, info)
     epochs = max(t.epochs, -(-t.min_steps // stream.steps_per_epoch(0)))
     result = trainer.fit(stream, epochs)
+    if info.enabled and torch.distributed.is_initialized():
+        # All workers leave the process group together, right after the last collective. Workers
+        # > 0 return below while worker 0 still exports; exiting with the gloo group alive could
+        # abort in its teardown ("terminate called without an active exception", SIGABRT).
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     stats: dict[str, Any] = {
         "ds": ds,
         "rows": stream.total_rows,
