@@ -273,13 +273,9 @@ def _reference_metrics(scores, cand, targets_per_user, excludes_per_user, tail, 
     return out
 
 
-def test_ranker_matches_a_per_user_reference_on_random_data():
-    # 1,300 users (three user batches, the last one partial), 700 catalogue items, targets with
-    # duplicates, ids outside the catalogue and overlaps with the exclusions.
-    rng = np.random.default_rng(5)
-    n_users, n_items = 1300, 700
+def _random_eval_set(rng, n_users=1300, n_items=700):
+    """Random eval set: targets with duplicates, ids outside the catalogue, re-clicks excluded."""
     cand = np.sort(rng.choice(np.arange(1, 900), size=n_items, replace=False))
-    scores = rng.random((n_users, n_items)).astype(np.float32)
     targets, excludes = [], []
     for _ in range(n_users):
         targets.append(rng.choice(np.arange(1, 900), size=rng.integers(0, 6)).tolist())
@@ -296,10 +292,38 @@ def test_ranker_matches_a_per_user_reference_on_random_data():
         target_offsets=offsets(targets), targets=flat(targets), exclude_offsets=offsets(excludes), excludes=flat(excludes),
     )
     tail, cold = rng.random(n_items) < 0.3, rng.random(n_items) < 0.2
-    st = torch.from_numpy(scores)
-    got = Ranker(ev, cand, tail, cold, (10, 50, 100), torch.device("cpu")).run(lambda rows: st[rows])
-    want = _reference_metrics(scores, cand, targets, excludes, tail, cold, (10, 50, 100))
+    return ev, cand, targets, excludes, tail, cold
+
+
+def _assert_matches_reference(got, want):
     for key in ("recall@10", "recall@50", "recall@100", "hitrate@50", "ndcg@50", "coverage", "users_scored"):
         assert got[key] == pytest.approx(want[key], rel=1e-9), key
     assert got["recall@50_tail"] == pytest.approx(want["recall_tail"], rel=1e-9)
     assert got["recall@50_cold"] == pytest.approx(want["recall_cold"], rel=1e-9)
+
+
+def test_ranker_matches_a_per_user_reference_on_random_data():
+    # 1,300 users (three user batches, the last one partial), 700 catalogue items.
+    rng = np.random.default_rng(5)
+    ev, cand, targets, excludes, tail, cold = _random_eval_set(rng)
+    scores = rng.random((len(targets), len(cand))).astype(np.float32)
+    st = torch.from_numpy(scores)
+    got = Ranker(ev, cand, tail, cold, (10, 50, 100), torch.device("cpu")).run(lambda rows: st[rows])
+    _assert_matches_reference(got, _reference_metrics(scores, cand, targets, excludes, tail, cold, (10, 50, 100)))
+
+
+def test_global_ranking_scores_only_its_head_and_matches_the_reference():
+    # One ranking for everyone (popularity): run_global scores only the top 100 + 40 items
+    # (kmax + most exclusions) of 700, and must give the full per-user reference's metrics.
+    rng = np.random.default_rng(11)
+    ev, cand, targets, excludes, tail, cold = _random_eval_set(rng)
+    shared = rng.permutation(len(cand)).astype(np.float32)  # distinct scores
+    ranker = Ranker(ev, cand, tail, cold, (10, 50, 100), torch.device("cpu"))
+    widths = []
+    got = ranker.run_global(shared)
+    ranker_run = ranker.run
+    ranker.run = lambda score, subset=None: widths.append(len(subset)) or ranker_run(score, subset)
+    ranker.run_global(shared)
+    want = _reference_metrics(np.tile(shared, (len(targets), 1)), cand, targets, excludes, tail, cold, (10, 50, 100))
+    _assert_matches_reference(got, want)
+    assert widths == [100 + int(np.diff(ev.exclude_offsets).max())]
