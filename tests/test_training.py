@@ -184,15 +184,45 @@ def test_train_day_warm_starts_from_latest(trained, tmp_path):
     cfg = _cfg(tmp_path, epochs=1)
     layout = Layout(cfg.paths)
     write_synthetic_etl(layout, DS, seed=0)
-    version = layout.version_dir("v1")
-    version.mkdir(parents=True)
-    src = Layout(cfg_src.paths).model_dir(DS)
-    for name in ("model_state.pt", "model_config.json"):
-        (version / name).write_bytes((src / name).read_bytes())
-    layout.latest_pointer.write_text("v1\n")
+    version = _published_copy(layout, Layout(cfg_src.paths).model_dir(DS), "2026-01-01")
     stats = train_day(cfg, DS)
     assert stats["warm_start_from"] == str(version)
     assert train_day(cfg, DS, full_retrain=True)["warm_start_from"] is None
+
+
+def _published_copy(layout, model_dir, version_name):
+    """A published version holding a trained model's state, with a manifest of its sha256s."""
+    from indexing.checksums import checksum_dir
+    from indexing.manifest import REQUIRED_FIELDS, STATUS_PUBLISHED, write_manifest
+
+    version = layout.version_dir(version_name)
+    version.mkdir(parents=True)
+    for name in ("model_state.pt", "model_config.json"):
+        (version / name).write_bytes((model_dir / name).read_bytes())
+    manifest = dict.fromkeys(REQUIRED_FIELDS, 0) | {
+        "format_version": 1, "version": version_name, "ds": version_name, "status": STATUS_PUBLISHED,
+        "index": {}, "metrics": {}, "ann": {}, "files": checksum_dir(version),
+    }
+    write_manifest(version, manifest)
+    layout.latest_pointer.write_text(version_name + "\n")
+    return version
+
+
+def test_train_day_refuses_to_warm_start_from_a_damaged_published_model(trained, tmp_path):
+    from indexing.checksums import TamperedArtifact
+
+    cfg_src, _ = trained
+    cfg = _cfg(tmp_path, epochs=1)
+    layout = Layout(cfg.paths)
+    write_synthetic_etl(layout, DS, seed=0)
+    version = _published_copy(layout, Layout(cfg_src.paths).model_dir(DS), "2026-01-01")
+    state = version / "model_state.pt"
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte changed after publishing
+    state.write_bytes(bytes(data))
+    with pytest.raises(TamperedArtifact, match="model_state.pt"):
+        train_day(cfg, DS)
+    assert train_day(cfg, DS, full_retrain=True)["warm_start_from"] is None  # the explicit way out
 
 
 def test_ranker_metrics_by_hand():

@@ -74,11 +74,15 @@ def _check_ablate(ablate: frozenset[str]) -> frozenset[str]:
 
 
 def latest_published_dir(layout: Layout) -> Path | None:
-    """The version directory LATEST points at (a file naming the version, or a symlink)."""
-    ptr = layout.latest_pointer
-    if not ptr.exists():
+    """The version directory LATEST points at, loaded the way serving loads it: every file must
+    match its manifest sha256 first (``indexing.artifacts.load_version`` raises
+    ``TamperedArtifact`` naming the file otherwise), so a damaged model is never warm-started
+    from. None before the first publish."""
+    from indexing.artifacts import load_version, read_latest
+
+    if read_latest(layout) is None:
         return None
-    target = ptr.resolve() if ptr.is_symlink() or ptr.is_dir() else layout.version_dir(ptr.read_text().strip())
+    target = load_version(layout, None, verify=True).path
     if not (target / "model_state.pt").is_file() or not (target / "model_config.json").is_file():
         log.warning("LATEST points at %s, which has no model_state.pt/model_config.json: no warm start", target)
         return None
