@@ -175,6 +175,8 @@ def main(argv=None) -> int:
     p.add_argument("--queries", type=int, default=2000)
     p.add_argument("-k", type=int, default=100)
     p.add_argument("--model-dir", type=Path, action="append", default=[], help="trained model dir(s) (Layout.model_dir or a version)")
+    p.add_argument("--model-label", action="append", default=[],
+                   help="name of each --model-dir in the results (same order; default: the path)")
     p.add_argument("--planted", nargs="*", default=[], help="simulator presets whose planted vectors to bench (e.g. medium large)")
     p.add_argument("--synthetic-model", type=int, nargs="*", default=[], help="train a real model on synthetic tables with this many items")
     p.add_argument("--nlist", type=int, nargs="*", help="IVF list counts (default ~4 sqrt(N), at most 4096)")
@@ -206,11 +208,14 @@ def main(argv=None) -> int:
         x, q = planted_vectors(preset, args.seed, args.queries)
         all_rows += bench_case(f"planted-{preset} (simulator truth)", x, q, args.k, args)
     temp_roots = []
-    cases = [(f"model {d}", d) for d in args.model_dir]
+    if len(args.model_label) > len(args.model_dir):
+        raise SystemExit("--model-label: more labels than --model-dir arguments")
+    labels = args.model_label + [str(d) for d in args.model_dir[len(args.model_label):]]
+    cases = [(f"model: {label}", d) for label, d in zip(labels, args.model_dir, strict=True)]
     for n_items in args.synthetic_model:
         model_dir = train_synthetic_model(n_items, args.seed)
         temp_roots.append(model_dir.parents[2])  # <root>/data/models/ds=...
-        cases.append((f"model synthetic-{n_items} (training.fixtures tables, real training)", model_dir))
+        cases.append((f"model: synthetic-{n_items} (training.fixtures tables, real training)", model_dir))
     for case, model_dir in cases:
         x = np.load(model_dir / "item_embeddings.npy", allow_pickle=False)
         q = np.load(model_dir / "eval_user_embeddings.npy", allow_pickle=False)

@@ -266,6 +266,14 @@ def bench_preset(preset: str, args: argparse.Namespace, scratch: Path) -> dict[s
         names = [p[0] for p in plan]
         if resume not in names or not args.json_out or not args.json_out.exists():
             raise SystemExit(f"--resume-from {resume}: needs a step name ({', '.join(names)}) and the earlier --json-out")
+        at = names.index(resume)
+        if at <= names.index("publish"):
+            # The scratch's artifact root holds only what the interrupted attempt published for
+            # ds: left in place, the rerun would warm-start from it (train) or be gated against it
+            # (publish) instead of repeating a first daily run.
+            shutil.rmtree(cfg.paths.artifact_root, ignore_errors=True)
+        if at <= names.index("train"):
+            shutil.rmtree(Layout(cfg.paths).model_dir(ds), ignore_errors=True)
         before = json.loads(args.json_out.read_text())["presets"][preset]
         kept = [s for s in before["steps"] if names.index(s["step"]) < names.index(resume) and s["rc"] == 0]
         result.update(simulate=before["simulate"], setup=before["setup"], resumed_from=resume,
