@@ -70,7 +70,7 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "vocabulary": ("vocabulary",),
     "features": ("feature_stats", "user_features", "item_catalogue"),
     "item_sampling": ("item_sampling",),
-    "datasets": ("train_examples", "eval_examples"),
+    "datasets": ("train_examples", "item_day_features", "eval_examples"),
 }
 
 
@@ -98,6 +98,8 @@ def main() -> int:
     )
     ap.add_argument("--driver-memory", default="4g")
     ap.add_argument("--stages", default=None, help="comma-separated subset of stages")
+    ap.add_argument("--shuffle-partitions", type=int, default=8)
+    ap.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark settings")
     args = ap.parse_args()
 
     import datetime as dt
@@ -129,7 +131,12 @@ def main() -> int:
     with RssSampler() as rss:
         t = time.perf_counter()
         spark = spark_session(
-            SparkConfig(master="local[2]", shuffle_partitions=8, driver_memory=args.driver_memory),
+            SparkConfig(
+                master="local[2]",
+                shuffle_partitions=args.shuffle_partitions,
+                driver_memory=args.driver_memory,
+                conf=dict(kv.split("=", 1) for kv in args.spark_conf),
+            ),
             "bench-etl",
         )
         # Warm-up: JVM start and the first compiled query are not charged to a stage.

@@ -245,6 +245,17 @@ class DuckDbEtl:
             ORDER BY hash({self.seed}, r.request_id, r.item_id, r.replica)""",
             "train_examples",
         )
+        dates = ", ".join(f"DATE '{d}'" for d in self.train_days)
+        self._copy(
+            f"""WITH dc AS (SELECT item_id, event_ds, count(*) n FROM {pos} WHERE event_ds < DATE '{last_train}' AND event_ds >= DATE '{t0}' - 7 GROUP BY ALL),
+                days AS (SELECT cat.item_id, cat.item_idx, d.event_ds FROM {self._view("item_catalogue")} cat
+                         CROSS JOIN (SELECT unnest([{dates}]) AS event_ds) d),
+                fr AS (SELECT d.item_idx, d.event_ds, coalesce(sum(CASE WHEN c.event_ds = d.event_ds - 1 THEN n ELSE 0 END), 0) c1,
+                              coalesce(sum(n), 0) c7
+                       FROM days d LEFT JOIN dc c ON c.item_id = d.item_id AND c.event_ds < d.event_ds AND c.event_ds >= d.event_ds - 7 GROUP BY ALL)
+            SELECT item_idx, event_ds, ln(1 + c1)::FLOAT i_num_clicks_1d, ln(1 + c7)::FLOAT i_num_clicks_7d FROM fr ORDER BY event_ds, item_idx""",
+            "item_day_features",
+        )
         self._copy(
             f"""WITH t AS (SELECT user_id, list_sort(list(DISTINCT item_idx)) tg FROM {pos} JOIN ids USING (item_id)
                          WHERE event_ds = DATE '{self.eval_days[0]}' GROUP BY 1),

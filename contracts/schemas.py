@@ -346,6 +346,22 @@ ITEM_CATALOGUE = Table(
     ),
 )
 
+ITEM_DAY_FEATURES = Table(
+    name="item_day_features",
+    doc=(
+        "Freshness features (i_num_age_days, i_num_clicks_1d, i_num_clicks_7d, normalised as in "
+        "item_catalogue) of every catalogue item as of each training day (start of day). Training "
+        "gives a sampled negative the features as of its example's day, as train_examples gives "
+        "the positive: with the catalogue's as-of-D values instead, negatives differ from "
+        "positives by date alone and the model learns that shortcut."
+    ),
+    unique=("item_idx", "event_ds"),
+    columns=(
+        Column("item_idx", "int64"),
+        Column("event_ds", "date", doc="The training day the features are as of."),
+    ),
+)
+
 TRAIN_EXAMPLES = Table(
     name="train_examples",
     doc=(
@@ -393,6 +409,7 @@ ETL_OUTPUTS = {
         FEATURE_STATS,
         USER_FEATURES,
         ITEM_CATALOGUE,
+        ITEM_DAY_FEATURES,
         TRAIN_EXAMPLES,
         EVAL_EXAMPLES,
     )

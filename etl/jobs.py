@@ -475,6 +475,11 @@ def stage_datasets(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str
     )
     freshness = normalise(raw_freshness(day_items, counts, created, "event_ds"), stats)
     freshness = freshness.join(F.broadcast(item_ids), "item_id").drop("item_id")
+    # The same features for every catalogue item on every training day: what a sampled negative
+    # of an example of day t looks like on day t (training reads it; see ITEM_DAY_FEATURES).
+    train_dates = spark.createDataFrame([(dt.date.fromisoformat(d),) for d in win.train_days], "event_ds date")
+    every_day = catalogue.select("item_id", "item_idx").crossJoin(F.broadcast(train_dates))
+    item_days = normalise(raw_freshness(every_day, counts, created, "event_ds"), stats).drop("item_id")
 
     u_cols = user_cat_columns(f) + user_num_columns(f)
     i_static = item_cat_columns(f) + [
@@ -497,6 +502,7 @@ def stage_datasets(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str
     # Hash-partition on the seeded order key, then sort each shard by it: a deterministic shuffle.
     train = train.repartition(files, "_order").sortWithinPartitions("_order").drop("_order")
     io.write_partitions(train, cfg, "train_examples", [win.ds])
+    io.write_partitions(_with_ds(item_days.orderBy("event_ds", "item_idx"), win.ds), cfg, "item_day_features", [win.ds])
 
     evals = build_eval_examples(eval_pos, train_pos, item_ids, users, u_cols)
     io.write_partitions(evals.orderBy("user_idx"), cfg, "eval_examples", [win.ds])

@@ -83,6 +83,35 @@ def test_click_positives_match_raw_clicks(spark, etl_run):
     assert set(map(tuple, got.values)) == set(map(tuple, expected.values))
 
 
+def test_item_day_features_hold_every_item_per_training_day_as_of_that_day(spark, etl_run):
+    # Reference from the raw impressions: clicks_1d of item i as of day t = distinct clicked
+    # (request, i) on day t-1, as log1p, standardised with the day's feature_stats.
+    import numpy as np
+
+    cfg, _ = etl_run
+    got = _read(spark, cfg, "item_day_features").toPandas()
+    cat = _read(spark, cfg, "item_catalogue").select("item_idx", "item_id").toPandas()
+    assert len(got) == len(cat) * len(TRAIN_DAYS)
+    assert not got.duplicated(["item_idx", "event_ds"]).any()
+    assert sorted(set(got["event_ds"].astype(str))) == TRAIN_DAYS
+    stats = _read(spark, cfg, "feature_stats").toPandas().set_index("feature")
+    mean, std = stats.loc["i_num_clicks_1d", "mean"], stats.loc["i_num_clicks_1d", "std"]
+    imp = _raw(cfg, "impressions", ["2026-11-01"])
+    clicks = imp[imp.clicked][["request_id", "item_id"]].drop_duplicates().groupby("item_id").size()
+    as_of = {"2026-11-01": pd.Series(dtype=float), "2026-11-02": clicks}  # nothing before 11-01
+    for day, prev in as_of.items():
+        rows = got[got["event_ds"].astype(str) == day].merge(cat, on="item_idx")
+        n = rows["item_id"].map(prev).fillna(0).to_numpy(dtype=float)
+        np.testing.assert_allclose(rows["i_num_clicks_1d"], (np.log1p(n) - mean) / std, rtol=1e-5, atol=1e-6)
+    # A positive's features (train_examples) and the same item's row for that day agree: the
+    # negatives training draws are seen as of the same day as the positives.
+    pos = _read(spark, cfg, "train_examples").select("item_idx", "event_ds", "i_num_clicks_1d", "i_num_clicks_7d", "i_num_age_days").distinct().toPandas()
+    both = pos.merge(got, on=["item_idx", "event_ds"], suffixes=("_pos", "_day"))
+    assert len(both) == len(pos)
+    for c in ("i_num_clicks_1d", "i_num_clicks_7d", "i_num_age_days"):
+        np.testing.assert_allclose(both[c + "_pos"], both[c + "_day"], rtol=1e-6)
+
+
 def test_eval_set_is_strictly_held_out(spark, etl_run):
     cfg, _ = etl_run
     imp = _raw(cfg, "impressions", TRAIN_DAYS + [EVAL_DAY])

@@ -357,3 +357,42 @@ def test_global_ranking_scores_only_its_head_and_matches_the_reference():
     want = _reference_metrics(np.tile(shared, (len(targets), 1)), cand, targets, excludes, tail, cold, (10, 50, 100))
     _assert_matches_reference(got, want)
     assert widths == [100 + int(np.diff(ev.exclude_offsets).max())]
+
+
+def test_item_day_features_give_each_item_its_values_as_of_the_asked_day(tmp_path):
+    # Two training days (11-05 = age 1, 11-06 = age 0); items 1 and 3; the model's numeric
+    # columns are (quality, clicks_1d): only clicks_1d is time-dependent.
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from training.data import load_item_day_features
+
+    cfg = _cfg(tmp_path)
+    layout = Layout(cfg.paths)
+    part = layout.path_for("item_day_features", "2026-11-07")
+    part.mkdir(parents=True)
+    day = dt.date.fromisoformat
+    pq.write_table(pa.table({
+        "item_idx": pa.array([1, 3, 1, 3], pa.int64()),
+        "event_ds": pa.array([day("2026-11-05"), day("2026-11-05"), day("2026-11-06"), day("2026-11-06")]),
+        "i_num_clicks_1d": pa.array([0.5, -1.0, 2.0, 0.25], pa.float32()),
+    }), part / "part-0.parquet")
+    feats = load_item_day_features(layout, "2026-11-07", ("i_num_quality", "i_num_clicks_1d"), day("2026-11-06"))
+    assert feats.positions == (1,)
+    num = torch.tensor([[9.0, 7.0], [8.0, 7.0], [6.0, 7.0], [5.0, 7.0]])  # catalogue values (as of D)
+    idx = torch.tensor([1, 1, 3, 2])  # item 2 has no row: its time-dependent value is 0 (the mean)
+    out = feats.as_of(idx, torch.tensor([1, 0, 1, 0]), num)
+    assert out.tolist() == [[9.0, 0.5], [8.0, 2.0], [6.0, -1.0], [5.0, 0.0]]
+    assert num[:, 1].tolist() == [7.0] * 4  # the input is not modified
+    assert load_item_day_features(layout, "2026-11-08", ("i_num_clicks_1d",), day("2026-11-07")) is None
+
+
+def test_negative_ages_follow_the_rows_days():
+    from training.loop import negative_ages
+
+    row_age = torch.tensor([2, 0, 1])
+    # 4 shared negatives take rows 0, 1, 2, 0; then 2 per-example negatives per row.
+    assert negative_ages(row_age, 4, 2).tolist() == [2, 0, 1, 2, 2, 2, 0, 0, 1, 1]
+    assert negative_ages(row_age, 0, 1).tolist() == [2, 0, 1]

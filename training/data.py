@@ -321,6 +321,51 @@ class Catalogue:
         return self.cat_by_idx[safe], self.num_by_idx[safe]
 
 
+@dataclass(frozen=True)
+class ItemDayFeatures:
+    """Time-dependent item features (``item_day_features``) as of each training day.
+
+    ``values[a, idx]`` holds item ``idx``'s features as of ``a`` days before the last training
+    day, for the numeric catalogue columns at ``positions``; unknown items read as zeros (the
+    normalised mean), as in :class:`Catalogue`.
+    """
+
+    values: Tensor  # float32 [days, max_idx + 1, k]
+    positions: tuple[int, ...]  # where the k columns sit in the catalogue's numeric columns
+
+    def as_of(self, idx: Tensor, age_days: Tensor, num: Tensor) -> Tensor:
+        """``num`` [n, Ni] (catalogue features of ``idx``) with the time-dependent columns
+        replaced by their values as of ``age_days`` [n] days before the last training day."""
+        a = age_days.long().clamp(0, self.values.shape[0] - 1)
+        safe = torch.where((idx >= 0) & (idx < self.values.shape[1]), idx, torch.zeros_like(idx))
+        out = num.clone()
+        out[:, list(self.positions)] = self.values[a, safe]
+        return out
+
+
+def load_item_day_features(
+    layout: Layout, ds: str, num_columns: tuple[str, ...], last_train_day: dt.date
+) -> ItemDayFeatures | None:
+    """Day ds's ``item_day_features`` for the model's numeric item columns, or None when the
+    partition is absent (ETL output of an older release) or shares no column with the model."""
+    if not layout.path_for("item_day_features", ds).is_dir():
+        return None
+    names = schema_names(layout, "item_day_features", ds)
+    cols = tuple(c for c in num_columns if c in names)
+    if not cols:
+        return None
+    t = read_table(layout, "item_day_features", ds, columns=["item_idx", "event_ds", *cols])
+    idx = t.column("item_idx").to_numpy().astype(np.int64)
+    days = t.column("event_ds").to_numpy().astype("datetime64[D]")
+    age = (np.datetime64(last_train_day, "D") - days).astype(np.int64)
+    keep = (age >= 0) & (idx >= 0)
+    if not keep.any():
+        return None
+    values = np.zeros((int(age[keep].max()) + 1, int(idx.max()) + 1, len(cols)), dtype=np.float32)
+    values[age[keep], idx[keep]] = _floats(t, cols)[keep]
+    return ItemDayFeatures(torch.from_numpy(values), tuple(num_columns.index(c) for c in cols))
+
+
 def load_catalogue(layout: Layout, ds: str, cat_columns: tuple[str, ...] | None = None, num_columns: tuple[str, ...] | None = None) -> Catalogue:
     """``item_catalogue`` of day ds. Column lists default to what the table has (by prefix); a
     model built on other columns passes its own lists (missing columns read as zeros)."""

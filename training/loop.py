@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from training.data import Batch, Catalogue, TrainStream
+from training.data import Batch, Catalogue, ItemDayFeatures, TrainStream
 from training.frequency import StreamingFrequencyEstimator
 from training.losses import (
     InBatchSoftmaxLoss,
@@ -68,6 +68,9 @@ class Negatives:
     estimator: StreamingFrequencyEstimator | None = None
     # [max_idx + 1] per-item example weight undoing the ETL's resampling (the "resampling" ablation).
     resample_weight: Tensor | None = None
+    # Time-dependent item features as of each training day: a sampled negative is seen as of its
+    # example's day, like the positive (None: the catalogue's as-of-D values).
+    day_features: ItemDayFeatures | None = None
 
 
 @dataclass
@@ -100,6 +103,19 @@ def negative_counts(cfg: TrainingConfig, ablate: frozenset[str]) -> tuple[int, i
     total = cfg.pointwise_negative_ratio if cfg.loss == "pointwise" else cfg.num_negatives
     hard = 0 if "hard_negatives" in ablate else int(round(total * cfg.hard_negative_fraction))
     return hard, max(total - hard, 0)
+
+
+def negative_ages(row_age: Tensor, n_shared: int, n_neg: int) -> Tensor:
+    """The day (age before the last training day) each extra item of a step is seen as of, in
+    the step's order ``[shared (n_shared), row 0's n_neg, row 1's n_neg, ...]``.
+
+    A per-example negative takes its row's day. Shared negatives are scored against every row,
+    so no single day is right: shared negative j takes the day of row ``j mod B`` (rows arrive
+    shuffled), and as a set they follow the batch's mix of days, as its positives do.
+    """
+    bsz = row_age.shape[0]
+    shared = row_age[torch.arange(n_shared) % bsz] if bsz else row_age[:0]
+    return torch.cat([shared, row_age[:, None].expand(-1, n_neg).reshape(-1)])
 
 
 def _gather(t: Tensor, info: DistInfo, grad: bool) -> Tensor:
@@ -208,6 +224,9 @@ class Trainer:
         n_neg = neg_ids.shape[1]
         extra_ids = torch.cat([shared_ids, neg_ids.reshape(-1)])
         extra_cat, extra_num = self.neg.catalogue.features(extra_ids)
+        if self.neg.day_features is not None and extra_ids.numel():
+            ages = negative_ages(b["age_days"], shared_ids.shape[0], n_neg)
+            extra_num = self.neg.day_features.as_of(extra_ids, ages, extra_num)
         item_idx = torch.cat([b["item_idx"], extra_ids])
         item_cat = torch.cat([b["item_cat"], extra_cat])
         item_num = torch.cat([b["item_num"], extra_num])

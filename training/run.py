@@ -20,11 +20,13 @@ import numpy as np
 import torch
 
 from contracts.layout import Layout, atomic_dir, ds_str, parse_ds
+from contracts.schemas import FRESHNESS_FEATURES
 from training.data import (
     FeatureColumns,
     TrainStream,
     load_catalogue,
     load_eval_set,
+    load_item_day_features,
     load_item_sampling,
     partition_files,
     table_sizes,
@@ -141,7 +143,9 @@ def _spec(cfg: Config, cols: FeatureColumns, sizes: dict[str, int], extra: dict[
     )
 
 
-def _negatives(cfg: Config, layout: Layout, ds: str, catalogue, size: int, ablate: frozenset[str]) -> Negatives:
+def _negatives(
+    cfg: Config, layout: Layout, ds: str, catalogue, size: int, ablate: frozenset[str], last_train_day
+) -> Negatives:
     t = load_item_sampling(layout, ds)
     idx = t.column("item_idx").to_numpy().astype(np.int64)
     size = max(size, int(idx.max(initial=0)) + 1)
@@ -168,9 +172,16 @@ def _negatives(cfg: Config, layout: Layout, ds: str, catalogue, size: int, ablat
     if cfg.training.logq == "streaming":
         buckets = cfg.training.freq_buckets or 2 * size
         estimator = StreamingFrequencyEstimator(buckets, cfg.training.freq_hashes, cfg.training.freq_alpha, cfg.training.seed)
+    day_features = load_item_day_features(layout, ds, catalogue.num_columns, last_train_day)
+    if day_features is None and any(c in catalogue.num_columns for c in FRESHNESS_FEATURES):
+        log.warning(
+            "item_day_features ds=%s is missing: sampled negatives get the catalogue's freshness as of "
+            "the run day while positives carry their own day's (rerun `twotower etl --ds %s --stage datasets`)",
+            ds, ds,
+        )
     return Negatives(
         catalogue, sampler, torch.from_numpy(inbatch), torch.from_numpy(neg_prob), estimator,
-        None if undo is None else torch.from_numpy(undo),
+        None if undo is None else torch.from_numpy(undo), day_features,
     )
 
 
@@ -225,7 +236,7 @@ def train_day(
         "ablate": sorted(ablate),
         "use_history": t.use_history and "history" not in ablate,
         "config_hash": cfg.hash(),
-        "item_freshness_features": [c for c in cols.item_num if c in ("i_num_age_days", "i_num_clicks_1d", "i_num_clicks_7d")],
+        "item_freshness_features": [c for c in cols.item_num if c in FRESHNESS_FEATURES],
     }
     model = TwoTowerModel(_spec(cfg, cols, sizes, extra), use_history=extra["use_history"])
     if t.id_init_std != 0.05:
@@ -235,7 +246,7 @@ def train_day(
         src = latest_published_dir(layout)
         if src is not None:
             warm = warm_start(model, src)
-    negatives = _negatives(cfg, layout, ds, catalogue, sizes["item_id"], ablate)
+    negatives = _negatives(cfg, layout, ds, catalogue, sizes["item_id"], ablate, parse_ds(days[-1]))
     hard_width = max(cfg.etl.hard_negatives_per_request, 1)
     stream = TrainStream(
         files, cols, cfg.features.history_length, hard_width, parse_ds(days[-1]),
