@@ -604,7 +604,7 @@ def _output_row_suites(
         checks = [S.flag_check("stats_finite", "critical", "mean/std is not finite or std <= 0", S._RERUN_ETL, column="std")]
         out.append(S.output_rows_suite(T["feature_stats"], fs, ds, flags, checks, allow_empty=True))
 
-    for name in ("user_features", "item_catalogue", "train_examples", "eval_examples"):
+    for name in ("user_features", "item_catalogue", "item_day_features", "train_examples", "eval_examples"):
         if name not in frames:
             continue
         df = frames[name]
@@ -618,6 +618,10 @@ def _output_row_suites(
             checks.append(S.flag_check("weight_positive", "critical", "weight is not a positive finite number", S._RERUN_ETL, column="weight"))
             flags[S.FLAG_PREFIX + "label_liked_binary"] = S._safe(~F.col("label_liked").isin(0.0, 1.0))
             checks.append(S.flag_check("label_liked_binary", "critical", "label_liked is not 0 or 1", S._RERUN_ETL, column="label_liked"))
+        if name == "item_day_features":
+            f2, c2 = S.days_flag("event_ds_in_training_days", "event_ds", train_days, "the training days")
+            flags.update(f2)
+            checks.extend(c2)
         if name == "eval_examples":
             flags[S.FLAG_PREFIX + "has_targets"] = S._safe(F.coalesce(F.size("target_idx"), F.lit(0)) <= 0)
             checks.append(S.flag_check("has_targets", "critical", "an evaluation user has no target item", S._RERUN_ETL, column="target_idx"))
