@@ -143,9 +143,7 @@ def _spec(cfg: Config, cols: FeatureColumns, sizes: dict[str, int], extra: dict[
     )
 
 
-def _negatives(
-    cfg: Config, layout: Layout, ds: str, catalogue, size: int, ablate: frozenset[str], last_train_day
-) -> Negatives:
+def _negatives(cfg: Config, layout: Layout, ds: str, catalogue, size: int, ablate: frozenset[str]) -> Negatives:
     t = load_item_sampling(layout, ds)
     idx = t.column("item_idx").to_numpy().astype(np.int64)
     size = max(size, int(idx.max(initial=0)) + 1)
@@ -172,6 +170,7 @@ def _negatives(
     if cfg.training.logq == "streaming":
         buckets = cfg.training.freq_buckets or 2 * size
         estimator = StreamingFrequencyEstimator(buckets, cfg.training.freq_hashes, cfg.training.freq_alpha, cfg.training.seed)
+    last_train_day = parse_ds(training_days(cfg, ds)[-1])
     day_features = load_item_day_features(layout, ds, catalogue.num_columns, last_train_day)
     if day_features is None and any(c in catalogue.num_columns for c in FRESHNESS_FEATURES):
         log.warning(
@@ -246,7 +245,7 @@ def train_day(
         src = latest_published_dir(layout)
         if src is not None:
             warm = warm_start(model, src)
-    negatives = _negatives(cfg, layout, ds, catalogue, sizes["item_id"], ablate, parse_ds(days[-1]))
+    negatives = _negatives(cfg, layout, ds, catalogue, sizes["item_id"], ablate)
     hard_width = max(cfg.etl.hard_negatives_per_request, 1)
     stream = TrainStream(
         files, cols, cfg.features.history_length, hard_width, parse_ds(days[-1]),
