@@ -62,18 +62,6 @@ class RssSampler:
         self._thread.join()
 
 
-# The ETL outputs each stage writes (etl.jobs: the stage's io.write_partitions calls).
-STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "click_positives": ("click_positives",),
-    "resampled_positives": ("resampled_positives",),
-    "hard_negatives": ("hard_negatives",),
-    "vocabulary": ("vocabulary",),
-    "features": ("feature_stats", "user_features", "item_catalogue"),
-    "item_sampling": ("item_sampling",),
-    "datasets": ("train_examples", "item_day_features", "eval_examples"),
-}
-
-
 def _copy_floor(spark, layout, tables: tuple[str, ...], ds: str, scratch: Path) -> float:
     """Seconds Spark takes to read every partition of ``tables`` the stage wrote and write it
     again (one job per table): a lower bound on any Spark stage that writes those outputs."""
@@ -107,7 +95,7 @@ def main() -> int:
     import logsim
     from bench.duckdb_reference import DuckDbEtl
     from contracts.layout import Layout
-    from etl.jobs import ETL_STAGES, run_stage
+    from etl.jobs import ETL_STAGES, STAGE_OUTPUTS, run_stage
     from tests.conftest import make_config
     from twotower.config import SparkConfig
     from twotower.spark import spark_session

@@ -57,7 +57,7 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "vocabulary": ("vocabulary",),
     "features": ("feature_stats", "user_features", "item_catalogue"),
     "item_sampling": ("item_sampling",),
-    "datasets": ("train_examples", "eval_examples"),
+    "datasets": ("train_examples", "item_day_features", "eval_examples"),
 }
 
 

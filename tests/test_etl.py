@@ -398,3 +398,12 @@ def test_raw_reader_drops_the_rows_quality_quarantines(spark, tmp_path):
         DataError, match=r"table users, partition ds=2026-11-02: required raw partition is missing"
     ):
         io.read_raw(spark, cfg, "users", "2026-11-02")
+
+
+def test_every_etl_output_is_declared_by_exactly_one_stage():
+    from contracts.schemas import ETL_OUTPUTS
+    from etl.jobs import ETL_STAGES, STAGE_OUTPUTS
+
+    assert tuple(STAGE_OUTPUTS) == ETL_STAGES
+    declared = [t for tables in STAGE_OUTPUTS.values() for t in tables]
+    assert sorted(declared) == sorted(ETL_OUTPUTS)

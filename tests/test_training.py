@@ -180,14 +180,19 @@ def test_warm_start_keeps_known_ids_and_initialises_new_ones(tmp_path):
 
 
 def test_train_day_warm_starts_from_latest(trained, tmp_path):
+    cfg, version = _day_with_published_model(trained, tmp_path)
+    stats = train_day(cfg, DS)
+    assert stats["warm_start_from"] == str(version)
+    assert train_day(cfg, DS, full_retrain=True)["warm_start_from"] is None
+
+
+def _day_with_published_model(trained, tmp_path):
+    """A config whose day has ETL tables and whose LATEST is the ``trained`` model (2026-01-01)."""
     cfg_src, _ = trained
     cfg = _cfg(tmp_path, epochs=1)
     layout = Layout(cfg.paths)
     write_synthetic_etl(layout, DS, seed=0)
-    version = _published_copy(layout, Layout(cfg_src.paths).model_dir(DS), "2026-01-01")
-    stats = train_day(cfg, DS)
-    assert stats["warm_start_from"] == str(version)
-    assert train_day(cfg, DS, full_retrain=True)["warm_start_from"] is None
+    return cfg, _published_copy(layout, Layout(cfg_src.paths).model_dir(DS), "2026-01-01")
 
 
 def _published_copy(layout, model_dir, version_name):
@@ -211,11 +216,7 @@ def _published_copy(layout, model_dir, version_name):
 def test_train_day_refuses_to_warm_start_from_a_damaged_published_model(trained, tmp_path):
     from indexing.checksums import TamperedArtifact
 
-    cfg_src, _ = trained
-    cfg = _cfg(tmp_path, epochs=1)
-    layout = Layout(cfg.paths)
-    write_synthetic_etl(layout, DS, seed=0)
-    version = _published_copy(layout, Layout(cfg_src.paths).model_dir(DS), "2026-01-01")
+    cfg, version = _day_with_published_model(trained, tmp_path)
     state = version / "model_state.pt"
     data = bytearray(state.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one byte changed after publishing
@@ -350,10 +351,11 @@ def test_global_ranking_scores_only_its_head_and_matches_the_reference():
     shared = rng.permutation(len(cand)).astype(np.float32)  # distinct scores
     ranker = Ranker(ev, cand, tail, cold, (10, 50, 100), torch.device("cpu"))
     widths = []
-    got = ranker.run_global(shared)
+    order = np.argsort(-shared, kind="stable")
+    got = ranker.run_global(order)
     ranker_run = ranker.run
     ranker.run = lambda score, subset=None: widths.append(len(subset)) or ranker_run(score, subset)
-    ranker.run_global(shared)
+    ranker.run_global(order)
     want = _reference_metrics(np.tile(shared, (len(targets), 1)), cand, targets, excludes, tail, cold, (10, 50, 100))
     _assert_matches_reference(got, want)
     assert widths == [100 + int(np.diff(ev.exclude_offsets).max())]

@@ -174,17 +174,14 @@ class Ranker:
         out["targets_excluded"] = excluded_targets
         return out
 
-
-    def run_global(self, scores: np.ndarray) -> dict[str, float]:
-        """Metrics of one ranking shared by every user (``scores`` over catalogue positions, all
-        distinct), e.g. popularity. A user's top ``kmax`` after exclusions lies within the global
+    def run_global(self, order: np.ndarray) -> dict[str, float]:
+        """Metrics of one ranking shared by every user (``order``: catalogue positions, best
+        first), e.g. popularity. A user's top ``kmax`` after exclusions lies within the global
         top ``kmax + (most exclusions of any user)``, so only those columns are scored: the
         same metrics as ``run`` on the full matrix, at a fraction of the cost."""
-        scores = np.asarray(scores, dtype=np.float32)
         most_excluded = int(np.diff(self.ev.exclude_offsets).max(initial=0))
-        top_m = min(self.n, self.kmax + most_excluded)
-        subset = np.argsort(-scores.astype(np.float64), kind="stable")[:top_m]
-        st = torch.from_numpy(np.ascontiguousarray(scores[subset])).to(self.device)
+        subset = np.asarray(order, dtype=np.int64)[: min(self.n, self.kmax + most_excluded)]
+        st = -torch.arange(len(subset), dtype=torch.float32, device=self.device)
         return self.run(lambda rows: st[None, :].expand(rows.stop - rows.start, -1), subset=subset)
 
 
@@ -276,10 +273,7 @@ def evaluate_with_baselines(cfg: Config, ds: str, model_dir: Path) -> dict[str, 
 
 def _popularity(ranker: Ranker, counts: np.ndarray) -> dict[str, float]:
     """Everyone gets the same ranking by count; ties broken by catalogue order (deterministic)."""
-    order = np.argsort(-counts.astype(np.float64), kind="stable")
-    s = np.empty(len(counts), dtype=np.float32)
-    s[order] = -np.arange(len(counts), dtype=np.float32)
-    return ranker.run_global(s)
+    return ranker.run_global(np.argsort(-counts.astype(np.float64), kind="stable"))
 
 
 def _oracle(layout: Layout, ranker: Ranker, ev: EvalSet, item_ids: np.ndarray) -> dict[str, float] | None:

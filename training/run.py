@@ -82,9 +82,10 @@ def latest_published_dir(layout: Layout) -> Path | None:
     from. None before the first publish."""
     from indexing.artifacts import load_version, read_latest
 
-    if read_latest(layout) is None:
+    version = read_latest(layout)
+    if version is None:
         return None
-    target = load_version(layout, None, verify=True).path
+    target = load_version(layout, version, verify=True).path
     if not (target / "model_state.pt").is_file() or not (target / "model_config.json").is_file():
         log.warning("LATEST points at %s, which has no model_state.pt/model_config.json: no warm start", target)
         return None
