@@ -200,8 +200,9 @@ class TrainingConfig:
     triplet_sigma: float = 10.0
     # Examples per optimizer step (per worker under torchrun).
     batch_size: int = 1024
-    # Passes over the window. On the `small` preset more passes overfit (recall@50 after 1/2/4
-    # epochs: 0.468 / 0.405 / 0.225), see docs/training.md.
+    # Passes over the window. More passes overfit: recall@50 after 1 / 2 epochs is 0.322 / 0.306
+    # on `medium` (before the negatives fix, 0.468 / 0.405 / 0.225 after 1 / 2 / 4 on `small`),
+    # see docs/training.md.
     epochs: int = 1
     # At least this many optimizer steps: small days get more passes (epochs = max(epochs,
     # ceil(min_steps / steps per epoch))), large days keep ``epochs``.
