@@ -13,6 +13,8 @@ PYTEST_ARGS ?=
 # e2e module first and the other worker runs everything else beside it. Measured on a fresh
 # clone (2 cores): 1 worker 20m29s, 3 workers 16m09s (the e2e starves), 2 workers 14m15s.
 TEST_WORKERS ?= 2
+# Spark's S3A connector for the object-store test only (see the script).
+S3A_JARS := var/cache/s3a-jars/.fetched
 # `make bench BENCH_ARGS=--quick` for the quick subset; `--only pipeline,index` for some.
 BENCH_ARGS ?=
 
@@ -40,7 +42,10 @@ airflow-init: $(STAMP)
 run: airflow-init
 	@bash scripts/run.sh
 
-test: $(STAMP)
+$(S3A_JARS): scripts/fetch_s3a_test_jars.sh
+	@PYTHON=$(BIN)/python bash scripts/fetch_s3a_test_jars.sh $(dir $(S3A_JARS)) 2> >(grep -v "is neither a file nor a directory" >&2)
+
+test: $(STAMP) $(S3A_JARS)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import shutil
 import uuid
@@ -54,9 +55,18 @@ class Layout:
     """Paths for one configuration's roots (:class:`twotower.config.PathsConfig`)."""
 
     def __init__(self, paths) -> None:
+        self.paths = paths
         self.data_root = Path(paths.data_root)
         self.artifact_root = Path(paths.artifact_root)
         self.reports_root = Path(paths.reports_root)
+
+    @functools.cached_property
+    def store(self):
+        """Where these paths really live (:func:`storage.stores.store_for`): what Spark reads
+        and writes through, and what the Spark-facing code asks whether a partition exists."""
+        from storage.stores import store_for
+
+        return store_for(self.paths)
 
     # -- tables -------------------------------------------------------------------------
     def table_root(self, dataset: str) -> Path:
@@ -78,11 +88,8 @@ class Layout:
         return self.data_root / QUARANTINE / table / f"ds={ds_str(ds)}"
 
     def partitions(self, dataset: str) -> list[str]:
-        """Days present for a dataset, sorted (only complete partitions: no temp folders)."""
-        root = self.table_root(dataset)
-        if not root.is_dir():
-            return []
-        return sorted(p.name[3:] for p in root.iterdir() if p.is_dir() and p.name.startswith("ds="))
+        """Days present for a dataset in the store, sorted (only complete partitions: no temp folders)."""
+        return sorted(name[3:] for name in self.store.child_dirs(self.table_root(dataset)) if name.startswith("ds="))
 
     # -- simulator truth, models, reports, artifacts ----------------------------------
     @property

@@ -8,13 +8,11 @@ ETL apply the same row rules. Writes replace whole day partitions atomically (se
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from contracts.layout import Layout, ds_str, replace_dir
+from contracts.layout import Layout, ds_str
 from contracts.schemas import ETL_OUTPUTS, raw_tables
 from twotower.errors import DataError, data_error_message
 
@@ -37,10 +35,9 @@ def _bad_row_condition(table: str, cfg: Config, ds: str) -> Column | None:
 
 
 def has_partition(cfg: Config, table: str, ds: str) -> bool:
-    path = Layout(cfg.paths).path_for(table, ds)
-    return path.is_dir() and any(
-        p.suffix == ".parquet" or p.name.endswith(".parquet") for p in path.rglob("*")
-    )
+    """The partition exists in the store and holds at least one Parquet data file."""
+    layout = Layout(cfg.paths)
+    return bool(layout.store.data_files(layout.path_for(table, ds)))
 
 
 def read_raw(
@@ -74,7 +71,7 @@ def read_raw(
         return None
     contract = raw_tables(cfg.features)[table]
     # Optional contract columns absent from the files read as null with an explicit schema.
-    df = spark.read.schema(contract.spark_schema()).parquet(str(path))
+    df = spark.read.schema(contract.spark_schema()).parquet(layout.store.uri(path))
     bad = _bad_row_condition(table, cfg, ds)
     if bad is not None:
         df = df.filter(~bad)
@@ -105,8 +102,9 @@ def read_output(
 ) -> DataFrame | None:
     """One partition of an ETL output (columns as written, plus no ``ds`` column)."""
     ds = ds_str(ds)
-    path = Layout(cfg.paths).path_for(table, ds)
-    if not path.is_dir():
+    layout = Layout(cfg.paths)
+    path = layout.path_for(table, ds)
+    if not layout.store.is_dir(path):
         if required:
             raise DataError(
                 data_error_message(
@@ -117,7 +115,7 @@ def read_output(
                 )
             )
         return None
-    return spark.read.parquet(str(path))
+    return spark.read.parquet(layout.store.uri(path))
 
 
 def read_output_days(
@@ -154,8 +152,9 @@ def write_partitions(df: DataFrame, cfg: Config, table: str, days: Sequence[str]
     from the files, as in every partitioned table); with one day, every row belongs to it and
     ``df``'s row order is kept in the files. This is a dynamic partition overwrite: only the
     listed days are replaced, every other day is left alone. It is implemented as one Spark
-    write into a staging folder beside the table, then one atomic directory swap per day
-    (:func:`contracts.layout.replace_dir`), because Spark's own dynamic overwrite leaves a day
+    write into a staging folder beside the table, then one commit per day through the store
+    (:meth:`storage.stores.LocalStore.commit_dir`: an atomic directory swap; on an object
+    store a server-side copy), because Spark's own dynamic overwrite leaves a day
     untouched (stale) when the new output for it is empty (e.g. hard negatives of a day
     without a ranking log). Readers see the old or the new partition, never half of one.
 
@@ -172,8 +171,8 @@ def write_partitions(df: DataFrame, cfg: Config, table: str, days: Sequence[str]
     if not days:
         return
     layout = Layout(cfg.paths)
+    store = layout.store
     root = layout.table_root(table)
-    root.mkdir(parents=True, exist_ok=True)
     # Contract timestamps are timestamp[us, tz=UTC]; Spark's default INT96 reads back in Arrow
     # as timestamp[ns] without a zone.
     df.sparkSession.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
@@ -183,32 +182,29 @@ def write_partitions(df: DataFrame, cfg: Config, table: str, days: Sequence[str]
             data = df
             if PARTITION_COLUMN in df.columns:
                 data = df.filter(F.col(PARTITION_COLUMN) == days[0]).drop(PARTITION_COLUMN)
-            data.write.mode("overwrite").parquet(str(staging / f"{PARTITION_COLUMN}={days[0]}"))
+            data.write.mode("overwrite").parquet(store.uri(staging / f"{PARTITION_COLUMN}={days[0]}"))
         else:
             out = df.filter(F.col(PARTITION_COLUMN).isin(days))
-            out.write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(str(staging))
+            out.write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(store.uri(staging))
         empty_schema = df.drop(PARTITION_COLUMN).schema
         for day in days:
             part = staging / f"{PARTITION_COLUMN}={day}"
-            if not part.is_dir():
-                _write_empty(df.sparkSession, empty_schema, part)
-            replace_dir(part, layout.path_for(table, day))
+            if not store.is_dir(part):
+                _write_empty(df.sparkSession, empty_schema, store.uri(part))
+            store.commit_dir(part, layout.path_for(table, day))
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        store.remove_dir(staging)
 
 
 def drop_partition(cfg: Config, table: str, ds: str) -> None:
     """Remove one partition of an ETL output (used when a written partition fails its check)."""
-    path = Layout(cfg.paths).path_for(table, ds)
-    if path.is_dir():
-        trash = path.parent / f".trash-{path.name}-{uuid.uuid4().hex[:8]}"
-        path.rename(trash)  # readers stop seeing it at once
-        shutil.rmtree(trash, ignore_errors=True)
+    layout = Layout(cfg.paths)
+    layout.store.remove_dir(layout.path_for(table, ds))
 
 
-def _write_empty(spark: SparkSession, schema, path: Path) -> None:
+def _write_empty(spark: SparkSession, schema, uri: str) -> None:
     """An empty partition that still carries the schema (one zero-row Parquet file)."""
-    spark.createDataFrame([], schema).coalesce(1).write.mode("overwrite").parquet(str(path))
+    spark.createDataFrame([], schema).coalesce(1).write.mode("overwrite").parquet(uri)
 
 
 def count_rows(spark: SparkSession, cfg: Config, table: str, ds: str) -> int:

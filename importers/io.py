@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from contracts.layout import Layout, atomic_dir
 from importers.common import input_error, require_file
+from storage import sync
 
 log = logging.getLogger(__name__)
 
@@ -127,4 +128,6 @@ def write_days(cfg, days: dict[str, dict[str, pa.Table]]) -> list[str]:
             trash = stale.parent / f".trash-{stale.name}-{uuid.uuid4().hex[:8]}"
             os.rename(stale, trash)
             shutil.rmtree(trash, ignore_errors=True)
+        # With an object store: the day's raw partitions go there (the stale ranking_log too).
+        sync.push(cfg.paths, [layout.path_for(name, ds) for name in ("users", "items", "impressions", "ranking_log")])
     return written

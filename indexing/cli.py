@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 
+from storage import sync
 from twotower.config import Config
 
 
@@ -55,11 +56,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _index(cfg: Config, args: argparse.Namespace) -> int:
     _quiet_faiss()
+    from contracts.layout import Layout
     from indexing.publish import build_index_for_day, publish_day
     from twotower.cli import print_json
+    from twotower.pipeline import etl_outputs
 
-    built = build_index_for_day(cfg, args.ds)
-    published = publish_day(cfg, args.ds, force=args.force)
+    layout = Layout(cfg.paths)
+    pulled = [layout.model_root, layout.model_dir(args.ds), layout.truth_dir, *etl_outputs(layout, args.ds)]
+    with sync.working_copy(cfg.paths, pulled, [layout.model_root]):
+        built = build_index_for_day(cfg, args.ds)
+        published = publish_day(cfg, args.ds, force=args.force)
     if args.json:
         print_json({"build_index": built, "publish": published})
     else:
@@ -79,6 +85,7 @@ def _list(cfg: Config, args: argparse.Namespace) -> int:
     from twotower.cli import print_json
 
     layout = Layout(cfg.paths)
+    sync.pull(cfg.paths, [layout.model_root])
     rows = [art.describe(layout, layout.version_dir(v)) for v in art.list_versions(layout)]
     rows += [art.describe(layout, layout.model_root / art.REJECTED / v) for v in art.list_rejected(layout)]
     if args.json:
@@ -107,6 +114,7 @@ def _show(cfg: Config, args: argparse.Namespace) -> int:
     from twotower.cli import print_json
 
     layout = Layout(cfg.paths)
+    sync.pull(cfg.paths, [layout.model_root])  # the version may be a rejected candidate
     loaded = art.LoadedVersion.load(art.resolve_version_dir(layout, args.version), verify=True)
     m = loaded.manifest
     if args.json:
@@ -135,7 +143,9 @@ def _rollback(cfg: Config, args: argparse.Namespace) -> int:
     from contracts.layout import Layout
     from indexing.artifacts import rollback
 
-    res = rollback(Layout(cfg.paths), args.version)
+    layout = Layout(cfg.paths)
+    with sync.working_copy(cfg.paths, [layout.model_root], [layout.model_root]):
+        res = rollback(layout, args.version)
     print(f"LATEST: {res['previous']} -> {res['latest']} (checksums verified)")
     return 0
 
@@ -150,7 +160,9 @@ def _query(cfg: Config, args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise UserError(f"-k must be >= 1, got {args.k}")
-    version = load_version(Layout(cfg.paths), args.version, verify=True)
+    layout = Layout(cfg.paths)
+    sync.pull_version(layout, args.version)
+    version = load_version(layout, args.version, verify=True)
     res = recommend(version, [args.user_id], k=args.k)[0]
     if args.json:
         print_json(dict(res, version=version.name))

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from contracts.layout import Layout, atomic_dir, parse_ds
-from contracts.schemas import raw_tables
+from contracts.schemas import RAW_TABLE_NAMES, raw_tables
 from logsim import io
 from logsim.funnel import chunk_tables, personal_pools, request_ids, simulate_chunk
 from logsim.presets import Preset, get_preset
@@ -38,6 +38,7 @@ from logsim.world import (
     make_users,
     rng_for,
 )
+from storage import sync
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +239,8 @@ def simulate(cfg, preset: str | Preset, start: str | dt.date, days: int, seed: i
         raise UserError(f"days must be >= 1, got {days}")
     _check_features(cfg.features)
     layout = Layout(cfg.paths)
+    # With an object store, this machine's truth folder first becomes the store's (earlier runs').
+    sync.pull(cfg.paths, [layout.truth_dir])
     io.write_world(layout.truth_dir, world_meta(p, seed))
     world = World(p, seed)
     io.write_truth_users(layout.truth_dir, world.users.ids, world.users.latent)
@@ -246,6 +249,7 @@ def simulate(cfg, preset: str | Preset, start: str | dt.date, days: int, seed: i
     for i in range(days):
         day = first + dt.timedelta(days=i)
         stats, ids, counts = simulate_day(cfg, world, day)
+        sync.push(cfg.paths, [*(layout.path_for(t, day) for t in RAW_TABLE_NAMES), layout.truth_dir])
         click_ids.append(ids)
         click_counts.append(counts)
         log.debug("simulated %s: %s", stats["ds"], stats)

@@ -25,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _show(cfg: Config, args: argparse.Namespace) -> int:
     from contracts.layout import Layout, parse_ds
+    from quality.io import summary_path
     from quality.report import day_summary, render_text
+    from storage import sync
     from twotower.cli import print_json
     from twotower.errors import UserError
 
@@ -33,7 +35,9 @@ def _show(cfg: Config, args: argparse.Namespace) -> int:
         parse_ds(args.ds)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    summary = day_summary(Layout(cfg.paths), args.ds)
+    layout = Layout(cfg.paths)
+    sync.pull(cfg.paths, [summary_path(layout, args.ds, stage) for stage in ("validate_raw", "validate_outputs")])
+    summary = day_summary(layout, args.ds)
     if args.json:
         print_json(summary)
     else:

@@ -258,7 +258,7 @@ def validate_raw(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any]:
     frames: dict[str, DataFrame] = {}
     for name in RAW_TABLE_NAMES:
         folder = layout.path_for(name, ds)
-        if not folder.is_dir():
+        if not layout.store.is_dir(folder):
             if name in OPTIONAL_RAW_TABLES:
                 gate.tables[name] = {"present": False}
                 gate.add_static(
@@ -275,7 +275,7 @@ def validate_raw(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any]:
                 "(the previous published model stays in place)",
             )
             continue
-        if not io.parquet_files(folder):
+        if not layout.store.data_files(folder):
             gate.tables[name] = {"present": True, "rows": 0}
             gate.add_static(
                 name,
@@ -419,7 +419,7 @@ def validate_outputs(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any
     frames: dict[str, DataFrame] = {}
     for name in ETL_OUTPUTS:
         folder = layout.path_for(name, ds)
-        if not folder.is_dir():
+        if not layout.store.is_dir(folder):
             gate.tables[name] = {"present": False}
             gate.add_static(
                 name,
@@ -429,14 +429,14 @@ def validate_outputs(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any
                 "the ETL did not finish for this day: rerun `twotower etl --ds " + ds + "`",
             )
             continue
-        if not io.parquet_files(folder):
+        if not layout.store.data_files(folder):
             gate.tables[name] = {"present": True, "rows": 0}
             if name not in _MAY_BE_EMPTY:
                 gate.add_static(
                     name, "non_empty", "failed", f"the ETL output {folder} has no data files", "rerun the ETL for the day"
                 )
             continue
-        frames[name] = spark.read.parquet(str(folder))
+        frames[name] = spark.read.parquet(layout.store.uri(folder))
         gate.tables[name] = {"present": True, "rows": io.metadata_row_count(layout, name, ds)}
 
     def run(project) -> None:
@@ -590,8 +590,8 @@ def _output_row_suites(
         ]
         out.append(S.output_rows_suite(T["vocabulary"], voc, ds, flags, checks))
         previous = [d for d in layout.partitions("vocabulary") if d < ds]
-        if previous and io.parquet_files(layout.path_for("vocabulary", previous[-1])):
-            prev = spark.read.parquet(str(layout.path_for("vocabulary", previous[-1])))
+        if previous and layout.store.data_files(layout.path_for("vocabulary", previous[-1])):
+            prev = spark.read.parquet(layout.store.uri(layout.path_for("vocabulary", previous[-1])))
             out.append(S.vocabulary_stability_suite(voc, prev, ds, previous[-1]))
 
     if "feature_stats" in frames:

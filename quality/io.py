@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contracts.layout import Layout, atomic_write_text, ds_str, replace_dir
+from contracts.layout import Layout, atomic_write_text, ds_str
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -22,27 +21,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def parquet_files(folder: Path) -> list[Path]:
-    """Data files of a partition folder (Spark's ``_SUCCESS``/``.crc`` and hidden files skipped)."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p for p in folder.rglob("*.parquet") if not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts)
-    )
-
-
 def partition_exists(layout: Layout, table: str, ds: str) -> bool:
-    return layout.path_for(table, ds).is_dir()
+    return layout.store.is_dir(layout.path_for(table, ds))
 
 
 def metadata_row_count(layout: Layout, table: str, ds: str) -> int | None:
     """Rows of a partition from its Parquet footers (cheap: no data read); None if absent."""
-    import pyarrow.parquet as pq
-
-    folder = layout.path_for(table, ds)
-    if not folder.is_dir():
-        return None
-    return sum(pq.read_metadata(f).num_rows for f in parquet_files(folder))
+    return layout.store.row_count(layout.path_for(table, ds))
 
 
 def read_partition(spark: SparkSession, layout: Layout, table: str, ds: str) -> DataFrame | None:
@@ -53,14 +38,14 @@ def read_partition(spark: SparkSession, layout: Layout, table: str, ds: str) -> 
     seen by the contract check instead of failing the read.
     """
     folder = layout.path_for(table, ds)
-    if not parquet_files(folder):
+    if not layout.store.data_files(folder):
         return None
-    return spark.read.parquet(str(folder))
+    return spark.read.parquet(layout.store.uri(folder))
 
 
 def read_partitions(spark: SparkSession, layout: Layout, table: str, days: list[str]) -> DataFrame | None:
     """The union of the given days' partitions that exist (None if none does)."""
-    folders = [str(layout.path_for(table, d)) for d in days if parquet_files(layout.path_for(table, d))]
+    folders = [layout.store.uri(layout.path_for(table, d)) for d in days if layout.store.data_files(layout.path_for(table, d))]
     if not folders:
         return None
     return spark.read.parquet(*folders)
@@ -72,17 +57,16 @@ def write_quarantine(layout: Layout, table: str, ds: str, rows: DataFrame | None
     A rerun of a day therefore leaves exactly the rows that day's run set aside.
     """
     final = layout.quarantine(table, ds)
+    store = layout.store
     if rows is None:
-        if final.exists():
-            shutil.rmtree(final)
+        store.remove_dir(final)
         return None
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     try:
-        rows.coalesce(1).write.mode("overwrite").parquet(str(tmp))
-        replace_dir(tmp, final)
+        rows.coalesce(1).write.mode("overwrite").parquet(store.uri(tmp))
+        store.commit_dir(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        store.remove_dir(tmp)
         raise
     return final
 

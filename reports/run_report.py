@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 REPORT_NAME = "report.html"
 SUMMARY_NAME = "summary.json"
 ASSETS = "assets"
+INDEX_NAME = "index.html"
 # Pipeline steps in run order (the ETL stages are inserted after validate_raw).
 STEPS_BEFORE_ETL = ("validate_raw",)
 STEPS_AFTER_ETL = ("validate_outputs", "train", "evaluate", "build_index", "publish")
@@ -137,13 +138,17 @@ def run_status(stats: dict[str, dict[str, Any]], dq: dict[str, dict[str, Any]] |
     return {"state": "failed", "detail": f"stopped at {missing}: it did not finish (see the task log)"}
 
 
-def _read_parquet_columns(path: Path, columns: list[str]):
-    """A pyarrow Table of ``columns`` from a partition folder, or ``None`` if absent/unreadable."""
-    if not path.exists():
+def _read_parquet_columns(layout: Layout, path: Path, columns: list[str]):
+    """A pyarrow Table of ``columns`` from a partition folder in the store (read in place,
+    also from an object store), or ``None`` if absent/unreadable."""
+    store = layout.store
+    if not store.is_dir(path):
         return None
     try:
         import pyarrow.dataset as pads
 
+        if store.remote:
+            return pads.dataset(store.key(path), filesystem=store.fs, format="parquet").to_table(columns=columns)
         return pads.dataset(str(path), format="parquet").to_table(columns=columns)
     except Exception as exc:  # a report never fails on one unreadable input
         log.warning("report: cannot read %s columns %s: %s", path, columns, exc)
@@ -188,7 +193,7 @@ def _section_data_quality(layout: Layout, ds: str, stats: dict[str, Any], out_di
         cls = "ok" if status == "passed" else "bad"
         parts.append(f'<h3>{step}: <span class="{cls}">{_e(status)}</span></h3>')
         docs = dq.get("data_docs")
-        if docs and Path(docs).is_file():
+        if docs and _stored_file(layout, Path(docs)):
             parts.append(f'<p>Great Expectations Data Docs: <a href="{_e(_rel(Path(docs), out_dir))}">{_e(docs)}</a></p>')
         parts.append(
             _kv_table(
@@ -224,7 +229,7 @@ def _section_etl(layout: Layout, ds: str, stats: dict[str, Any], assets: Path) -
     parts = ["<h2>ETL</h2>"]
     for step in etl_steps(stats):
         parts.append(f"<h3>{_e(step)}</h3>" + _kv_table(stats[step]))
-    sampling = _read_parquet_columns(layout.path_for("item_sampling", ds), ["clicks", "clicks_resampled"])
+    sampling = _read_parquet_columns(layout, layout.path_for("item_sampling", ds), ["clicks", "clicks_resampled"])
     if sampling is not None and sampling.num_rows:
         png = plot_popularity(
             sampling.column("clicks").to_numpy(), sampling.column("clicks_resampled").to_numpy(), assets / "popularity.png"
@@ -236,7 +241,7 @@ def _section_etl(layout: Layout, ds: str, stats: dict[str, Any], assets: Path) -
     else:
         parts.append("<p>item_sampling not available: no popularity plot.</p>")
     parts.append(_funnel(layout, ds))
-    hard = _read_parquet_columns(layout.path_for("hard_negatives", ds), ["difficulty"])
+    hard = _read_parquet_columns(layout, layout.path_for("hard_negatives", ds), ["difficulty"])
     if hard is not None:
         counts = _value_counts(hard.column("difficulty").to_numpy())
         names = {1: "cut at pre_rank (difficulty 1)", 2: "cut at rank (difficulty 2)"}
@@ -248,7 +253,7 @@ def _section_etl(layout: Layout, ds: str, stats: dict[str, Any], assets: Path) -
 
 
 def _funnel(layout: Layout, ds: str) -> str:
-    table = _read_parquet_columns(layout.path_for("ranking_log", ds), ["stage", "passed"])
+    table = _read_parquet_columns(layout, layout.path_for("ranking_log", ds), ["stage", "passed"])
     if table is None:
         return "<p>No ranking log for this day: no funnel.</p>"
     import pyarrow.compute as pc
@@ -371,7 +376,7 @@ def build_index_page(layout: Layout) -> Path:
         + "".join(rows)
         + "</table>",
     )
-    path = root / "index.html"
+    path = root / INDEX_NAME
     atomic_write_text(path, page)
     return path
 
@@ -532,6 +537,14 @@ def _value_counts(values) -> dict[int, int]:
 
     uniq, counts = np.unique(values, return_counts=True)
     return {int(u): int(c) for u, c in zip(uniq, counts, strict=True)}
+
+
+def _stored_file(layout: Layout, path: Path) -> bool:
+    """The file is in the store (the Data Docs stay there; the report step does not pull them)."""
+    try:
+        return layout.store.is_file(path)
+    except ValueError:  # a path outside this layout's roots (written under other roots)
+        return False
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

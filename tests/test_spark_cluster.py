@@ -141,7 +141,7 @@ hot_threshold = 100
     return path
 
 
-def _row_multiset(path: Path) -> collections.Counter:
+def _row_multiset(path: Path | str, filesystem=None) -> collections.Counter:
     """A partition's rows as a multiset of hashable tuples (column order by name; floats to 9
     significant digits, because a sum over differently split partitions may differ in its last bit)."""
     import pyarrow.dataset as pads
@@ -155,7 +155,7 @@ def _row_multiset(path: Path) -> collections.Counter:
             return tuple(sorted((k, norm(x)) for k, x in v.items()))
         return v
 
-    table = pads.dataset(str(path), format="parquet").to_table()
+    table = pads.dataset(str(path), format="parquet", filesystem=filesystem).to_table()
     cols = sorted(table.column_names)
     return collections.Counter(tuple(norm(row[c]) for c in cols) for row in table.select(cols).to_pylist())
 

@@ -36,7 +36,7 @@ def _run(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _report(cfg: Config, args: argparse.Namespace) -> int:
-    from reports.run_report import build_run_report
+    from twotower import pipeline
 
-    print(build_run_report(cfg, args.ds))
+    print(pipeline.report(cfg, args.ds)["report"])
     return 0

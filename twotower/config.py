@@ -6,7 +6,7 @@ explicitly. Nothing else in the project reads the environment for settings.
 
 Environment overrides:
   * ``TWOTOWER_DATA_ROOT``, ``TWOTOWER_ARTIFACT_ROOT``, ``TWOTOWER_REPORTS_ROOT``,
-    ``TWOTOWER_SPARK_MASTER``: the common ones, by name;
+    ``TWOTOWER_REMOTE``, ``TWOTOWER_SPARK_MASTER``: the common ones, by name;
   * ``TWOTOWER__<SECTION>__<KEY>=value``: any scalar key, e.g.
     ``TWOTOWER__ETL__WINDOW_DAYS=3`` (parsed with the key's declared type).
 
@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import tomllib
 import types
 import typing
@@ -40,7 +41,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class PathsConfig:
-    """Where data, published artifacts and reports live (local paths or mounted object storage)."""
+    """Where data, published artifacts and reports live: local files, or an S3-compatible
+    object store with the three roots as this machine's working copy (``remote``)."""
 
     # Raw logs, quarantine, ETL outputs, candidate models, simulator truth.
     data_root: Path = Path("var/data")
@@ -48,6 +50,16 @@ class PathsConfig:
     artifact_root: Path = Path("var/artifacts")
     # Run reports, stage statistics, data-quality summaries and Data Docs.
     reports_root: Path = Path("var/reports")
+    # "" keeps everything in the three roots above. "s3://bucket/prefix" puts it in an
+    # S3-compatible object store (data/, reports/, artifacts/ under the prefix): Spark reads and
+    # writes it directly (s3a://, needs hadoop-aws on Spark's classpath), the other steps pull
+    # what they read into the roots above and push what they wrote (storage.sync).
+    # Credentials come from the AWS default chain (AWS_ACCESS_KEY_ID, a profile, a role).
+    remote: str = ""
+    # S3 endpoint URL for MinIO, Ceph or a test server ("http://host:9000"); "" means AWS.
+    s3_endpoint: str = ""
+    # Region of the bucket.
+    s3_region: str = "us-east-1"
 
 
 @dataclass(frozen=True)
@@ -354,6 +366,7 @@ _NAMED_OVERRIDES = {
     "TWOTOWER_ARTIFACT_ROOT": ("paths", "artifact_root"),
     "TWOTOWER_REPORTS_ROOT": ("paths", "reports_root"),
     "TWOTOWER_SPARK_MASTER": ("spark", "master"),
+    "TWOTOWER_REMOTE": ("paths", "remote"),
 }
 
 
@@ -395,19 +408,26 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
             raw.setdefault(section, {})[key] = _EnvString(value)
 
     cfg = _build(Config, raw, "")
-    paths = cfg.paths
-    resolved = PathsConfig(
-        **{f.name: _resolve(getattr(paths, f.name), base_dir) for f in dataclasses.fields(PathsConfig)}
-    )
-    return dataclasses.replace(cfg, paths=resolved)
+    return dataclasses.replace(cfg, paths=_resolved_paths(cfg.paths, base_dir))
 
 
 def config_from_dict(raw: Mapping[str, Any], base_dir: Path | None = None) -> Config:
     """Build a Config from a dict with the same validation as a file (handy in tests)."""
     cfg = _build(Config, dict(raw), "")
-    base = base_dir or Path.cwd()
-    paths = PathsConfig(**{f.name: _resolve(getattr(cfg.paths, f.name), base) for f in dataclasses.fields(PathsConfig)})
-    return dataclasses.replace(cfg, paths=paths)
+    return dataclasses.replace(cfg, paths=_resolved_paths(cfg.paths, base_dir or Path.cwd()))
+
+
+_ROOTS = ("data_root", "artifact_root", "reports_root")
+
+
+def _resolved_paths(paths: PathsConfig, base: Path) -> PathsConfig:
+    """Roots made absolute against the config file's folder; ``remote`` checked."""
+    if paths.remote and not re.fullmatch(r"s3a?://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?", paths.remote):
+        raise ConfigError(
+            f"paths.remote: {paths.remote!r} is not an object-store location: expected s3://bucket/prefix "
+            "(or \"\" to keep everything in the local roots)"
+        )
+    return dataclasses.replace(paths, **{name: _resolve(getattr(paths, name), base) for name in _ROOTS})
 
 
 class _EnvString(str):

@@ -9,15 +9,24 @@ imported inside the steps, so importing this module (as DAG files do) is cheap.
 Order: validate_raw -> etl stages -> validate_outputs -> train -> evaluate -> build_index
 -> publish -> report. A step raises :class:`twotower.errors.PipelineError` (data-quality gate,
 publish gate, bad input) to stop everything downstream; nothing is published then.
+
+Storage: with ``[paths] remote`` set, Spark steps read and write the object store directly;
+every other step runs in a working copy (:mod:`storage.sync`): it pulls exactly what it reads
+(``_pulls_*``) and pushes exactly what it wrote. With local storage those are no-ops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from contracts.layout import Layout, atomic_write_text, ds_str
+from contracts.schemas import ETL_OUTPUTS
+from storage import sync
 from twotower.config import Config
 from twotower.errors import PipelineError
 
@@ -29,14 +38,53 @@ STEPS = ("validate_raw", "etl", "validate_outputs", "train", "evaluate", "build_
 def _spark(cfg: Config):
     from twotower.spark import spark_session
 
-    return spark_session(cfg.spark)
+    store = Layout(cfg.paths).store
+    return spark_session(cfg.spark, storage_conf=store.spark_conf() if store.remote else None)
 
 
 def _record(cfg: Config, ds: str, step: str, stats: dict[str, Any]) -> dict[str, Any]:
     path = Layout(cfg.paths).stage_stats(ds, step)
     atomic_write_text(path, json.dumps(stats, indent=2, sort_keys=True, default=str))
+    sync.push(cfg.paths, [path])
     log.info("step %s for ds=%s done; stats in %s", step, ds, path)
     return stats
+
+
+# -- what each non-Spark step reads from the store (pulled into the working copy first) ----
+
+
+def etl_outputs(layout: Layout, ds: str) -> list[Path]:
+    """Every ETL output partition of day ``ds`` (what training, evaluation and indexing read)."""
+    return [layout.path_for(table, ds) for table in ETL_OUTPUTS]
+
+
+def _report_inputs(layout: Layout, ds: str) -> list[Path]:
+    from quality.io import summary_path
+    from twotower.rundays import published_days
+
+    model_dir = layout.model_dir(ds)
+    earlier = [d for d in published_days(layout) if d < ds]
+    days = [name for name in layout.store.child_dirs(layout.reports_root) if name.startswith("ds=")]
+    return [
+        layout.stage_stats(ds, "x").parent,
+        *(summary_path(layout, ds, stage) for stage in ("validate_raw", "validate_outputs")),
+        *(model_dir / name for name in ("metrics.json", "train_stats.json", "loss_curve.png")),
+        *([layout.version_dir(earlier[-1]) / "metrics.json"] if earlier else []),
+        *(layout.reports_root / day / "summary.json" for day in days),
+    ]
+
+
+@contextlib.contextmanager
+def _dq_pushed(cfg: Config, ds: str, stage: str) -> Iterator[None]:
+    """Push a validation stage's summary and Data Docs, also when the gate stops the run:
+    the report of a failed gate is what people read."""
+    from quality.io import docs_root, summary_path
+
+    layout = Layout(cfg.paths)
+    try:
+        yield
+    finally:
+        sync.push(cfg.paths, [summary_path(layout, ds, stage), docs_root(layout, ds, stage)])
 
 
 def validate_raw(cfg: Config, ds: str) -> dict[str, Any]:
@@ -44,7 +92,8 @@ def validate_raw(cfg: Config, ds: str) -> dict[str, Any]:
     from quality.gates import validate_raw as _validate_raw
 
     ds = ds_str(ds)
-    return _record(cfg, ds, "validate_raw", _validate_raw(cfg, _spark(cfg), ds))
+    with _dq_pushed(cfg, ds, "validate_raw"):
+        return _record(cfg, ds, "validate_raw", _validate_raw(cfg, _spark(cfg), ds))
 
 
 def etl_stages() -> tuple[str, ...]:
@@ -72,7 +121,8 @@ def validate_outputs(cfg: Config, ds: str) -> dict[str, Any]:
     from quality.gates import validate_outputs as _validate_outputs
 
     ds = ds_str(ds)
-    return _record(cfg, ds, "validate_outputs", _validate_outputs(cfg, _spark(cfg), ds))
+    with _dq_pushed(cfg, ds, "validate_outputs"):
+        return _record(cfg, ds, "validate_outputs", _validate_outputs(cfg, _spark(cfg), ds))
 
 
 def train(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_retrain: bool = False) -> dict[str, Any]:
@@ -81,7 +131,11 @@ def train(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_retra
     from training.run import train_day
 
     ds = ds_str(ds)
+    layout = Layout(cfg.paths)
+    sync.pull_version(layout)  # the warm start
+    sync.pull(cfg.paths, etl_outputs(layout, ds))
     stats = train_day(cfg, ds, ablate=ablate, full_retrain=full_retrain, evaluate=False)
+    sync.push(cfg.paths, [Path(stats["model_dir"])])
     return _record(cfg, ds, "train", stats)
 
 
@@ -90,15 +144,24 @@ def evaluate(cfg: Config, ds: str) -> dict[str, Any]:
     from training.run import evaluate_day
 
     ds = ds_str(ds)
-    return _record(cfg, ds, "evaluate", evaluate_day(cfg, ds))
+    layout = Layout(cfg.paths)
+    pulled = [*etl_outputs(layout, ds), layout.model_dir(ds), layout.truth_dir]
+    with sync.working_copy(cfg.paths, pulled, [layout.model_dir(ds)]):
+        stats = evaluate_day(cfg, ds)
+    return _record(cfg, ds, "evaluate", stats)
 
 
 def build_index(cfg: Config, ds: str) -> dict[str, Any]:
     """Embed the catalogue, build the FAISS index and stage the candidate version."""
+    from indexing.artifacts import STAGING
     from indexing.publish import build_index_for_day
 
     ds = ds_str(ds)
-    return _record(cfg, ds, "build_index", build_index_for_day(cfg, ds))
+    layout = Layout(cfg.paths)
+    staged = layout.model_root / STAGING / ds
+    with sync.working_copy(cfg.paths, [*etl_outputs(layout, ds), layout.model_dir(ds)], [staged]):
+        stats = build_index_for_day(cfg, ds)
+    return _record(cfg, ds, "build_index", stats)
 
 
 def publish(cfg: Config, ds: str, force: bool = False) -> dict[str, Any]:
@@ -113,20 +176,30 @@ def publish(cfg: Config, ds: str, force: bool = False) -> dict[str, Any]:
         if reason:
             _record(cfg, ds, "publish", {"published": False, "decision": "blocked", "reason": reason})
             raise PublishGap(reason)
+    layout = Layout(cfg.paths)
+    # The whole model root: the gate compares with the published version, retention prunes.
+    sync.pull(cfg.paths, [layout.model_root, *etl_outputs(layout, ds), layout.truth_dir])
     try:
         stats = publish_day(cfg, ds, force=force)
     except PipelineError as exc:  # rejected by the publish gate: keep the reason for the run report
+        sync.push(cfg.paths, [layout.model_root])  # the rejected candidate, kept for inspection
         _record(cfg, ds, "publish", {"published": False, "decision": "rejected", "reason": str(exc)})
         raise
+    # Version files, then its manifest, then LATEST (storage.sync orders commit markers last).
+    sync.push(cfg.paths, [layout.model_root])
     return _record(cfg, ds, "publish", stats)
 
 
 def report(cfg: Config, ds: str) -> dict[str, Any]:
     """The run's HTML report (and the index page of all runs)."""
-    from reports.run_report import build_run_report
+    from reports.run_report import ASSETS, INDEX_NAME, SUMMARY_NAME, build_run_report, report_path
 
     ds = ds_str(ds)
-    path = build_run_report(cfg, ds)
+    layout = Layout(cfg.paths)
+    out = layout.report_dir(ds)
+    pushed = [report_path(layout, ds), out / SUMMARY_NAME, out / ASSETS, layout.reports_root / INDEX_NAME]
+    with sync.working_copy(cfg.paths, _report_inputs(layout, ds), pushed):
+        path = build_run_report(cfg, ds)
     return {"report": str(path)}
 
 

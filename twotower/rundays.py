@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
 
 from contracts.layout import Layout, ds_str, parse_ds
 from twotower.errors import PipelineError
@@ -60,13 +59,13 @@ def _utc(t: dt.datetime) -> dt.datetime:
 
 
 def published_days(layout: Layout) -> list[str]:
-    """Days that have a complete published version (a ``manifest.json``), oldest first."""
-    root = Path(layout.model_root)
-    if not root.is_dir():
-        return []
-    return sorted(
-        p.name for p in root.iterdir() if p.is_dir() and _DS_DIR.match(p.name) and (p / "manifest.json").is_file()
-    )
+    """Days that have a complete published version (a ``manifest.json``) in the store, oldest first."""
+    store = layout.store
+    return [
+        name
+        for name in store.child_dirs(layout.model_root)
+        if _DS_DIR.match(name) and store.is_file(layout.version_dir(name) / "manifest.json")
+    ]
 
 
 def publish_gap(layout: Layout, ds: str) -> str | None:

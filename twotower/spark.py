@@ -33,8 +33,16 @@ BASE_CONF = {
 }
 
 
-def spark_session(cfg: SparkConfig, app_name: str | None = None) -> SparkSession:
-    """Get or create the process's SparkSession for this config."""
+_HADOOP = "spark.hadoop."
+
+
+def spark_session(cfg: SparkConfig, app_name: str | None = None, storage_conf: dict[str, str] | None = None) -> SparkSession:
+    """Get or create the process's SparkSession for this config.
+
+    Args:
+        storage_conf: ``spark.hadoop.*`` settings of the store the data lives in
+            (``storage.stores.ObjectStore.spark_conf``); ``[spark] conf`` overrides them.
+    """
     from pyspark.sql import SparkSession
 
     builder = (
@@ -43,8 +51,13 @@ def spark_session(cfg: SparkConfig, app_name: str | None = None) -> SparkSession
         .config("spark.driver.memory", cfg.driver_memory)
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
     )
-    for key, value in {**BASE_CONF, **cfg.conf}.items():
+    storage_conf = {**(storage_conf or {}), **{k: v for k, v in cfg.conf.items() if k.startswith(_HADOOP)}}
+    for key, value in {**BASE_CONF, **storage_conf, **cfg.conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    # A session that already existed (e.g. built by Airflow's Spark provider) did not see the
+    # builder's spark.hadoop.* keys; session-level Hadoop settings reach DataFrame reads/writes.
+    for key, value in storage_conf.items():
+        spark.conf.set(key[len(_HADOOP) :], value)
     return spark
