@@ -12,7 +12,8 @@ publish gate, bad input) to stop everything downstream; nothing is published the
 
 Storage: with ``[paths] remote`` set, Spark steps read and write the object store directly;
 every other step runs in a working copy (:mod:`storage.sync`): it pulls exactly what it reads
-(``_pulls_*``) and pushes exactly what it wrote. With local storage those are no-ops.
+and pushes exactly what it wrote (the lists are in each step below). With local storage
+those calls do nothing.
 """
 
 from __future__ import annotations
