@@ -107,12 +107,17 @@ def _training_args(quick: bool, results: dict[str, Any]) -> tuple[list[str], dic
     return [], {}
 
 
+def _storage_args(quick: bool, _: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    return ["--preset", "tiny" if quick else "small", "--root", str(SCRATCH / "storage")], {}
+
+
 BENCHES = (
     Bench("pipeline", "bench/bench_pipeline.py", _pipeline_args, "whole daily pipeline, per step and process"),
     Bench("index", "bench/bench_index.py", _index_args, "FAISS build/QPS/recall vs exact"),
     Bench("training", "bench/bench_training.py", _training_args, "training examples/s vs model-bound ceiling"),
     Bench("etl", "bench/bench_etl.py", _etl_args, "each Spark ETL stage vs DuckDB"),
     Bench("simulator", "bench/bench_simulator.py", _simulator_args, "simulator rows/s vs Parquet rewrite"),
+    Bench("storage", "bench/bench_storage.py", _storage_args, "daily run on an object store vs on local files"),
 )
 
 
@@ -283,6 +288,20 @@ def render_etl(entry: dict[str, Any]) -> list[str]:
     return out + _table(["stage", "Spark s", "Spark jobs", "DuckDB s", "Spark / DuckDB", "Spark copy floor s"], rows) + [""]
 
 
+def render_storage(entry: dict[str, Any]) -> list[str]:
+    r = entry["result"]
+    local, store = r["local"], r["object_store"]
+    out = _header(entry, f"Object storage vs local files (bench/bench_storage.py, {r['preset']} day {r['ds']})")
+    rows = [[step, _f(secs, 1), _f(store["steps_s"].get(step), 1),
+             _f(store["steps_s"][step] / secs) if secs and store["steps_s"].get(step) else "-"]
+            for step, secs in local["steps_s"].items()]
+    rows.append(["**whole run**", _f(local["wall_s"], 1), _f(store["wall_s"], 1), f"**{_f(r['ratio_run'])}**"])
+    rows.append(["peak process (MB)", _f(local["peak_process_rss_mb"], 0), _f(store["peak_process_rss_mb"], 0), "-"])
+    out += _table(["step (s, pulls and pushes included)", "local", "object store", "ratio"], rows)
+    return out + ["", f"Bucket after the run: {r['bucket']['objects']} objects, {r['bucket']['mb']} MB. "
+                  "The store is moto's S3 server in the benchmark's process (not in the measured tree).", ""]
+
+
 def render_generic(entry: dict[str, Any], title: str) -> list[str]:
     out = _header(entry, title)
     r = entry["result"]
@@ -344,7 +363,8 @@ def render(results: dict[str, Any]) -> str:
         ["load average when written", " / ".join(str(x) for x in m["load_average"])],
     ]) + [""]
     lines += ["### Goals", ""] + _table(["goal (issue 9)", "measured", "status"], goals(b)) + [""]
-    renderers = {"pipeline": render_pipeline, "etl": render_etl, "index": render_index, "simulator": render_simulator}
+    renderers = {"pipeline": render_pipeline, "etl": render_etl, "index": render_index, "simulator": render_simulator,
+                 "storage": render_storage}
     titles = {"training": "Training throughput (bench/bench_training.py)"}
     for bench in BENCHES:
         entry = b.get(bench.name)
