@@ -64,7 +64,7 @@ def read_raw(
                 data_error_message(
                     table,
                     f"ds={ds}",
-                    f"required raw partition is missing (looked in {path})",
+                    f"required raw partition is missing (looked in {layout.store.uri(path)})",
                     fix="run the upstream export (or `twotower simulate`) for this day, then rerun the ETL",
                 )
             )
@@ -110,7 +110,7 @@ def read_output(
                 data_error_message(
                     table,
                     f"ds={ds}",
-                    f"ETL output partition is missing (looked in {path})",
+                    f"ETL output partition is missing (looked in {layout.store.uri(path)})",
                     fix=f"run `twotower etl --ds {ds}` (its upstream stages first)",
                 )
             )

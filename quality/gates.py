@@ -270,7 +270,7 @@ def validate_raw(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any]:
                 name,
                 "partition_exists",
                 "failed",
-                f"the day's partition is missing (expected {folder})",
+                f"the day's partition is missing (expected {layout.store.uri(folder)})",
                 "the upstream export for this day has not landed: wait for it or re-export the day, then rerun "
                 "(the previous published model stays in place)",
             )
@@ -281,7 +281,7 @@ def validate_raw(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any]:
                 name,
                 "non_empty",
                 "failed",
-                f"empty day: the partition {folder} has no data files",
+                f"empty day: the partition {layout.store.uri(folder)} has no data files",
                 "the day's export ran but wrote nothing: re-export the day, then rerun",
             )
             continue
@@ -425,7 +425,7 @@ def validate_outputs(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any
                 name,
                 "partition_exists",
                 "failed",
-                f"the ETL output is missing (expected {folder})",
+                f"the ETL output is missing (expected {layout.store.uri(folder)})",
                 "the ETL did not finish for this day: rerun `twotower etl --ds " + ds + "`",
             )
             continue
@@ -433,7 +433,7 @@ def validate_outputs(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any
             gate.tables[name] = {"present": True, "rows": 0}
             if name not in _MAY_BE_EMPTY:
                 gate.add_static(
-                    name, "non_empty", "failed", f"the ETL output {folder} has no data files", "rerun the ETL for the day"
+                    name, "non_empty", "failed", f"the ETL output {layout.store.uri(folder)} has no data files", "rerun the ETL for the day"
                 )
             continue
         frames[name] = spark.read.parquet(layout.store.uri(folder))

@@ -12,7 +12,9 @@ connector on the classpath). Then:
   ``local[2]`` session, local files) writes from the same simulated raw data;
 * other machines (fresh working copies, same store) roll the index back and serve it: the
   store's ``LATEST`` moves, and a query answers from the rolled-back version, checksums
-  verified.
+  verified;
+* a day whose logs never reached the store fails with an error naming the table, partition
+  and ``s3a://`` location, and publishes nothing.
 
 The S3A connector here is hadoop-aws 3.3.1 (``scripts/fetch_s3a_test_jars.sh`` says why and
 where from); the settings below marked "connector 3.3" are what it needs beside Hadoop 3.4's
@@ -98,14 +100,14 @@ def _write_config(path: Path, root: Path, remote: str, endpoint: str) -> Path:
     return path
 
 
-def _twotower(config: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def _twotower(config: Path, *args: str, rc: int = 0, timeout: int = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     env.pop("TWOTOWER_CONFIG", None)
     run = subprocess.run(
         [sys.executable, "-m", "twotower.cli", "--config", str(config), *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
     )
-    assert run.returncode == 0, f"twotower {' '.join(args)} failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
+    assert run.returncode == rc, f"twotower {' '.join(args)}: rc {run.returncode}:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
     return run
 
 
@@ -173,6 +175,15 @@ def test_daily_pipeline_on_object_storage(spark, tmp_path, s3_endpoint):
     _twotower(ops, "artifacts", "rollback", D1)
     assert text("artifacts/two_tower/LATEST").strip() == D1
     assert files(f"artifacts/two_tower/{D2}"), "rollback must not delete the newer version"
+
+    # A day whose logs never landed in the store: a clear error naming the object-store
+    # location, nothing published, LATEST untouched.
+    missing = "2026-11-05"
+    failed = _twotower(runner, "run", "--ds", missing, rc=1)
+    where = f"s3a://{bucket}/{PREFIX}/data/raw/impressions/ds={missing}"
+    assert where in failed.stderr and "impressions" in failed.stderr, failed.stderr[-3000:]
+    assert not files(f"artifacts/two_tower/{missing}")
+    assert text("artifacts/two_tower/LATEST").strip() == D1
 
     serving = _write_config(tmp_path / "serving.toml", tmp_path / "serving", remote, s3_endpoint)
     user = pq.read_table(f"{base}/data/raw/users/ds={D1}", filesystem=fs, columns=["user_id"]).column(0)[0].as_py()
