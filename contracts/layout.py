@@ -156,6 +156,16 @@ def replace_dir(src: Path, final: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
+def remove_dir(path: Path) -> None:
+    """Remove a directory if it exists: renamed aside first (readers stop seeing it at once),
+    then deleted."""
+    path = Path(path)
+    if path.is_dir():
+        trash = path.parent / f".trash-{path.name}-{uuid.uuid4().hex[:8]}"
+        os.rename(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a small file atomically (temp file + fsync + rename)."""
     path = Path(path)

@@ -4,9 +4,6 @@ validated days into the raw layout (``contracts.layout``), one atomic partition 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from contracts.layout import Layout, atomic_dir
+from contracts.layout import Layout, atomic_dir, remove_dir
 from importers.common import input_error, require_file
 from storage import sync
 
@@ -123,11 +120,7 @@ def write_days(cfg, days: dict[str, dict[str, pa.Table]]) -> list[str]:
             with atomic_dir(layout.path_for(name, ds)) as tmp:
                 pq.write_table(tables[name], tmp / "part-00000.parquet", **PARQUET_OPTIONS)
             written.append(f"{name}/ds={ds}")
-        stale = layout.path_for("ranking_log", ds)
-        if stale.exists():
-            trash = stale.parent / f".trash-{stale.name}-{uuid.uuid4().hex[:8]}"
-            os.rename(stale, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+        remove_dir(layout.path_for("ranking_log", ds))
         # With an object store: the day's raw partitions go there (the stale ranking_log too).
         sync.push(cfg.paths, [layout.path_for(name, ds) for name in ("users", "items", "impressions", "ranking_log")])
     return written

@@ -147,9 +147,8 @@ def _read_parquet_columns(layout: Layout, path: Path, columns: list[str]):
     try:
         import pyarrow.dataset as pads
 
-        if store.remote:
-            return pads.dataset(store.key(path), filesystem=store.fs, format="parquet").to_table(columns=columns)
-        return pads.dataset(str(path), format="parquet").to_table(columns=columns)
+        source, fs = (store.key(path), store.fs) if store.remote else (str(path), None)
+        return pads.dataset(source, filesystem=fs, format="parquet").to_table(columns=columns)
     except Exception as exc:  # a report never fails on one unreadable input
         log.warning("report: cannot read %s columns %s: %s", path, columns, exc)
         return None

@@ -24,6 +24,7 @@ through it.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import uuid
@@ -104,11 +105,9 @@ class LocalStore:
         replace_dir(Path(staged), Path(final))
 
     def remove_dir(self, path: Path) -> None:
-        path = Path(path)
-        if path.is_dir():
-            trash = path.parent / f".trash-{path.name}-{uuid.uuid4().hex[:8]}"
-            path.rename(trash)  # readers stop seeing it at once
-            shutil.rmtree(trash, ignore_errors=True)
+        from contracts.layout import remove_dir
+
+        remove_dir(Path(path))
 
 
 @dataclass(frozen=True)
@@ -329,6 +328,17 @@ class ObjectStore:
 
 
 def store_for(paths) -> LocalStore | ObjectStore:
-    """The store ``[paths]`` describes (``remote`` empty: local files)."""
-    remote = getattr(paths, "remote", "")
-    return ObjectStore(paths) if remote else LocalStore()
+    """The store ``[paths]`` describes (``remote`` empty: local files).
+
+    One object store per configuration and process: its S3 clients are built once, not per
+    ``Layout`` (the ETL builds one per partition it reads).
+    """
+    return _object_store(paths) if getattr(paths, "remote", "") else _LOCAL
+
+
+_LOCAL = LocalStore()
+
+
+@functools.lru_cache(maxsize=8)
+def _object_store(paths) -> ObjectStore:
+    return ObjectStore(paths)

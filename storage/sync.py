@@ -105,39 +105,53 @@ def _remove_local(path: Path, rel: str) -> None:
         target.unlink()
 
 
-def pull(paths_cfg, paths: Iterable[Path]) -> dict[str, int]:
-    """Make each local path an exact copy of the store's (removed when the store has none)."""
+def _each(paths_cfg, paths: Iterable[Path], one, counts: tuple[str, str], verb: str) -> dict[str, int]:
+    """Run ``one(store, path)`` for each path on an object store (nothing on local storage) and
+    add up the counts it returns."""
     store = store_for(paths_cfg)
-    moved = {"downloaded": 0, "deleted": 0}
+    moved = dict.fromkeys(counts, 0)
     if not isinstance(store, ObjectStore):
         return moved
     for path in paths:
-        path = Path(path)
-        remote = _remote_files(store, path)
-        local = _local_files(path)
-        if not remote or ("" in remote) != ("" in local):
-            # Gone from the store, or a file became a folder (or the reverse).
-            _remove_local(path, "")
-            moved["deleted"] += len(local)
-            local = {}
-        state = _State(store, path)
-        stale = [rel for rel in local if rel not in remote]
-        for rel in stale:
-            _remove_local(path, rel)
-        todo = [rel for rel, obj in remote.items() if not state.in_sync(rel, local.get(rel), obj)]
-        if "" in todo:
-            store.download(path.parent, [path.name])
-        else:
-            store.download(path, todo)
-        for rel in remote:
-            if rel in todo:
-                state.record(path, rel, remote[rel].etag)
-        state.save(set(remote))
-        moved["downloaded"] += len(todo)
-        moved["deleted"] += len(stale)
+        for name, n in one(store, Path(path)).items():
+            moved[name] += n
     if any(moved.values()):
-        log.info("pulled from %s: %s", paths_cfg.remote, moved)
+        log.info("%s %s: %s", verb, paths_cfg.remote, moved)
     return moved
+
+
+def pull(paths_cfg, paths: Iterable[Path]) -> dict[str, int]:
+    """Make each local path an exact copy of the store's (removed when the store has none)."""
+    return _each(paths_cfg, paths, _pull_one, ("downloaded", "deleted"), "pulled from")
+
+
+def push(paths_cfg, paths: Iterable[Path]) -> dict[str, int]:
+    """Make the store's copy of each path equal the local one (removed when there is none)."""
+    return _each(paths_cfg, paths, _push_one, ("uploaded", "deleted"), "pushed to")
+
+
+def _pull_one(store: ObjectStore, path: Path) -> dict[str, int]:
+    remote = _remote_files(store, path)
+    local = _local_files(path)
+    deleted = 0
+    if not remote or ("" in remote) != ("" in local):
+        # Gone from the store, or a file became a folder (or the reverse).
+        _remove_local(path, "")
+        deleted += len(local)
+        local = {}
+    state = _State(store, path)
+    stale = [rel for rel in local if rel not in remote]
+    for rel in stale:
+        _remove_local(path, rel)
+    todo = [rel for rel, obj in remote.items() if not state.in_sync(rel, local.get(rel), obj)]
+    if "" in todo:
+        store.download(path.parent, [path.name])
+    else:
+        store.download(path, todo)
+    for rel in todo:
+        state.record(path, rel, remote[rel].etag)
+    state.save(set(remote))
+    return {"downloaded": len(todo), "deleted": deleted + len(stale)}
 
 
 def _upload_order(rel: str) -> int:
@@ -145,41 +159,31 @@ def _upload_order(rel: str) -> int:
     return _COMMIT_MARKERS.index(name) + 1 if name in _COMMIT_MARKERS else 0
 
 
-def push(paths_cfg, paths: Iterable[Path]) -> dict[str, int]:
-    """Make the store's copy of each path equal the local one (removed when there is none)."""
-    store = store_for(paths_cfg)
-    moved = {"uploaded": 0, "deleted": 0}
-    if not isinstance(store, ObjectStore):
-        return moved
-    for path in paths:
-        path = Path(path)
-        remote = _remote_files(store, path)
-        local = _local_files(path)
-        if ("" in remote) != ("" in local) and remote:
-            store.remove_dir(path)  # gone from this machine, or a file became a folder (or the reverse)
-            moved["deleted"] += len(remote)
-            remote = {}
-        state = _State(store, path)
-        todo = [rel for rel, st in local.items() if not state.in_sync(rel, st, remote.get(rel))]
-        # Data first, then each commit marker level on its own, so markers never precede data.
-        for level in range(len(_COMMIT_MARKERS) + 1):
-            batch = [rel for rel in todo if _upload_order(rel) == level]
-            if batch == [""]:
-                store.upload(path.parent, [path.name])
-            elif batch:
-                store.upload(path, batch)
-        if todo:
-            now = _remote_files(store, path)
-            for rel in todo:
-                state.record(path, rel, now[rel].etag)
-        stale = [rel for rel in remote if rel not in local]
-        store.delete_files(path, stale)
-        state.save(set(local))
-        moved["uploaded"] += len(todo)
-        moved["deleted"] += len(stale)
-    if any(moved.values()):
-        log.info("pushed to %s: %s", paths_cfg.remote, moved)
-    return moved
+def _push_one(store: ObjectStore, path: Path) -> dict[str, int]:
+    remote = _remote_files(store, path)
+    local = _local_files(path)
+    deleted = 0
+    if ("" in remote) != ("" in local) and remote:
+        store.remove_dir(path)  # gone from this machine, or a file became a folder (or the reverse)
+        deleted += len(remote)
+        remote = {}
+    state = _State(store, path)
+    todo = [rel for rel, st in local.items() if not state.in_sync(rel, st, remote.get(rel))]
+    # Data first, then each commit marker level on its own, so markers never precede data.
+    for level in range(len(_COMMIT_MARKERS) + 1):
+        batch = [rel for rel in todo if _upload_order(rel) == level]
+        if batch == [""]:
+            store.upload(path.parent, [path.name])
+        elif batch:
+            store.upload(path, batch)
+    if todo:
+        now = _remote_files(store, path)
+        for rel in todo:
+            state.record(path, rel, now[rel].etag)
+    stale = [rel for rel in remote if rel not in local]
+    store.delete_files(path, stale)
+    state.save(set(local))
+    return {"uploaded": len(todo), "deleted": deleted + len(stale)}
 
 
 @contextlib.contextmanager
@@ -196,10 +200,11 @@ def pull_version(layout, version: str | None = None) -> list[Path]:
     What a serving host or a warm start needs, without the rest of the model root.
     Returns the pulled version folder (empty list when nothing is published).
     """
+    from indexing.artifacts import read_latest  # the pointer's one reader (validates the name)
+
     pull(layout.paths, [layout.latest_pointer])
     if version is None:
-        pointer = layout.latest_pointer
-        version = pointer.read_text().strip() if pointer.is_file() else ""
+        version = read_latest(layout)
     if not version:
         return []
     folder = layout.version_dir(version)

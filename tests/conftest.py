@@ -31,6 +31,19 @@ def spark():
     session.stop()
 
 
+# The model of the end-to-end tests (TOML): tiny and one epoch, the point is the plumbing.
+TINY_MODEL_TOML = """
+[training]
+embedding_dim = 16
+id_dim = 16
+feature_dim = 8
+hidden = [32]
+epochs = 1
+min_steps = 1
+batch_size = 256
+"""
+
+
 def make_config(root: Path, **sections) -> Config:
     """A Config whose roots live under ``root``; ``sections`` are dicts of overrides."""
     raw = {

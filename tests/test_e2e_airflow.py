@@ -36,6 +36,7 @@ from pathlib import Path
 import pytest
 
 from contracts.layout import Layout
+from tests.conftest import TINY_MODEL_TOML
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -69,15 +70,7 @@ start = "{start}"
 seed = 7
 [etl]
 window_days = 2
-[training]
-embedding_dim = 16
-id_dim = 16
-feature_dim = 8
-hidden = [32]
-epochs = 1
-min_steps = 1
-batch_size = 256
-"""
+""" + TINY_MODEL_TOML
 
 
 def _free_port() -> int:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, new_bucket
+from tests.conftest import REPO, TINY_MODEL_TOML, new_bucket
 from tests.test_spark_cluster import _row_multiset
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -74,16 +74,7 @@ seed = 7
 
 [etl]
 window_days = 2
-
-[training]
-embedding_dim = 16
-id_dim = 16
-feature_dim = 8
-hidden = [32]
-epochs = 1
-min_steps = 1
-batch_size = 256
-"""
+""" + TINY_MODEL_TOML
 
 
 def _jars() -> list[Path]:
