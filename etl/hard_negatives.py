@@ -9,8 +9,9 @@ exactly "reached retrieval, then cut" (data quality checks the funnel).
 Exclusions (a hard negative must never be something the user showed interest in or saw):
 anything shown to the same *user* (not only in the same request) on any day of the window, and
 anything the user clicked in the window (clicks are shown rows, so the shown set already holds
-them; both are excluded explicitly). The anti-join runs on a 64-bit hash of (user_id, item_id):
-a hash collision can only remove a valid negative, never keep a shown item.
+them; both are excluded explicitly). The anti-join runs on a 64-bit hash of (user_id, item_id)
+and the deduplication on one of (request_id, item_id): a hash collision can only remove a
+valid negative, never keep a shown item.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ def _pair_key() -> Column:
     return F.xxhash64(F.col("user_id"), F.col("item_id"))
 
 
+def _user_key() -> Column:
+    """``_u``: the 64-bit hash of ``user_id`` the rows are partitioned by."""
+    from pyspark.sql import functions as F
+
+    return F.xxhash64(F.col("user_id")).alias("_u")
+
+
 def hard_negatives_from_ranking_log(
     ranking_log: DataFrame,
     shown: DataFrame,
@@ -38,6 +46,7 @@ def hard_negatives_from_ranking_log(
     clicked_requests: DataFrame | None,
     per_request: int,
     seed: int,
+    partitions: int | None = None,
 ) -> DataFrame:
     """Hard negatives of the training days' requests, excluding shown and clicked items.
 
@@ -49,20 +58,32 @@ def hard_negatives_from_ranking_log(
             negatives are only kept for them (training attaches them per request), or None.
         per_request: cap per request (difficulties interleaved, harder first, seeded order).
         seed: etl.seed.
+        partitions: how many partitions the user hash spreads the rows over (default
+            ``spark.sql.shuffle.partitions``).
 
     Returns:
         DataFrame[request_id, user_id, item_id, event_ds, stage_cut, difficulty] (contract
         ``hard_negatives`` minus ``ds``).
+
+    Plan: the cuts and the excluded pairs are each shuffled once, by a hash of ``user_id`` (a
+    request is one user's page and the exclusions are per user); the deduplication, the
+    anti-join and the cap then run inside those partitions, sorting on 64-bit keys. Spark
+    keeps the anti-join inside the partitions when ``spark.sql.requireAllClusterKeysForCoPartition``
+    is false (``twotower.spark.BASE_CONF``); otherwise the result is the same, with two more
+    shuffles.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     if per_request < 0:
         raise ValueError(f"etl.hard_negatives_per_request must be >= 0, got {per_request}")
+    n = partitions or int(ranking_log.sparkSession.conf.get("spark.sql.shuffle.partitions"))
     cuts = ranking_log.filter(F.col("stage").isin(*CUT_STAGES) & ~F.col("passed"))
     if clicked_requests is not None:
+        # Small (one row per clicked request): Spark broadcasts it when it fits.
         cuts = cuts.join(clicked_requests.select("request_id").distinct(), "request_id", "left_semi")
     cuts = cuts.select(
+        _user_key(),
         "request_id",
         "user_id",
         "item_id",
@@ -70,32 +91,38 @@ def hard_negatives_from_ranking_log(
         F.col("stage").alias("stage_cut"),
         F.when(F.col("stage") == "pre_rank", F.lit(1)).otherwise(F.lit(2)).cast("int").alias("difficulty"),
         _pair_key().alias("_pair"),
+        F.xxhash64("request_id").alias("_r"),
+        F.xxhash64("request_id", "item_id").alias("_ri"),
+    ).repartition(n, "_u")
+    # One row per (request, item); the earlier cut wins on contract-violating logs. Before the
+    # exclusion, which removes all or none of a (request, item)'s rows (same user, same item).
+    by_item = Window.partitionBy("_u", "_r").orderBy(F.col("_ri"), F.col("difficulty"))
+    dedup = cuts.withColumn("_prev", F.lag("_ri").over(by_item)).filter(
+        F.col("_prev").isNull() | (F.col("_prev") != F.col("_ri"))
     )
-    excluded = shown.select(_pair_key().alias("_pair")).unionByName(
-        clicked.select(_pair_key().alias("_pair"))
+    excluded = (
+        shown.select(_user_key(), _pair_key().alias("_pair"))
+        .unionByName(clicked.select(_user_key(), _pair_key().alias("_pair")))
+        .repartition(n, "_u")
     )
     # Shuffled hash join: each partition of the excluded pairs becomes a hash table, so neither
-    # side is sorted (a sort-merge anti-join sorted ~10M keys per medium day: ~30% of the stage).
-    kept = cuts.join(excluded.hint("shuffle_hash"), "_pair", "left_anti")
-    # One row per (request, item) (the earlier cut wins on contract-violating logs), then the cap.
-    # Both windows partition by request_id, so Spark shuffles once for the two of them.
-    by_item = Window.partitionBy("request_id").orderBy(F.col("item_id"), F.col("difficulty").asc())
-    dedup = kept.withColumn("_prev", F.lag("item_id").over(by_item)).filter(
-        F.col("_prev").isNull() | (F.col("_prev") != F.col("item_id"))
-    )
+    # side is sorted on the pair.
+    kept = dedup.join(excluded.hint("shuffle_hash"), ["_u", "_pair"], "left_anti")
     # The cap interleaves difficulties (rank-cut, pre_rank-cut, rank-cut, ...), each in a seeded
     # hash order: a request has ~2x more pre_rank cuts than rank cuts, and "harder first" alone
-    # would keep almost no difficulty-1 negatives. Every window partitions by request_id, so the
-    # three of them share one shuffle.
-    within = Window.partitionBy("request_id", "difficulty").orderBy(
+    # would keep almost no difficulty-1 negatives. With k the row's place in its difficulty's
+    # order and n_d the request's count of difficulty d, its place in the interleaved order
+    # (k asc, difficulty desc) is k + min(k - 1, n1) for difficulty 2 and k + min(k, n2) for
+    # difficulty 1, so one sort serves both windows.
+    within = Window.partitionBy("_u", "_r", "difficulty").orderBy(
         hash_uniform(seed, "request_id", "item_id"), F.col("item_id")
     )
-    rank = Window.partitionBy("request_id").orderBy(F.col("_k"), F.col("difficulty").desc())
-    capped = (
-        dedup.withColumn("_k", F.row_number().over(within))
-        .withColumn("_rank", F.row_number().over(rank))
-        .filter(F.col("_rank") <= per_request)
-    )
+    request = Window.partitionBy("_u", "_r")
+    k = F.row_number().over(within)
+    n1 = F.sum((F.col("difficulty") == 1).cast("int")).over(request)
+    n2 = F.sum((F.col("difficulty") == 2).cast("int")).over(request)
+    place = F.when(F.col("difficulty") == 2, k + F.least(k - 1, n1)).otherwise(k + F.least(k, n2))
+    capped = kept.withColumn("_place", place).filter(F.col("_place") <= per_request)
     return capped.select("request_id", "user_id", "item_id", "event_ds", "stage_cut", "difficulty")
 
 

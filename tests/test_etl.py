@@ -217,6 +217,62 @@ def test_hard_negatives_exclude_shown_and_clicked_items_per_user(spark):
 
 
 @pytest.mark.spark
+def test_hard_negative_cap_interleaves_difficulties_and_keeps_one_row_per_item(spark):
+    from collections import Counter
+
+    from etl.hard_negatives import hard_negatives_from_ranking_log
+
+    rows = [
+        # rA: four items cut at pre_rank (p1 logged twice; z also logged as cut at rank, which
+        # breaks the funnel: the earlier cut wins), one cut at rank. n1 = 4, n2 = 1.
+        ("rA", "uA", "p1", "pre_rank", False, d(2)),
+        ("rA", "uA", "p1", "pre_rank", False, d(2)),
+        ("rA", "uA", "p2", "pre_rank", False, d(2)),
+        ("rA", "uA", "p3", "pre_rank", False, d(2)),
+        ("rA", "uA", "z", "pre_rank", False, d(2)),
+        ("rA", "uA", "z", "rank", False, d(2)),
+        ("rA", "uA", "q1", "rank", False, d(2)),
+        # rB: one item cut at pre_rank, three cut at rank. n1 = 1, n2 = 3.
+        ("rB", "uB", "a1", "pre_rank", False, d(2)),
+        ("rB", "uB", "b1", "rank", False, d(2)),
+        ("rB", "uB", "b2", "rank", False, d(2)),
+        ("rB", "uB", "b3", "rank", False, d(2)),
+    ]
+    rl = spark.createDataFrame(rows, RL_SCHEMA)
+    nothing = spark.createDataFrame([("u0", "i0")], "user_id string, item_id string")
+    requests = spark.createDataFrame([("rA",), ("rB",)], "request_id string")
+
+    def kept(cap):
+        out = hard_negatives_from_ranking_log(rl, nothing, nothing, requests, per_request=cap, seed=3)
+        return out.collect()
+
+    # The interleaved order is (rank-cut, pre_rank-cut) per level while both last:
+    #   rA: d2, d1, d1, d1, d1        rB: d2, d1, d2, d2
+    # so the kept counts per (request, difficulty) do not depend on the seeded order.
+    expected = {
+        1: {("rA", 2): 1, ("rB", 2): 1},
+        2: {("rA", 2): 1, ("rA", 1): 1, ("rB", 2): 1, ("rB", 1): 1},
+        3: {("rA", 2): 1, ("rA", 1): 2, ("rB", 2): 2, ("rB", 1): 1},
+        10: {("rA", 2): 1, ("rA", 1): 4, ("rB", 2): 3, ("rB", 1): 1},
+    }
+    for cap, counts in expected.items():
+        assert Counter((r.request_id, r.difficulty) for r in kept(cap)) == counts, cap
+    everything = kept(10)
+    assert sorted((r.request_id, r.item_id, r.stage_cut, r.difficulty) for r in everything) == [
+        ("rA", "p1", "pre_rank", 1),
+        ("rA", "p2", "pre_rank", 1),
+        ("rA", "p3", "pre_rank", 1),
+        ("rA", "q1", "rank", 2),
+        ("rA", "z", "pre_rank", 1),
+        ("rB", "a1", "pre_rank", 1),
+        ("rB", "b1", "rank", 2),
+        ("rB", "b2", "rank", 2),
+        ("rB", "b3", "rank", 2),
+    ]
+    assert kept(0) == []
+
+
+@pytest.mark.spark
 def test_popularity_sampling_table_by_hand(spark):
     from etl.sampling import popularity_sampling_table, with_alias_table
 

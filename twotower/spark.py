@@ -30,6 +30,11 @@ BASE_CONF = {
     # fit a 4 GB driver on a medium 7-day window (bench/bench_pipeline.py); AQE still turns
     # joins into broadcasts at runtime when the measured side is small.
     "spark.sql.autoBroadcastJoinThreshold": str(10 * 1024 * 1024),
+    # A join may reuse its children's hash partitioning on a subset of its keys. The hard
+    # negatives partition everything by a user hash once and anti-join on (user hash, pair
+    # hash) inside those partitions (etl.hard_negatives); with the default (true) Spark
+    # shuffles both sides again by both keys, and then once more for the windows.
+    "spark.sql.requireAllClusterKeysForCoPartition": "false",
 }
 
 
