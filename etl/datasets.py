@@ -25,24 +25,31 @@ def example_history(positives: DataFrame, item_ids: DataFrame, length: int) -> D
         item_ids: DataFrame[item_id, item_idx].
 
     Returns:
-        DataFrame[request_id, item_id, u_hist array<long>].
+        DataFrame[user_id, request_id, item_id, u_hist array<long>] (partitioned by ``user_id``).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     enc = positives.select("user_id", "request_id", "item_id", "ts").join(F.broadcast(item_ids), "item_id")
     if length <= 0:
-        return enc.select("request_id", "item_id", F.array().cast("array<bigint>").alias("u_hist"))
+        return enc.select("user_id", "request_id", "item_id", F.array().cast("array<bigint>").alias("u_hist"))
     w = Window.partitionBy("user_id").orderBy("ts", "request_id", "item_id").rowsBetween(-length, -1)
-    return enc.select("request_id", "item_id", F.reverse(F.collect_list("item_idx").over(w)).alias("u_hist"))
+    return enc.select(
+        "user_id", "request_id", "item_id", F.reverse(F.collect_list("item_idx").over(w)).alias("u_hist")
+    )
 
 
 def request_hard_negatives(hard_negatives: DataFrame, item_ids: DataFrame) -> DataFrame:
-    """DataFrame[request_id, hard_neg_idx array<long>] (sorted; items outside the vocabulary dropped)."""
+    """DataFrame[user_id, request_id, hard_neg_idx array<long>] (sorted; items outside the
+    vocabulary dropped; partitioned by ``user_id``)."""
     from pyspark.sql import functions as F
 
-    enc = hard_negatives.join(F.broadcast(item_ids), "item_id")
-    return enc.groupBy("request_id").agg(F.array_sort(F.collect_list("item_idx")).alias("hard_neg_idx"))
+    enc = hard_negatives.repartition(_partitions(hard_negatives), "user_id").join(F.broadcast(item_ids), "item_id")
+    return enc.groupBy("user_id", "request_id").agg(F.array_sort(F.collect_list("item_idx")).alias("hard_neg_idx"))
+
+
+def _partitions(df: DataFrame) -> int:
+    return int(df.sparkSession.conf.get("spark.sql.shuffle.partitions"))
 
 
 def build_train_examples(
@@ -70,15 +77,21 @@ def build_train_examples(
     Returns:
         DataFrame[user_idx, item_idx, weight float, event_ds, label_liked float, hard_neg_idx,
         u_hist, user_columns..., item columns..., _order long].
+
+    The positives are partitioned by ``user_id`` once; the history and the hard negatives
+    arrive partitioned the same way and every join key starts with ``user_id`` (a request is
+    one user's page), so Spark joins them without shuffling again (with
+    ``spark.sql.requireAllClusterKeysForCoPartition`` false, ``twotower.spark.BASE_CONF``).
     """
     from pyspark.sql import functions as F
 
     empty = F.array().cast("array<bigint>")
-    df = resampled.join(F.broadcast(items.select("item_id", "item_idx", *item_static_columns)), "item_id")
+    df = resampled.repartition(_partitions(resampled), "user_id")
+    df = df.join(F.broadcast(items.select("item_id", "item_idx", *item_static_columns)), "item_id")
     df = df.join(F.broadcast(item_freshness), ["item_idx", "event_ds"], "left")
     df = df.join(users.select("user_id", "user_idx", *user_columns), "user_id")
-    df = df.join(history, ["request_id", "item_id"], "left")
-    df = df.join(hard_negs, "request_id", "left")
+    df = df.join(history, ["user_id", "request_id", "item_id"], "left")
+    df = df.join(hard_negs, ["user_id", "request_id"], "left")
     return df.select(
         "user_idx",
         "item_idx",
