@@ -70,25 +70,16 @@ class RssSampler:
         self._thread.join()
 
 
-def _copy_floor(spark, layout, tables: tuple[str, ...], ds: str, scratch: Path) -> float:
-    """Seconds Spark takes to read every partition of ``tables`` the stage wrote and write it
-    again (one job per table): a lower bound on any Spark stage that writes those outputs."""
-    paths = {t: [str(layout.path_for(t, d)) for d in layout.partitions(t)] for t in tables}
-    t0 = time.perf_counter()
-    for table, parts in paths.items():
-        spark.read.parquet(*parts).write.mode("overwrite").parquet(str(scratch / table))
-    seconds = time.perf_counter() - t0
-    shutil.rmtree(scratch, ignore_errors=True)
-    return seconds
-
-
-def _write_floor(spark, layout, tables: tuple[str, ...], scratch: Path) -> float:
-    """Seconds Spark takes to write the stage's outputs from memory (cached first, one job per
-    table): what writing them costs, without computing or reading them."""
+def _rewrite_seconds(spark, layout, tables: tuple[str, ...], scratch: Path, *, from_memory: bool) -> float:
+    """Seconds Spark takes to write every partition of ``tables`` the stage wrote again (one job
+    per table), either reading them from Parquet within the timing (the *copy floor*) or from
+    memory, cached before the timing starts (the write half of the *I/O floor*)."""
     frames = []
     for table in tables:
-        df = spark.read.parquet(*[str(layout.path_for(table, d)) for d in layout.partitions(table)]).cache()
-        df.count()
+        df = spark.read.parquet(*[str(layout.path_for(table, d)) for d in layout.partitions(table)])
+        if from_memory:
+            df = df.cache()
+            df.count()
         frames.append((table, df))
     t0 = time.perf_counter()
     for table, df in frames:
@@ -196,10 +187,10 @@ def main() -> int:
             stats = run_stage(cfg, spark, ds, stage)
             spark_s = time.perf_counter() - t
             jobs = len(spark.sparkContext.statusTracker().getJobIdsForGroup(f"etl-{stage}"))
-            floor_s = _copy_floor(spark, layout, STAGE_OUTPUTS[stage], ds, root / "floor")
-            io_floor_s = _write_floor(spark, layout, STAGE_OUTPUTS[stage], root / "floor") + _input_floor(
-                spark, cfg, stage, ds
-            )
+            outputs = STAGE_OUTPUTS[stage]
+            floor_s = _rewrite_seconds(spark, layout, outputs, root / "floor", from_memory=False)
+            io_floor_s = _rewrite_seconds(spark, layout, outputs, root / "floor", from_memory=True)
+            io_floor_s += _input_floor(spark, cfg, stage, ds)
             duck_s = duck.run_stage(stage)
             results.append(
                 {

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from twotower.spark import shuffle_partitions
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
@@ -44,12 +46,10 @@ def request_hard_negatives(hard_negatives: DataFrame, item_ids: DataFrame) -> Da
     vocabulary dropped; partitioned by ``user_id``)."""
     from pyspark.sql import functions as F
 
-    enc = hard_negatives.repartition(_partitions(hard_negatives), "user_id").join(F.broadcast(item_ids), "item_id")
+    by_user = hard_negatives.repartition(shuffle_partitions(hard_negatives.sparkSession), "user_id")
+    enc = by_user.join(F.broadcast(item_ids), "item_id")
     return enc.groupBy("user_id", "request_id").agg(F.array_sort(F.collect_list("item_idx")).alias("hard_neg_idx"))
 
-
-def _partitions(df: DataFrame) -> int:
-    return int(df.sparkSession.conf.get("spark.sql.shuffle.partitions"))
 
 
 def build_train_examples(
@@ -86,7 +86,7 @@ def build_train_examples(
     from pyspark.sql import functions as F
 
     empty = F.array().cast("array<bigint>")
-    df = resampled.repartition(_partitions(resampled), "user_id")
+    df = resampled.repartition(shuffle_partitions(resampled.sparkSession), "user_id")
     df = df.join(F.broadcast(items.select("item_id", "item_idx", *item_static_columns)), "item_id")
     df = df.join(F.broadcast(item_freshness), ["item_idx", "event_ds"], "left")
     df = df.join(users.select("user_id", "user_idx", *user_columns), "user_id")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from etl.positives import hash_uniform
+from twotower.spark import shuffle_partitions
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -46,7 +47,6 @@ def hard_negatives_from_ranking_log(
     clicked_requests: DataFrame | None,
     per_request: int,
     seed: int,
-    partitions: int | None = None,
 ) -> DataFrame:
     """Hard negatives of the training days' requests, excluding shown and clicked items.
 
@@ -58,8 +58,6 @@ def hard_negatives_from_ranking_log(
             negatives are only kept for them (training attaches them per request), or None.
         per_request: cap per request (difficulties interleaved, harder first, seeded order).
         seed: etl.seed.
-        partitions: how many partitions the user hash spreads the rows over (default
-            ``spark.sql.shuffle.partitions``).
 
     Returns:
         DataFrame[request_id, user_id, item_id, event_ds, stage_cut, difficulty] (contract
@@ -77,7 +75,7 @@ def hard_negatives_from_ranking_log(
 
     if per_request < 0:
         raise ValueError(f"etl.hard_negatives_per_request must be >= 0, got {per_request}")
-    n = partitions or int(ranking_log.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    n = shuffle_partitions(ranking_log.sparkSession)
     cuts = ranking_log.filter(F.col("stage").isin(*CUT_STAGES) & ~F.col("passed"))
     if clicked_requests is not None:
         # Small (one row per clicked request): Spark broadcasts it when it fits.

@@ -41,6 +41,12 @@ BASE_CONF = {
 _HADOOP = "spark.hadoop."
 
 
+def shuffle_partitions(spark: SparkSession) -> int:
+    """The session's ``spark.sql.shuffle.partitions``: the count an explicit repartition by key
+    uses, so that it lines up with the shuffles Spark inserts itself."""
+    return int(spark.conf.get("spark.sql.shuffle.partitions"))
+
+
 def spark_session(cfg: SparkConfig, app_name: str | None = None, storage_conf: dict[str, str] | None = None) -> SparkSession:
     """Get or create the process's SparkSession for this config.
 
