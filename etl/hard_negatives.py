@@ -103,9 +103,12 @@ def hard_negatives_from_ranking_log(
         .unionByName(clicked.select(_user_key(), _pair_key().alias("_pair")))
         .repartition(n, "_u")
     )
-    # Shuffled hash join: each partition of the excluded pairs becomes a hash table, so neither
-    # side is sorted on the pair.
-    kept = dedup.join(excluded.hint("shuffle_hash"), ["_u", "_pair"], "left_anti")
+    # No join hint: when every partition of the excluded pairs is small enough to become an
+    # in-memory hash table, AQE picks a shuffled hash join (neither side sorted on the pair;
+    # spark.sql.adaptive.maxShuffledHashJoinLocalMapThreshold in twotower.spark.BASE_CONF),
+    # otherwise a sort-merge join, which spills. Forcing the hash join ran a 4 GB driver out of
+    # memory on the large preset (12M pairs per partition).
+    kept = dedup.join(excluded, ["_u", "_pair"], "left_anti")
     # The cap interleaves difficulties (rank-cut, pre_rank-cut, rank-cut, ...), each in a seeded
     # hash order: a request has ~2x more pre_rank cuts than rank cuts, and "harder first" alone
     # would keep almost no difficulty-1 negatives. With k the row's place in its difficulty's

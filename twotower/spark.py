@@ -35,6 +35,12 @@ BASE_CONF = {
     # hash) inside those partitions (etl.hard_negatives); with the default (true) Spark
     # shuffles both sides again by both keys, and then once more for the windows.
     "spark.sql.requireAllClusterKeysForCoPartition": "false",
+    # AQE turns a sort-merge join into a shuffled hash join (no sort of either side) when every
+    # shuffle partition of its build side is at most this size: a hash table per partition
+    # that is known to fit, decided on measured sizes. Larger partitions keep the sort-merge
+    # join, which spills to disk instead of failing. Must not be below
+    # spark.sql.adaptive.advisoryPartitionSizeInBytes (64 MB) to take effect.
+    "spark.sql.adaptive.maxShuffledHashJoinLocalMapThreshold": str(64 * 1024 * 1024),
 }
 
 
