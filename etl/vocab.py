@@ -30,7 +30,12 @@ def item_feature_vocab(name: str) -> str:
 
 
 def observed_values(df: DataFrame, mapping: Iterable[tuple[str, str]]) -> DataFrame:
-    """DataFrame[vocab, value]: distinct non-null values of ``df`` columns.
+    """DataFrame[vocab, value]: non-null values of ``df`` columns, duplicates kept.
+
+    Not deduplicated here: :func:`extend_vocabulary` deduplicates the union of every source in
+    one aggregate. Deduplicating each source first leaves identically partitioned children,
+    which Spark unions without a shuffle and AQE then reads in one task (the whole vocabulary
+    in one core: 15 s of the 34 s stage on the ``large`` preset).
 
     Args:
         mapping: (column of df, vocab name) pairs.
@@ -45,7 +50,7 @@ def observed_values(df: DataFrame, mapping: Iterable[tuple[str, str]]) -> DataFr
         *[F.struct(F.lit(v).alias("vocab"), F.col(c).cast("string").alias("value")) for c, v in pairs]
     )
     out = df.select(F.explode(entries).alias("e")).select("e.vocab", "e.value")
-    return out.filter(F.col("value").isNotNull()).distinct()
+    return out.filter(F.col("value").isNotNull())
 
 
 def extend_vocabulary(previous: DataFrame | None, observed: DataFrame, ds: str) -> DataFrame:
