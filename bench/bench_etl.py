@@ -103,7 +103,9 @@ def _input_scans(spark, cfg, stage: str, ds: str):
     if stage == "click_positives":
         # The clicked impressions of the window's days (build_click_positives's columns).
         imp, _ = io.read_raw_days(spark, cfg, "impressions", list(win.days))
-        return [imp.filter(F.col("clicked")).select("request_id", "item_id", "user_id", "ts", "liked", "event_ds")]
+        return [
+            imp.filter(F.col("clicked")).select("request_id", "item_id", "user_id", "ts", "liked", "event_ds")
+        ]
     if stage == "hard_negatives":
         ranking, _ = io.read_raw_days(spark, cfg, "ranking_log", list(win.train_days))
         shown, _ = io.read_raw_days(spark, cfg, "impressions", list(win.days))
@@ -136,7 +138,9 @@ def main() -> int:
     ap.add_argument("--driver-memory", default="4g")
     ap.add_argument("--stages", default=None, help="comma-separated subset of stages")
     ap.add_argument("--shuffle-partitions", type=int, default=8)
-    ap.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark settings")
+    ap.add_argument(
+        "--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark settings"
+    )
     args = ap.parse_args()
 
     import datetime as dt

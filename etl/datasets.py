@@ -48,8 +48,9 @@ def request_hard_negatives(hard_negatives: DataFrame, item_ids: DataFrame) -> Da
 
     by_user = hard_negatives.repartition(shuffle_partitions(hard_negatives.sparkSession), "user_id")
     enc = by_user.join(F.broadcast(item_ids), "item_id")
-    return enc.groupBy("user_id", "request_id").agg(F.array_sort(F.collect_list("item_idx")).alias("hard_neg_idx"))
-
+    return enc.groupBy("user_id", "request_id").agg(
+        F.array_sort(F.collect_list("item_idx")).alias("hard_neg_idx")
+    )
 
 
 def build_train_examples(

@@ -53,7 +53,9 @@ def shuffle_partitions(spark: SparkSession) -> int:
     return int(spark.conf.get("spark.sql.shuffle.partitions"))
 
 
-def spark_session(cfg: SparkConfig, app_name: str | None = None, storage_conf: dict[str, str] | None = None) -> SparkSession:
+def spark_session(
+    cfg: SparkConfig, app_name: str | None = None, storage_conf: dict[str, str] | None = None
+) -> SparkSession:
     """Get or create the process's SparkSession for this config.
 
     Args:
