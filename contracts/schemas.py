@@ -381,6 +381,17 @@ TRAIN_EXAMPLES = Table(
     ),
 )
 
+FINAL_EXAMPLES = Table(
+    name="final_examples",
+    doc=(
+        "The evaluation days' clicks in the train_examples format (not resampled; hard negatives "
+        "of the same request; item features as of the click's day; the user's history of clicks "
+        "before the click). Never read by the evaluation: training continues on these rows after "
+        "the gate's held-out evaluation, so the published weights have seen day D."
+    ),
+    columns=TRAIN_EXAMPLES.columns,
+)
+
 EVAL_EXAMPLES = Table(
     name="eval_examples",
     doc=(
@@ -411,6 +422,7 @@ ETL_OUTPUTS = {
         ITEM_CATALOGUE,
         ITEM_DAY_FEATURES,
         TRAIN_EXAMPLES,
+        FINAL_EXAMPLES,
         EVAL_EXAMPLES,
     )
 }

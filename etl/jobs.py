@@ -57,7 +57,7 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "vocabulary": ("vocabulary",),
     "features": ("feature_stats", "user_features", "item_catalogue"),
     "item_sampling": ("item_sampling",),
-    "datasets": ("train_examples", "item_day_features", "eval_examples"),
+    "datasets": ("train_examples", "final_examples", "item_day_features", "eval_examples"),
 }
 
 
@@ -183,13 +183,15 @@ def stage_resampled_positives(cfg: Config, spark: SparkSession, win: RunWindow) 
 
 
 def stage_hard_negatives(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str, Any]:
-    """Hard negatives of the training days' requests (empty without a ranking log)."""
+    """Hard negatives of the window's requests (empty without a ranking log): the training
+    days' feed ``train_examples``, the evaluation days' feed ``final_examples`` (the training
+    on day D after the gate's evaluation); evaluation never reads them."""
     from pyspark.sql import functions as F
 
     from contracts.schemas import HARD_NEGATIVES
     from etl.hard_negatives import hard_negatives_from_ranking_log, shown_overlap
 
-    ranking, no_log = io.read_raw_days(spark, cfg, "ranking_log", win.train_days)
+    ranking, no_log = io.read_raw_days(spark, cfg, "ranking_log", win.days)
     stats: dict[str, Any] = {
         "ranking_log_present": ranking is not None,
         "ranking_log_days_missing": no_log,
@@ -203,12 +205,11 @@ def stage_hard_negatives(cfg: Config, spark: SparkSession, win: RunWindow) -> di
         return {**stats, "rows": 0, "by_difficulty": {}, "shown_overlap_rows": 0}
     shown, _ = io.read_raw_days(spark, cfg, "impressions", win.days, required_days=[win.ds])
     window_pos, _ = _positives(spark, cfg, win.days, "window")
-    train_pos = window_pos.filter(F.col("event_ds") <= F.lit(win.train_days[-1]).cast("date"))
     hard = hard_negatives_from_ranking_log(
         ranking,
         shown.select("user_id", "item_id"),
         window_pos.select("user_id", "item_id"),
-        train_pos.select("request_id"),
+        window_pos.select("request_id"),
         cfg.etl.hard_negatives_per_request,
         cfg.etl.seed,
     )
@@ -418,7 +419,8 @@ def stage_item_sampling(cfg: Config, spark: SparkSession, win: RunWindow) -> dic
 
 
 def stage_datasets(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str, Any]:
-    """train_examples (shuffled Parquet shards) and eval_examples (held-out days)."""
+    """train_examples (shuffled Parquet shards), final_examples (the evaluation days' clicks,
+    for the training after the gate) and eval_examples (held-out days)."""
     from pyspark.sql import functions as F
 
     from etl.datasets import (
@@ -461,15 +463,15 @@ def stage_datasets(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str
             )
         )
 
-    # Freshness as of each training day (start of day: the day's own clicks never count).
+    window_pos = train_pos.unionByName(eval_pos.select(*train_pos.columns))
+
+    # Freshness as of each day of the window (start of day: the day's own clicks never count).
     _, _, created = _item_context(spark, cfg, win, vocabulary)
-    fresh_days = _days_between(
-        _shift(win.train_days[0], -FRESHNESS_LOOKBACK_DAYS), _shift(win.train_days[-1], -1)
-    )
+    fresh_days = _days_between(_shift(win.days[0], -FRESHNESS_LOOKBACK_DAYS), _shift(win.days[-1], -1))
     fresh_pos, _ = io.read_output_days(spark, cfg, "click_positives", fresh_days)
-    day_items = train_pos.select("item_id", "event_ds").distinct()
+    day_items = window_pos.select("item_id", "event_ds").distinct()
     counts = (
-        freshness_counts(item_day_counts(fresh_pos), list(win.train_days))
+        freshness_counts(item_day_counts(fresh_pos), list(win.days))
         if fresh_pos is not None
         else spark.createDataFrame([], "item_id string, as_of date, clicks_1d long, clicks_7d long")
     )
@@ -485,23 +487,36 @@ def stage_datasets(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str
     i_static = item_cat_columns(f) + [
         c for c in catalogue.columns if c.startswith("i_num_") and c not in FRESHNESS_FEATURES
     ]
-    train = build_train_examples(
-        resampled,
-        example_history(train_pos, item_ids, f.history_length),
-        users,
-        catalogue,
-        freshness,
-        request_hard_negatives(hard, item_ids),
-        u_cols,
-        i_static,
-        list(FRESHNESS_FEATURES),
-        cfg.etl.seed,
-    )
+    # Histories look back only, so the evaluation days' clicks never reach a training day's row.
+    history = example_history(window_pos, item_ids, f.history_length)
+    hard_by_request = request_hard_negatives(hard, item_ids)
+
+    def examples(positives: DataFrame) -> DataFrame:
+        return build_train_examples(
+            positives,
+            history,
+            users,
+            catalogue,
+            freshness,
+            hard_by_request,
+            u_cols,
+            i_static,
+            list(FRESHNESS_FEATURES),
+            cfg.etl.seed,
+        )
+
+    def shuffled(df: DataFrame, rows: int) -> tuple[DataFrame, int]:
+        files = max(1, math.ceil(rows / max(1, cfg.etl.shard_rows)))
+        # Hash-partition on the seeded order key, then sort each shard by it: a deterministic shuffle.
+        return df.repartition(files, "_order").sortWithinPartitions("_order").drop("_order"), files
+
     rows = resampled.count()
-    files = max(1, math.ceil(rows / max(1, cfg.etl.shard_rows)))
-    # Hash-partition on the seeded order key, then sort each shard by it: a deterministic shuffle.
-    train = train.repartition(files, "_order").sortWithinPartitions("_order").drop("_order")
+    train, files = shuffled(examples(resampled), rows)
     io.write_partitions(train, cfg, "train_examples", [win.ds])
+    # The evaluation days' clicks as they are (no resampling: one copy, the positive weight).
+    final_pos = eval_pos.select(*train_pos.columns).withColumn("replica", F.lit(0).cast("int"))
+    final, _ = shuffled(examples(final_pos), final_pos.count())
+    io.write_partitions(final, cfg, "final_examples", [win.ds])
     io.write_partitions(_with_ds(item_days.orderBy("event_ds", "item_idx"), win.ds), cfg, "item_day_features", [win.ds])
 
     evals = build_eval_examples(eval_pos, train_pos, item_ids, users, u_cols)
@@ -516,6 +531,9 @@ def stage_datasets(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str
         F.min("event_ds").alias("first_day"),
         F.max("event_ds").alias("last_day"),
     ).first()
+    fin = io.read_output(spark, cfg, "final_examples", win.ds).agg(
+        F.count("*").alias("rows"), F.sum((F.size("u_hist") > 0).cast("long")).alias("with_history")
+    ).first()
     e = ev.agg(
         F.count("*").alias("users"),
         F.sum(F.size("target_idx")).alias("targets"),
@@ -527,6 +545,8 @@ def stage_datasets(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str
         "train_with_hard_negatives": t["with_hard_negatives"],
         "train_with_history": t["with_history"],
         "train_event_days": [str(t["first_day"]), str(t["last_day"])],
+        "final_rows": fin["rows"],
+        "final_with_history": fin["with_history"],
         "eval_users": e["users"],
         "eval_targets": e["targets"] or 0,
         "eval_excluded": e["excluded"] or 0,

@@ -58,6 +58,8 @@ class _Gate:
         self.entries: list[dict[str, Any]] = []
         self.tables: dict[str, dict[str, Any]] = {}
         self.quarantined: dict[str, dict[str, Any]] = {}
+        # table -> rows failing at least one row rule (set by the quarantine decision)
+        self.tables_bad: dict[str, int] = {}
         self.started = time.monotonic()
 
     @property
@@ -65,29 +67,58 @@ class _Gate:
         return f"ds={self.ds}"
 
     # -- outcomes decided outside GE (missing / empty partitions) -------------------------
-    def add_static(self, table: str, name: str, status: str, problem: str, fix: str | None) -> None:
-        severity = "critical" if status == "failed" else "warning"
-        message = data_error_message(table, self.partition, f"{problem} (check {name})", fix=fix)
+    def add_static(
+        self,
+        table: str,
+        name: str,
+        status: str,
+        problem: str,
+        fix: str | None,
+        partition: str | None = None,
+        *,
+        suite: str = "partition",
+        severity: str | None = None,
+        column: str | None = None,
+        rows: int | None = None,
+        count: int | None = None,
+        fraction: float | None = None,
+        examples: list | None = None,
+    ) -> None:
+        severity = severity or ("critical" if status == "failed" else "warning")
+        partition = partition or self.partition
+        message = data_error_message(table, partition, f"{problem} (check {name})", column=column, fix=fix)
         self.entries.append(
             {
-                "suite": f"{self.stage}.{table}.partition",
+                "suite": f"{self.stage}.{table}.{suite}",
                 "table": table,
-                "partition": self.partition,
+                "partition": partition,
                 "check": name,
                 "expectation": None,
                 "severity": severity,
                 "status": status,
                 "success": status == "passed",
-                "rows": None,
-                "failing_count": None,
-                "failing_fraction": None,
+                "rows": rows,
+                "failing_count": count,
+                "failing_fraction": fraction,
                 "observed": None,
                 "message": message if status != "passed" else None,
-                "examples": [],
+                "examples": examples or [],
             }
         )
 
     # -- outcomes from GE ------------------------------------------------------------------
+    def add_unreadable(self, err: io.UnreadableFile, critical: bool = True, why: str = "") -> None:
+        """A data file that is not readable Parquet (check ``readable``), from the guarded reader."""
+        self.add_static(
+            err.table,
+            "readable",
+            "failed" if critical else "warning",
+            f"unreadable Parquet file {err.file} ({err.reason}){why}",
+            "the file is empty or truncated (an interrupted upload?): re-export the partition "
+            "(or remove the file if the rest of the partition is complete), then rerun the day",
+            partition=err.partition,
+        )
+
     def add_results(self, results: list[CheckResult], quarantine_ok: dict[str, bool] | None = None) -> None:
         for r in results:
             self.entries.append(self._entry(r, quarantine_ok or {}))
@@ -142,8 +173,7 @@ class _Gate:
         if r.exception:
             problem += f" (GE could not evaluate the expectation: {r.exception})"
         if status == "failed" and c.severity == "quarantine":
-            q = self.cfg.quality.quarantine_max_fraction
-            problem += f"; more than quality.quarantine_max_fraction={q:g} of the rows fail row rules, so they are not quarantined"
+            problem += "; " + _over_budget(self.cfg, self.tables_bad.get(r.table), r.rows)
         elif status == "failed" and c.severity == "threshold":
             problem += f"; above the tolerated fraction {c.max_fraction:g}"
         elif status == "quarantined":
@@ -285,35 +315,133 @@ def validate_raw(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any]:
                 "the day's export ran but wrote nothing: re-export the day, then rerun",
             )
             continue
+        try:
+            rows = io.checked_row_count(layout, name, ds)
+        except io.UnreadableFile as err:
+            gate.tables[name] = {"present": True, "readable": False}
+            gate.add_unreadable(err)
+            continue
         frames[name] = io.read_partition(spark, layout, name, ds)
-        gate.tables[name] = {"present": True, "rows": io.metadata_row_count(layout, name, ds)}
+        gate.tables[name] = {"present": True, "rows": rows}
+    trailing = _earlier_days(gate, ds)
 
     def run(project) -> None:
         contract_suites = [S.contract_suite(contracts[n], df, ds, RAW_STAGE) for n, df in frames.items()]
         results = project.run(contract_suites)
         gate.add_results(results)
         ok = {n for n in frames if all(r.success for r in results if r.table == n)}
-        row_suites = _raw_row_suites(cfg, spark, layout, ds, {n: frames[n] for n in ok}, contracts)
+        row_suites = _raw_row_suites(cfg, spark, layout, ds, {n: frames[n] for n in ok}, contracts, trailing)
         row_results = project.run(row_suites)
         quarantine_ok = _quarantine(gate, row_suites, row_results)
         gate.add_results(row_results, quarantine_ok)
+        if {"impressions", "items"} <= ok:
+            _unknown_clicked_items(gate, frames["impressions"], frames["items"])
 
     docs = _run_in_project(gate, run)
     return gate.finish(docs)
 
 
-def _trailing_counts(layout: Layout, table: str, ds: str, days: int) -> dict[str, int]:
-    """Row counts (Parquet footers) of the trailing days present before ``ds``."""
-    out = {}
-    for d in day_range(ds, days + 1)[:-1]:
-        n = io.metadata_row_count(layout, table, d)
-        if n is not None:
-            out[d] = n
+def _unknown_clicked_items(gate: _Gate, impressions: DataFrame, items: DataFrame) -> None:
+    """Check ``unknown_clicked_item``: clicks on items missing from the day's items snapshot.
+
+    Such items get no catalogue row, so they are never embedded nor indexed: the published
+    index cannot retrieve them. Above ``quality.unknown_item_click_max_fraction`` of the day's
+    clicks (quarantined rows excluded) the day stops; below, a warning with the same counts.
+    """
+    from pyspark.sql import functions as F
+
+    cfg, ds = gate.cfg, gate.ds
+    clicks = impressions.filter(F.col("clicked") & ~bad_row_condition("impressions", cfg, ds)).select("item_id")
+    known = (
+        items.filter(~bad_row_condition("items", cfg, ds)).select("item_id").distinct().withColumn("_dq_known", F.lit(True))
+    )
+    joined = clicks.join(F.broadcast(known), "item_id", "left")
+    unknown = F.col("_dq_known").isNull()
+    row = joined.agg(
+        F.count(F.lit(1)).alias("clicks"),
+        F.sum(F.when(unknown, 1).otherwise(0)).alias("bad"),
+        F.countDistinct(F.when(unknown, F.col("item_id"))).alias("items"),
+    ).collect()[0]
+    total, bad, n_items = int(row["clicks"]), int(row["bad"] or 0), int(row["items"])
+    share = bad / total if total else 0.0
+    limit = cfg.quality.unknown_item_click_max_fraction
+    examples: list = []
+    if bad:
+        examples = [
+            {"item_id": r["item_id"], "clicks": int(r["count"])}
+            for r in joined.filter(unknown).groupBy("item_id").count().orderBy(F.desc("count"), "item_id")
+            .limit(cfg.quality.example_rows).collect()
+        ]
+    status = "passed" if not bad else ("warning" if share <= limit else "failed")
+    problem = (
+        f"{n_items:,} clicked items are missing from the day's items snapshot: {bad:,} of {total:,} clicks "
+        f"({share:.1%}); they get no catalogue row, so the published index could never retrieve them"
+    )
+    if status == "failed":
+        problem += f"; above quality.unknown_item_click_max_fraction={limit:g} of the day's clicks"
+    if examples:
+        problem += f". Most clicked: {examples[:3]}"
+    gate.add_static(
+        "impressions",
+        "unknown_clicked_item",
+        status,
+        problem,
+        "the items snapshot of the day is incomplete: re-export it with every item that was shown, then rerun "
+        "the day (a known, small gap: raise quality.unknown_item_click_max_fraction for this run)",
+        suite="catalogue",
+        severity="threshold",
+        column="item_id",
+        rows=total,
+        count=bad,
+        fraction=share,
+        examples=examples,
+    )
+
+
+def _earlier_days(gate: _Gate, ds: str) -> dict[str, dict[str, int]]:
+    """Row counts (guarded Parquet footers) of the raw partitions of the days before ``ds``
+    that the volume check or the ETL window reads: table -> {day: rows} of the days present.
+
+    An unreadable file in a day of the ETL window is critical (the ETL of ``ds`` reads it);
+    in an older day it is a warning and that day leaves the volume check's history.
+    """
+    q = gate.cfg.quality
+    window = set(day_range(ds, gate.cfg.etl.window_days)[:-1])
+    days = sorted(window | set(day_range(ds, q.volume_trailing_days + 1)[:-1]))
+    out: dict[str, dict[str, int]] = {}
+    for table in RAW_TABLE_NAMES:
+        counts = out.setdefault(table, {})
+        for d in days:
+            try:
+                n = io.checked_row_count(gate.layout, table, d)
+            except io.UnreadableFile as err:
+                in_window = d in window
+                why = (
+                    f"; day {d} is in the training window of {ds}, so the ETL of {ds} cannot read it"
+                    if in_window
+                    else f"; day {d} is left out of the volume check's trailing days"
+                )
+                gate.add_unreadable(err, critical=in_window, why=why)
+                continue
+            if n is not None:
+                counts[d] = n
     return out
 
 
+def _trailing_counts(trailing: dict[str, dict[str, int]], table: str, ds: str, days: int) -> dict[str, int]:
+    """Row counts of the trailing ``days`` days present before ``ds`` (from :func:`_earlier_days`)."""
+    wanted = set(day_range(ds, days + 1)[:-1])
+    return {d: n for d, n in trailing.get(table, {}).items() if d in wanted}
+
+
 def _raw_row_suites(
-    cfg: Config, spark: SparkSession, layout: Layout, ds: str, frames: dict[str, DataFrame], contracts
+    cfg: Config,
+    spark: SparkSession,
+    layout: Layout,
+    ds: str,
+    frames: dict[str, DataFrame],
+    contracts,
+    trailing: dict[str, dict[str, int]],
 ) -> list[S.Suite]:
     from pyspark.sql import functions as F
 
@@ -332,7 +460,7 @@ def _raw_row_suites(
                 frames["impressions"],
                 ds,
                 cfg,
-                trailing_counts=_trailing_counts(layout, "impressions", ds, q.volume_trailing_days),
+                trailing_counts=_trailing_counts(trailing, "impressions", ds, q.volume_trailing_days),
                 ranking_cut=cut,
                 known_users=users.filter(F.col("user_id").isNotNull()) if users is not None else None,
                 known_items=items.filter(F.col("item_id").isNotNull()) if items is not None else None,
@@ -344,7 +472,7 @@ def _raw_row_suites(
             ranking,
             ds,
             cfg,
-            trailing_counts=_trailing_counts(layout, "ranking_log", ds, q.volume_trailing_days),
+            trailing_counts=_trailing_counts(trailing, "ranking_log", ds, q.volume_trailing_days),
         )
         suite.frame, funnel = S.ranking_funnel_flags(suite.frame)
         suite.checks.extend(funnel)
@@ -355,11 +483,29 @@ def _raw_row_suites(
     return out
 
 
+def quarantine_budget(cfg: Config, rows: int) -> int:
+    """Most rows of a partition of ``rows`` rows that may be quarantined:
+    ``max(floor(quarantine_max_fraction x rows), quarantine_min_rows)``."""
+    q = cfg.quality
+    return max(int(q.quarantine_max_fraction * rows), q.quarantine_min_rows)
+
+
+def _over_budget(cfg: Config, bad: int | None, rows: int | None) -> str:
+    q = cfg.quality
+    rows = rows or 0
+    budget = quarantine_budget(cfg, rows)
+    what = f"{bad:,} of {rows:,} rows fail row rules" if bad is not None else "too many rows fail row rules"
+    return (
+        f"{what}, more than the quarantine budget of {budget:,} rows (max(quality.quarantine_max_fraction="
+        f"{q.quarantine_max_fraction:g} x rows, quality.quarantine_min_rows={q.quarantine_min_rows})), so none is "
+        "quarantined and the day stops"
+    )
+
+
 def _quarantine(gate: _Gate, row_suites: list[S.Suite], results: list[CheckResult]) -> dict[str, bool]:
     """Quarantine rows failing row rules per table when few enough; returns table -> done."""
     from pyspark.sql import functions as F
 
-    q = gate.cfg.quality
     decided: dict[str, bool] = {}
     for suite in row_suites:
         if not suite.row_rules:
@@ -374,8 +520,9 @@ def _quarantine(gate: _Gate, row_suites: list[S.Suite], results: list[CheckResul
             if r.suite == suite.name and r.check.severity == "quarantine" and r.check.name != S.ANY_ROW_RULE
             and r.failing_count
         }
-        ok = bad > 0 and fraction <= q.quarantine_max_fraction
+        ok = 0 < bad <= quarantine_budget(gate.cfg, rows)
         decided[suite.table] = ok
+        gate.tables_bad[suite.table] = bad
         if ok:
             reasons = F.concat_ws(
                 ",", *[F.when(r.condition, F.lit(r.name)) for r in suite.row_rules]
@@ -436,8 +583,14 @@ def validate_outputs(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any
                     name, "non_empty", "failed", f"the ETL output {layout.store.uri(folder)} has no data files", "rerun the ETL for the day"
                 )
             continue
+        try:
+            rows = io.checked_row_count(layout, name, ds)
+        except io.UnreadableFile as err:
+            gate.tables[name] = {"present": True, "readable": False}
+            gate.add_unreadable(err)
+            continue
         frames[name] = spark.read.parquet(layout.store.uri(folder))
-        gate.tables[name] = {"present": True, "rows": io.metadata_row_count(layout, name, ds)}
+        gate.tables[name] = {"present": True, "rows": rows}
 
     def run(project) -> None:
         contract_suites = [S.contract_suite(ETL_OUTPUTS[n], df, ds, OUTPUTS_STAGE, _PREFIXES) for n, df in frames.items()]
@@ -470,7 +623,7 @@ def _output_row_suites(
 ) -> list[S.Suite]:
     from pyspark.sql import functions as F
 
-    train_days, _eval_days = window_days(cfg, ds)
+    train_days, eval_days = window_days(cfg, ds)
     all_days = day_range(ds, cfg.etl.window_days)
     tol = cfg.quality.probability_tolerance
     sizes = _vocab_sizes(frames["vocabulary"]) if "vocabulary" in frames else {}
@@ -554,7 +707,8 @@ def _output_row_suites(
                 column="stage_cut",
             )
         )
-        f2, c2 = S.days_flag("event_ds_in_training_days", "event_ds", train_days, "the training days")
+        # The evaluation days' hard negatives feed final_examples only (never the evaluation).
+        f2, c2 = S.days_flag("event_ds_in_window_days", "event_ds", all_days, "the window's days")
         flags.update(f2)
         checks.extend(c2)
         frame = hn
@@ -604,14 +758,19 @@ def _output_row_suites(
         checks = [S.flag_check("stats_finite", "critical", "mean/std is not finite or std <= 0", S._RERUN_ETL, column="std")]
         out.append(S.output_rows_suite(T["feature_stats"], fs, ds, flags, checks, allow_empty=True))
 
-    for name in ("user_features", "item_catalogue", "item_day_features", "train_examples", "eval_examples"):
+    for name in ("user_features", "item_catalogue", "item_day_features", "train_examples", "final_examples", "eval_examples"):
         if name not in frames:
             continue
         df = frames[name]
         flags, checks = S.idx_range_flags(df.columns, sizes, cfg)
         frame = df
-        if name == "train_examples":
-            f2, c2 = S.days_flag("event_ds_in_training_days", "event_ds", train_days, "the training days")
+        if name in ("train_examples", "final_examples"):
+            rule, days, what = (
+                ("event_ds_in_training_days", train_days, "the training days")
+                if name == "train_examples"
+                else ("event_ds_in_evaluation_days", eval_days, "the evaluation days")
+            )
+            f2, c2 = S.days_flag(rule, "event_ds", days, what)
             flags.update(f2)
             checks.extend(c2)
             flags[S.FLAG_PREFIX + "weight_positive"] = S._safe(S._not_finite(F.col("weight")) | (F.col("weight") <= 0))

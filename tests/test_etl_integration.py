@@ -144,6 +144,35 @@ def test_eval_set_is_strictly_held_out(spark, etl_run):
     assert not pairs & eval_pairs
 
 
+def test_final_examples_are_the_evaluation_days_clicks_with_backward_histories(spark, etl_run):
+    # Reference from the raw impressions: day D's distinct clicked (request, item) pairs of users
+    # that have user features, one row each (no resampling), weight 1.0; the
+    # history holds only items the user clicked before; hard negatives only from D's requests.
+    cfg, _ = etl_run
+    imp = _raw(cfg, "impressions", TRAIN_DAYS + [EVAL_DAY])
+    clicks = imp[imp.clicked].drop_duplicates(["request_id", "item_id"])
+    users = _read(spark, cfg, "user_features").select("user_idx", "user_id").toPandas()
+    uname = dict(zip(users.user_idx, users.user_id, strict=True))
+    ids = _read(spark, cfg, "item_catalogue").select("item_idx", "item_id").toPandas()
+    name = dict(zip(ids.item_idx, ids.item_id, strict=True))
+    day = clicks[(clicks.day == EVAL_DAY) & clicks.user_id.isin(set(users.user_id))]
+
+    fin = _read(spark, cfg, "final_examples").toPandas()
+    assert len(fin) == len(day) > 0
+    got = sorted((uname[u], name[i]) for u, i in zip(fin.user_idx, fin.item_idx, strict=True))
+    assert got == sorted(zip(day.user_id, day.item_id, strict=True))
+    assert set(fin.event_ds.astype(str)) == {EVAL_DAY}
+    assert (fin.weight == 1.0).all()  # positive_weight "constant"
+    clicked = clicks.groupby("user_id").item_id.agg(set).to_dict()
+    assert any(len(h) for h in fin.u_hist)
+    for r in fin.itertuples():
+        assert {name[i] for i in r.u_hist} <= clicked[uname[r.user_idx]]
+    hn = _read(spark, cfg, "hard_negatives").toPandas()
+    day_hard = set(hn[hn.event_ds.astype(str) == EVAL_DAY].item_id)
+    assert all(name[i] in day_hard for h in fin.hard_neg_idx for i in h)
+    assert any(len(h) for h in fin.hard_neg_idx)
+
+
 def test_hard_negatives_were_never_shown_to_the_user(spark, etl_run):
     from etl.hard_negatives import shown_overlap
 
@@ -154,7 +183,8 @@ def test_hard_negatives_were_never_shown_to_the_user(spark, etl_run):
     shown = set(zip(imp.user_id, imp.item_id, strict=True))
     assert not [p for p in zip(hn.user_id, hn.item_id, strict=True) if p in shown]
     assert hn.groupby("request_id").size().max() <= cfg.etl.hard_negatives_per_request
-    assert set(hn.event_ds.astype(str)) <= set(TRAIN_DAYS)
+    # The window's requests: the training days' feed train_examples, day D's final_examples.
+    assert set(hn.event_ds.astype(str)) == set(TRAIN_DAYS + [EVAL_DAY])
     # The shipped check agrees (Spark, exact strings).
     impressions = spark.createDataFrame(imp[["user_id", "item_id", "clicked"]])
     assert shown_overlap(_read(spark, cfg, "hard_negatives"), impressions).count() == 0
