@@ -9,8 +9,10 @@ processes the last complete UTC day, see `twotower/rundays.py`):
 2. `etl_<stage>`: the Spark ETL stages, independent ones in parallel
    (`etl.jobs.STAGE_DEPENDENCIES`).
 3. `validate_outputs`: Great Expectations on every ETL output (gate, no retry).
-4. `train` -> `evaluate` -> `build_index`: PyTorch two-tower model (warm start from the
-   published model), held-out evaluation against baselines, FAISS index staged as a version.
+4. `train` -> `evaluate` -> `train_final` -> `build_index`: PyTorch two-tower model trained
+   through D-1 (warm start from the published model), evaluated on D against the baselines,
+   then trained on D's own clicks (so the published weights have seen D), FAISS index staged
+   as a version.
 5. `publish`: quality gate + atomic publish + LATEST switch. Emits the Asset
    `two_tower_published_index` (a serving refresh can be scheduled on it). Refuses to publish
    on top of a day that has no published version unless `publish.allow_gaps`.
@@ -152,6 +154,10 @@ def two_tower_daily():
     def evaluate() -> None:
         _run_step("evaluate")
 
+    @task(retries=1, execution_timeout=dt.timedelta(hours=4))
+    def train_final() -> None:
+        _run_step("train_final")
+
     @task(retries=1)
     def build_index() -> None:
         _run_step("build_index")
@@ -189,7 +195,7 @@ def two_tower_daily():
     sinks = [etl[s] for s in STAGE_DEPENDENCIES if not any(s in up for up in STAGE_DEPENDENCIES.values())]
     sinks >> outputs
     published = publish()
-    outputs >> train() >> evaluate() >> build_index() >> published
+    outputs >> train() >> evaluate() >> train_final() >> build_index() >> published
     rep = report()
     [raw, outputs, published] >> rep
     [published, rep] >> done()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import uuid
@@ -273,11 +274,21 @@ def _data_window(cfg: Config, ds: str, mc: dict) -> dict[str, Any]:
     days = day_range(ds, cfg.etl.window_days)
     n_eval = min(cfg.etl.eval_days, len(days))
     recorded = {**mc, **(mc.get("extra") or {})}  # the training stage keeps run metadata in "extra"
+    train_days = list(recorded.get("training_days", days[: len(days) - n_eval]))
+    eval_days = list(recorded.get("eval_days", days[len(days) - n_eval :]))
+    gate_eval = recorded.get("gate_evaluation") or {"model": "candidate", "trained_days": train_days, "evaluated_on": eval_days}
     return {
         "start": days[0],
         "end": days[-1],
-        "train_days": list(recorded.get("training_days", days[: len(days) - n_eval])),
-        "eval_days": list(recorded.get("eval_days", days[len(days) - n_eval :])),
+        "train_days": train_days,
+        "eval_days": eval_days,
+        # Exactly the days whose clicks the published weights were trained on (the window's
+        # training days, plus the evaluation days after the continued training on them).
+        "weights_trained_days": list(recorded.get("trained_days", train_days)),
+        "weights_saw_eval_days": all(d in recorded.get("trained_days", train_days) for d in eval_days),
+        # What the gate's metrics measured: which weights (trained through which days) on which days.
+        "gate_evaluation": gate_eval,
+        "final_training": recorded.get("final_training"),
     }
 
 
@@ -301,6 +312,14 @@ class GateResult:
     threshold: float | None
     best_baseline_recall: float | None = None
     below_baseline: bool = False
+    candidate_se: float | None = None
+    published_se: float | None = None
+    best_baseline_se: float | None = None
+    best_baseline_name: str | None = None
+    eval_users: int | None = None
+    # False when the held-out set cannot resolve the rules' margins (see gate_decision).
+    decidable: bool = True
+    undecided: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -308,13 +327,26 @@ class GateResult:
             "reason": self.reason,
             "metric": GATE_METRIC,
             "candidate": self.candidate_recall,
+            "candidate_se": self.candidate_se,
             "published": self.published_recall,
+            "published_se": self.published_se,
             "published_version": self.published_version,
             "min_allowed": self.threshold,
             "ann_recall": self.ann_recall,
             "best_baseline": self.best_baseline_recall,
+            "best_baseline_se": self.best_baseline_se,
+            "best_baseline_name": self.best_baseline_name,
             "below_best_baseline": self.below_baseline,
+            "eval_users": self.eval_users,
+            "decidable": self.decidable,
+            "undecided": list(self.undecided),
         }
+
+
+def _combined_se(a: float | None, b: float | None) -> float:
+    """SE of a difference of two means on the same users, taken as independent: sqrt(a^2 + b^2)
+    (an upper bound for positively correlated per-user recalls, i.e. the cautious side)."""
+    return math.sqrt((a or 0.0) ** 2 + (b or 0.0) ** 2)
 
 
 def gate_decision(
@@ -324,34 +356,76 @@ def gate_decision(
     cfg: PublishConfig,
     published_version: str | None = None,
     baseline_recall: float | None = None,
+    *,
+    candidate_se: float | None = None,
+    published_se: float | None = None,
+    baseline_se: float | None = None,
+    baseline_name: str | None = None,
+    eval_users: int | None = None,
 ) -> GateResult:
-    """Pure gate rule.
+    """Pure gate rule, decided with the held-out set's standard errors (SE of recall@50).
 
-    Refuse when ``candidate < published * (1 - max_recall_drop)`` (a relative drop of more
-    than ``max_recall_drop``), when ``ann_recall < min_ann_recall``, or, if
-    ``min_recall_vs_best_baseline`` > 0, when ``candidate < baseline * min_recall_vs_best_baseline``
-    (``baseline_recall``: the best popularity baseline on the same held-out day; this rule also
-    applies to a first version). ``published_recall`` None = first version: no drop rule.
+    With ``z = cfg.gate_z`` and ``se(a, b) = sqrt(se_a^2 + se_b^2)``:
+
+    * drop rule (not for a first version, ``published_recall`` None): refuse when
+      ``candidate < published * (1 - max_recall_drop)`` AND that shortfall exceeds
+      ``z * se(candidate, published)``;
+    * baseline rule (``min_recall_vs_best_baseline`` > 0, a first version too): with
+      ``floor = baseline * min_recall_vs_best_baseline`` (``baseline_recall``: the strongest
+      popularity bar on the same held-out users), refuse when ``candidate < floor`` AND
+      ``floor - candidate > z * se(candidate, min_recall_vs_best_baseline * baseline_se)``;
+    * refuse when ``ann_recall < min_ann_recall``.
+
+    A rule whose threshold is crossed by less than ``z`` SE is *undecided*: it does not refuse,
+    and the reason says the held-out set is too small to judge. The same holds when fewer than
+    ``cfg.min_eval_users`` users were scored (every recall rule undecided). Missing SEs count
+    as 0 (the plain threshold rule).
     """
-    reasons = []
+    z = cfg.gate_z
+    reasons: list[str] = []
+    notes: list[str] = []
+    undecided: list[str] = []
     threshold = None
+    too_few = eval_users is not None and eval_users < cfg.min_eval_users
+    if too_few:
+        notes.append(
+            f"held-out set too small to judge: {eval_users} users scored < publish.min_eval_users "
+            f"{cfg.min_eval_users}; the recall rules did not decide (raise etl.eval_days or evaluate more users)"
+        )
     below_baseline = baseline_recall is not None and candidate_recall < baseline_recall
+    se_txt = f" +- {candidate_se:.4f}" if candidate_se is not None else ""
     if baseline_recall is not None and cfg.min_recall_vs_best_baseline > 0:
         floor = baseline_recall * cfg.min_recall_vs_best_baseline
+        band = z * _combined_se(candidate_se, None if baseline_se is None else cfg.min_recall_vs_best_baseline * baseline_se)
         if candidate_recall < floor:
-            reasons.append(
-                f"{GATE_METRIC} {candidate_recall:.4f} is below publish.min_recall_vs_best_baseline "
+            text = (
+                f"{GATE_METRIC} {candidate_recall:.4f}{se_txt} is below publish.min_recall_vs_best_baseline "
                 f"{cfg.min_recall_vs_best_baseline:g} x the best popularity baseline's {baseline_recall:.4f} "
-                f"(minimum allowed {floor:.4f}): serving it would do worse than recommending popular items"
+                f"({baseline_name or 'popularity'}; minimum allowed {floor:.4f})"
             )
+            if too_few:
+                undecided.append("baseline")
+            elif floor - candidate_recall > band:
+                reasons.append(text + ": serving it would do worse than recommending popular items")
+            else:
+                undecided.append("baseline")
+                notes.append(f"{text}, by {floor - candidate_recall:.4f}, within {z:g} SE ({band:.4f}): too small to judge")
     if published_recall is not None:
         threshold = published_recall * (1.0 - cfg.max_recall_drop)
+        band = z * _combined_se(candidate_se, published_se)
         if candidate_recall < threshold:
-            reasons.append(
-                f"{GATE_METRIC} {candidate_recall:.4f} is more than {cfg.max_recall_drop:.0%} below the published "
+            text = (
+                f"{GATE_METRIC} {candidate_recall:.4f}{se_txt} is more than {cfg.max_recall_drop:.0%} below the published "
                 f"version {published_version}'s {published_recall:.4f} on the same held-out set "
                 f"(minimum allowed {threshold:.4f})"
             )
+            if too_few:
+                undecided.append("drop")
+            elif threshold - candidate_recall > band:
+                reasons.append(text)
+            else:
+                undecided.append("drop")
+                notes.append(f"{text}, by {threshold - candidate_recall:.4f}, within {z:g} SE ({band:.4f}): too small to judge")
     if ann_recall < cfg.min_ann_recall:
         reasons.append(f"ANN recall {ann_recall:.4f} is below publish.min_ann_recall {cfg.min_ann_recall:.4f}")
     if reasons:
@@ -359,7 +433,9 @@ def gate_decision(
     elif published_recall is None:
         reason = "first version: nothing to compare with; ANN recall ok"
     else:
-        reason = f"{GATE_METRIC} {candidate_recall:.4f} >= {threshold:.4f}; ANN recall {ann_recall:.4f} ok"
+        reason = f"{GATE_METRIC} {candidate_recall:.4f}{se_txt} >= {threshold:.4f}; ANN recall {ann_recall:.4f} ok"
+    if notes and not reasons:
+        reason += "; UNDECIDED: " + "; ".join(notes)
     if below_baseline and not reasons:
         reason += (
             f"; WARNING: below the best popularity baseline ({baseline_recall:.4f}); "
@@ -367,18 +443,25 @@ def gate_decision(
         )
     return GateResult(
         not reasons, reason, candidate_recall, published_recall, published_version, ann_recall, threshold,
-        baseline_recall, below_baseline,
+        baseline_recall, below_baseline, candidate_se, published_se, baseline_se, baseline_name, eval_users,
+        not (too_few or undecided), tuple(undecided),
     )
+
+
+def best_baseline(metrics: dict[str, Any]) -> tuple[str, float, float | None] | None:
+    """(name, recall@50, its SE) of the strongest popularity bar in an evaluation (None: none)."""
+    rows = [
+        (name, float(b[GATE_METRIC]), b.get(f"{GATE_METRIC}_se"))
+        for name, b in (metrics.get("baselines") or {}).items()
+        if isinstance(b, dict) and b.get(GATE_METRIC) is not None
+    ]
+    return max(rows, key=lambda r: r[1]) if rows else None
 
 
 def best_baseline_recall(metrics: dict[str, Any]) -> float | None:
     """The best popularity baseline's gate metric in an evaluation (None: no baseline)."""
-    values = [
-        float(b[GATE_METRIC])
-        for b in (metrics.get("baselines") or {}).values()
-        if isinstance(b, dict) and b.get(GATE_METRIC) is not None
-    ]
-    return max(values) if values else None
+    best = best_baseline(metrics)
+    return None if best is None else best[1]
 
 
 def _metric(metrics: dict[str, Any], where: str) -> float:
@@ -548,16 +631,27 @@ def comparison_version(layout: Layout, ds: str, latest: str | None) -> str | Non
 
 
 def _gate(cfg: Config, ds: str, staged: dict, layout: Layout, previous: str | None, evaluator: Evaluator) -> GateResult:
-    candidate = _metric(staged["metrics"], f"staged version {ds}")
+    metrics = staged["metrics"]
+    candidate = _metric(metrics, f"staged version {ds}")
+    model = metrics.get("model", metrics)
     ann_recall = float(staged["ann"]["recall"])
-    baseline = best_baseline_recall(staged["metrics"])
+    best = best_baseline(metrics)
+    kw: dict[str, Any] = {
+        "candidate_se": model.get(f"{GATE_METRIC}_se"),
+        "eval_users": model.get("users_scored"),
+        "baseline_se": best[2] if best else None,
+        "baseline_name": best[0] if best else None,
+    }
+    baseline = best[1] if best else None
     if previous is None:
-        return gate_decision(candidate, None, ann_recall, cfg.publish, baseline_recall=baseline)
+        return gate_decision(candidate, None, ann_recall, cfg.publish, baseline_recall=baseline, **kw)
     published_dir = layout.version_dir(previous)
     # The published model is re-evaluated on THIS day's held-out set: same users, same targets.
     art.LoadedVersion.load(published_dir, verify=True)
-    published = _metric(evaluator(cfg, ds, published_dir), f"published version {previous} evaluated on ds={ds}")
-    return gate_decision(candidate, published, ann_recall, cfg.publish, previous, baseline)
+    evaluated = evaluator(cfg, ds, published_dir)
+    published = _metric(evaluated, f"published version {previous} evaluated on ds={ds}")
+    published_se = evaluated.get("model", evaluated).get(f"{GATE_METRIC}_se")
+    return gate_decision(candidate, published, ann_recall, cfg.publish, previous, baseline, published_se=published_se, **kw)
 
 
 def _reject(layout: Layout, ds: str, staging: Path, staged: dict, gate: GateResult) -> Path:

@@ -35,7 +35,7 @@ ASSETS = "assets"
 INDEX_NAME = "index.html"
 # Pipeline steps in run order (the ETL stages are inserted after validate_raw).
 STEPS_BEFORE_ETL = ("validate_raw",)
-STEPS_AFTER_ETL = ("validate_outputs", "train", "evaluate", "build_index", "publish")
+STEPS_AFTER_ETL = ("validate_outputs", "train", "evaluate", "train_final", "build_index", "publish")
 
 
 def report_path(layout: Layout, ds: str) -> Path:

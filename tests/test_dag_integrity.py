@@ -106,7 +106,8 @@ def test_two_tower_daily_graph_and_scheduling(parsed):
     assert tasks["validate_raw"] == ["wait_for_previous_day"]
     assert tasks["train"] == ["validate_outputs"]
     assert tasks["evaluate"] == ["train"]
-    assert tasks["build_index"] == ["evaluate"]
+    assert tasks["train_final"] == ["evaluate"]
+    assert tasks["build_index"] == ["train_final"]
     assert tasks["publish"] == ["build_index"]
     assert "publish" in tasks["report"] and set(tasks["done"]) == {"publish", "report"}
     # validate_outputs waits for every ETL stage (directly or through a downstream stage).

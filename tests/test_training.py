@@ -272,21 +272,26 @@ def _reference_metrics(scores, cand, targets_per_user, excludes_per_user, tail, 
     tail_sum = cold_sum = 0.0
     scored = tail_users = cold_users = 0
     covered = set()
+    per_user_r50 = []
     for u, (tg, ex) in enumerate(zip(targets_per_user, excludes_per_user, strict=True)):
         excl = {pos_of[i] for i in ex if i in pos_of}
-        tset = {pos_of[i] for i in tg if i in pos_of} - excl
-        if not tset:
+        wanted = set(tg) - set(ex)  # distinct held-out clicks that are not re-clicks
+        tset = {pos_of[i] for i in wanted if i in pos_of}
+        # Targets outside the catalogue cannot be recommended: misses in every denominator.
+        denom = len(tset) + len([i for i in wanted if i not in pos_of])
+        if not denom:
             continue
         scored += 1
         kept = [p for p in range(n) if p not in excl]
         # Highest score first; ties by position (torch.topk on these distinct scores has none).
         ranked = sorted(kept, key=lambda p: (-scores[u, p], p))
         for k in ks:
-            sums[f"recall@{k}"] += len(tset & set(ranked[:k])) / len(tset)
+            sums[f"recall@{k}"] += len(tset & set(ranked[:k])) / denom
+        per_user_r50.append(len(tset & set(ranked[:50])) / denom)
         top50 = ranked[:50]
         sums["hitrate@50"] += float(bool(tset & set(top50)))
         dcg = sum(1 / np.log2(r + 2) for r, p in enumerate(top50) if p in tset)
-        ideal = sum(1 / np.log2(r + 2) for r in range(min(len(tset), 50)))
+        ideal = sum(1 / np.log2(r + 2) for r in range(min(denom, 50)))
         sums["ndcg@50"] += dcg / ideal
         covered |= set(top50)
         for mask, kind in ((tail, "tail"), (cold, "cold")):
@@ -298,7 +303,9 @@ def _reference_metrics(scores, cand, targets_per_user, excludes_per_user, tail, 
                 else:
                     cold_sum, cold_users = cold_sum + r, cold_users + 1
     out = {k: v / scored for k, v in sums.items()}
-    out.update(coverage=len(covered) / n, users_scored=scored,
+    mean = sum(per_user_r50) / scored
+    se = (sum((r - mean) ** 2 for r in per_user_r50) / (scored - 1) / scored) ** 0.5
+    out.update(coverage=len(covered) / n, users_scored=scored, se=se,
                recall_tail=tail_sum / tail_users if tail_users else None,
                recall_cold=cold_sum / cold_users if cold_users else None)
     return out
@@ -329,6 +336,7 @@ def _random_eval_set(rng, n_users=1300, n_items=700):
 def _assert_matches_reference(got, want):
     for key in ("recall@10", "recall@50", "recall@100", "hitrate@50", "ndcg@50", "coverage", "users_scored"):
         assert got[key] == pytest.approx(want[key], rel=1e-9), key
+    assert got["recall@50_se"] == pytest.approx(want["se"], rel=1e-9)
     assert got["recall@50_tail"] == pytest.approx(want["recall_tail"], rel=1e-9)
     assert got["recall@50_cold"] == pytest.approx(want["recall_cold"], rel=1e-9)
 

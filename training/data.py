@@ -481,6 +481,19 @@ def recent_day_clicks(layout: Layout, day: str, catalogue: Catalogue) -> np.ndar
     return np.where(found >= 0, per_value[np.maximum(found, 0)], 0.0)
 
 
+def days_clicks(layout: Layout, days: list[str], catalogue: Catalogue) -> tuple[np.ndarray, list[str]]:
+    """Click counts summed over the ``click_positives`` partitions of ``days`` that exist, per
+    catalogue row, and the days found (a day without a partition adds nothing)."""
+    total = np.zeros(len(catalogue.item_idx))
+    found: list[str] = []
+    for day in days:
+        if not layout.path_for("click_positives", day).is_dir():
+            continue
+        total += recent_day_clicks(layout, day, catalogue)
+        found.append(day)
+    return total, found
+
+
 def table_sizes(layout: Layout, ds: str, cols: FeatureColumns) -> dict[str, int]:
     """Embedding-table sizes from ``vocabulary`` (max id + 1 per vocab)."""
     t = read_table(layout, "vocabulary", ds, columns=["vocab", "id"])

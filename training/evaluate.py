@@ -25,10 +25,10 @@ from contracts.layout import Layout, day_range, ds_str
 from training.data import (
     Catalogue,
     EvalSet,
+    days_clicks,
     load_catalogue,
     load_eval_set,
     load_item_sampling,
-    recent_day_clicks,
 )
 from twotower.config import Config
 
@@ -60,6 +60,30 @@ def tail_and_cold(clicks: np.ndarray, head_share: float) -> tuple[np.ndarray, np
     return (~head) & (~cold), cold
 
 
+def missing_targets_per_user(ev: EvalSet, t_pos: np.ndarray) -> np.ndarray:
+    """int64 [U]: each user's distinct held-out targets that are not candidates (outside the
+    active catalogue) and not among the user's excluded training clicks. They count as misses
+    in every recall denominator: a catalogue that drops items cannot raise the metric."""
+    users = len(ev.user_idx)
+    t_row = np.repeat(np.arange(users, dtype=np.int64), np.diff(ev.target_offsets))
+    e_row = np.repeat(np.arange(users, dtype=np.int64), np.diff(ev.exclude_offsets))
+    out_of_cat = t_pos < 0
+    if not out_of_cat.any():
+        return np.zeros(users, dtype=np.int64)
+    width = int(max(ev.targets.max(initial=0), ev.excludes.max(initial=0))) + 1
+    keys = np.unique(t_row[out_of_cat] * width + ev.targets[out_of_cat])
+    keys = keys[~np.isin(keys, e_row * width + ev.excludes)]
+    return np.bincount(keys // width, minlength=users).astype(np.int64)
+
+
+def standard_error(values: np.ndarray) -> float | None:
+    """Standard error of the mean of per-user values (sample std / sqrt(n)); None below 2 users."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return None
+    return float(values.std(ddof=1) / math.sqrt(len(values)))
+
+
 class Ranker:
     """Computes every metric of one scoring function over the eval set."""
 
@@ -76,6 +100,7 @@ class Ranker:
         # Per-user target/exclusion positions in candidate order (-1 = not in the catalogue).
         self.t_pos = self.pos_of_idx[np.clip(ev.targets, 0, size - 1)]
         self.e_pos = self.pos_of_idx[np.clip(ev.excludes, 0, size - 1)]
+        self.missing = missing_targets_per_user(ev, self.t_pos)
 
     def _keys(self, offsets: np.ndarray, pos: np.ndarray, rows: slice) -> Tensor:
         """Sorted unique flat keys ``row * n + position`` of the rows' in-catalogue entries."""
@@ -90,7 +115,13 @@ class Ranker:
         ev = self.ev
         total = int(len(ev.targets))
         in_cat = int((self.t_pos >= 0).sum())
-        return {"eval_users": self.users, "eval_targets": total, "eval_targets_not_in_catalogue": total - in_cat}
+        return {
+            "eval_users": self.users,
+            "eval_targets": total,
+            "eval_targets_not_in_catalogue": total - in_cat,
+            # Distinct, non-excluded out-of-catalogue targets: counted as misses by every method.
+            "eval_targets_not_in_catalogue_counted": int(self.missing.sum()),
+        }
 
     def run(self, score: ScoreFn, subset: np.ndarray | None = None) -> dict[str, float]:
         """Metrics of one scoring function. Per batch of users, exclusions and targets are flat
@@ -116,6 +147,7 @@ class Ranker:
         sums = {f"recall@{k}": 0.0 for k in self.ks} | {"hitrate@50": 0.0, "ndcg@50": 0.0}
         tail_sum = cold_sum = 0.0
         scored = tail_users = cold_users = excluded_targets = 0
+        per_user_r50: list[np.ndarray] = []
         covered = torch.zeros(self.n, dtype=torch.bool, device=self.device)
         discounts = 1.0 / torch.log2(torch.arange(2, 52, dtype=torch.float64, device=self.device))
         for start in range(0, self.users, USER_BATCH):
@@ -138,7 +170,8 @@ class Ranker:
             row_base = torch.arange(b, device=self.device, dtype=torch.int64)[:, None] * n
             hits = torch.isin(top + row_base, tkeys)
             t_row, t_pos = tkeys // n, tkeys % n
-            n_t = torch.bincount(t_row, minlength=b)
+            missing = torch.from_numpy(self.missing[rows]).to(self.device)
+            n_t = torch.bincount(t_row, minlength=b) + missing  # out-of-catalogue targets are misses
             ok = n_t > 0
             if not ok.any():
                 continue
@@ -146,7 +179,10 @@ class Ranker:
             nt = n_t[ok].to(torch.float64)
             h = hits[ok]
             for k in self.ks:
-                sums[f"recall@{k}"] += float((h[:, :k].sum(1) / nt).sum())
+                r = h[:, :k].sum(1) / nt
+                sums[f"recall@{k}"] += float(r.sum())
+                if k == 50:
+                    per_user_r50.append(r.cpu().numpy())
             sums["hitrate@50"] += float(h[:, :50].any(1).sum())
             dcg = (h[:, :50].to(torch.float64) * discounts[: h[:, :50].shape[1]]).sum(1)
             ideal = torch.cumsum(discounts, 0)[(nt.clamp_max(50) - 1).long()]
@@ -166,12 +202,15 @@ class Ranker:
                         cold_sum += float(r)
                         cold_users += int(has.sum())
         out = {k: (v / scored if scored else 0.0) for k, v in sums.items()}
+        # Standard error of recall@50 over scored users: what the publish gate decides with.
+        out["recall@50_se"] = standard_error(np.concatenate(per_user_r50)) if per_user_r50 else None
         out["coverage"] = float(covered.sum()) / max(n, 1)
         out["recall@50_tail"] = tail_sum / tail_users if tail_users else None
         out["recall@50_cold"] = cold_sum / cold_users if cold_users else None
         out["users_scored"] = scored
         out["tail_users"], out["cold_users"] = tail_users, cold_users
         out["targets_excluded"] = excluded_targets
+        out["targets_not_in_catalogue"] = int(self.missing.sum())
         return out
 
     def run_global(self, order: np.ndarray) -> dict[str, float]:
@@ -257,18 +296,42 @@ def evaluate_with_baselines(cfg: Config, ds: str, model_dir: Path) -> dict[str, 
     layout, catalogue, ev, rows, window_clicks, ranker = _context(cfg, ds, model_cfg)
     out: dict[str, Any] = {"ds": ds_str(ds), **ranker.counts()}
     out["model"] = _model_metrics(ranker, embed_users(user, ev), embed_items(item, catalogue, rows))
-    recent_day = training_days(cfg, ds)[-1]
-    recent = recent_day_clicks(layout, recent_day, catalogue)[rows]
-    out["baselines"] = {
-        "popularity_window": _popularity(ranker, window_clicks),
-        "popularity_recent": _popularity(ranker, recent),
-    }
-    out["baseline_days"] = {"popularity_window": training_days(cfg, ds), "popularity_recent": [recent_day]}
+    out["baselines"], out["baseline_days"] = popularity_baselines(cfg, layout, ds, catalogue, rows, window_clicks, ranker)
     out["oracle"] = _oracle(layout, ranker, ev, catalogue.item_id[rows])
     m50 = out["model"]["recall@50"]
-    best = max(b["recall@50"] for b in out["baselines"].values())
+    best_name = max(out["baselines"], key=lambda k: out["baselines"][k]["recall@50"])
+    best = out["baselines"][best_name]["recall@50"]
+    out["best_baseline"] = best_name
     out["lift_recall@50_vs_best_baseline"] = (m50 / best - 1.0) if best > 0 else None
     return out
+
+
+# Popularity bars over the last N training days (ending at the last training day), besides the
+# whole window: on real logs the best window varies, so the gate's bar is the strongest of them.
+POPULARITY_DAYS = {"popularity_recent": 1, "popularity_7d": 7, "popularity_28d": 28}
+
+
+def popularity_baselines(
+    cfg: Config, layout: Layout, ds: str, catalogue: Catalogue, rows: np.ndarray, window_clicks: np.ndarray, ranker: Ranker
+) -> tuple[dict[str, dict[str, float]], dict[str, list[str]]]:
+    """Popularity over the whole window (``item_sampling.clicks``) and over the last 1, 7 and
+    28 training days (``click_positives`` of those days that exist), each ranked by
+    :meth:`Ranker.run_global` on the same users, targets and exclusions as the model. A bar
+    whose days are the same as a shorter one's (no older partitions) is not repeated."""
+    train = training_days(cfg, ds)
+    results = {"popularity_window": _popularity(ranker, window_clicks)}
+    days_of = {"popularity_window": train}
+    seen: dict[tuple[str, ...], str] = {}
+    for name, n in POPULARITY_DAYS.items():
+        counts, found = days_clicks(layout, day_range(train[-1], n), catalogue)
+        if name != "popularity_recent" and (not found or tuple(found) in seen):
+            continue
+        if not found:
+            log.warning("no click_positives for %s: the recent-day popularity baseline is empty", train[-1])
+        seen[tuple(found)] = name
+        results[name] = _popularity(ranker, counts[rows])
+        days_of[name] = found
+    return results, days_of
 
 
 def _popularity(ranker: Ranker, counts: np.ndarray) -> dict[str, float]:

@@ -37,7 +37,10 @@ from twotower.config import TrainingConfig
 
 log = logging.getLogger(__name__)
 
-ABLATIONS = ("logq", "hard_negatives", "resampling", "sampled_negatives", "history", "features", "warm_start")
+ABLATIONS = (
+    "logq", "hard_negatives", "resampling", "sampled_negatives", "history", "features", "warm_start",
+    "example_age", "time_decay",
+)
 
 
 @dataclass
@@ -181,7 +184,7 @@ class Trainer:
         if self.neg.resample_weight is not None:
             rw = self.neg.resample_weight
             w = w * rw[b["item_idx"].clamp(0, rw.shape[0] - 1)]
-        if self.cfg.time_decay_half_life_days > 0:
+        if self.cfg.time_decay_half_life_days > 0 and "time_decay" not in self.ablate:
             w = w * torch.pow(0.5, b["age_days"].to(torch.float32) / self.cfg.time_decay_half_life_days)
         if objective == "like":
             w = w * b["label_liked"]
@@ -239,7 +242,7 @@ class Trainer:
             hist = torch.zeros_like(hist)
         u, it = self.net(
             b["user_idx"].to(dev), user_cat.to(dev), user_num.to(dev), hist.to(dev),
-            item_idx.to(dev), item_cat.to(dev), item_num.to(dev),
+            item_idx.to(dev), item_cat.to(dev), item_num.to(dev), b["age_days"].to(dev),
         )  # u [K, B, d], it [K, B + S + B*n, d]
         n_shared = shared_ids.shape[0]
         pos = it[:, :bsz]

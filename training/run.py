@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from contracts.layout import Layout, atomic_dir, ds_str, parse_ds
+from contracts.layout import Layout, atomic_dir, atomic_write_text, day_range, ds_str, parse_ds
 from contracts.schemas import FRESHNESS_FEATURES
 from training.data import (
     FeatureColumns,
@@ -38,7 +39,7 @@ from training.loop import ABLATIONS, DistInfo, Negatives, Trainer
 from training.samplers import AliasSampler
 from training.towers import ModelSpec, TwoTowerModel
 from twotower.config import Config
-from twotower.errors import UserError
+from twotower.errors import DataError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -140,20 +141,33 @@ def _spec(cfg: Config, cols: FeatureColumns, sizes: dict[str, int], extra: dict[
         temperature=t.temperature,
         senet=t.senet,
         objectives=tuple(t.objectives),
+        example_age_buckets=0 if "example_age" in extra.get("ablate", ()) else t.example_age_buckets,
         extra=extra,
     )
 
 
-def _negatives(cfg: Config, layout: Layout, ds: str, catalogue, size: int, ablate: frozenset[str]) -> Negatives:
+def _negatives(
+    cfg: Config, layout: Layout, ds: str, catalogue, size: int, ablate: frozenset[str],
+    stream_items: np.ndarray | None = None,
+) -> Negatives:
+    """Sampling state of a training run. ``stream_items`` (the item_idx of every row of the
+    stream, for the continued training on the evaluation days): p_j of the logQ correction is
+    then those rows' item distribution, and negatives take the catalogue's features (as of D,
+    the rows' own day) instead of ``item_day_features``."""
     t = load_item_sampling(layout, ds)
     idx = t.column("item_idx").to_numpy().astype(np.int64)
     size = max(size, int(idx.max(initial=0)) + 1)
+    if stream_items is not None and len(stream_items):
+        size = max(size, int(stream_items.max()) + 1)
     neg_prob = np.zeros(size)
     neg_prob[idx] = t.column("neg_prob").to_numpy()
     # p_j describes the stream actually batched: the resampled positives.
     inbatch = np.zeros(size)
     resampled = t.column("clicks_resampled").to_numpy().astype(np.float64)
     inbatch[idx] = resampled / max(resampled.sum(), 1.0)
+    if stream_items is not None:
+        counts = np.bincount(np.clip(stream_items, 0, None), minlength=size).astype(np.float64)
+        inbatch = counts / max(counts.sum(), 1.0)
     # Ablating resampling re-weights each example by clicks / clicks_resampled of its item,
     # which restores the original click distribution in expectation (importance weights).
     undo = None
@@ -172,8 +186,8 @@ def _negatives(cfg: Config, layout: Layout, ds: str, catalogue, size: int, ablat
         buckets = cfg.training.freq_buckets or 2 * size
         estimator = StreamingFrequencyEstimator(buckets, cfg.training.freq_hashes, cfg.training.freq_alpha, cfg.training.seed)
     last_train_day = parse_ds(training_days(cfg, ds)[-1])
-    day_features = load_item_day_features(layout, ds, catalogue.num_columns, last_train_day)
-    if day_features is None and any(c in catalogue.num_columns for c in FRESHNESS_FEATURES):
+    day_features = None if stream_items is not None else load_item_day_features(layout, ds, catalogue.num_columns, last_train_day)
+    if day_features is None and stream_items is None and any(c in catalogue.num_columns for c in FRESHNESS_FEATURES):
         log.warning(
             "item_day_features ds=%s is missing: sampled negatives get the catalogue's freshness as of "
             "the run day while positives carry their own day's (rerun `twotower etl --ds %s --stage datasets`)",
@@ -248,18 +262,20 @@ def train_day(
             warm = warm_start(model, src)
     negatives = _negatives(cfg, layout, ds, catalogue, sizes["item_id"], ablate)
     hard_width = max(cfg.etl.hard_negatives_per_request, 1)
+    rows = count_rows(files)
+    batch = effective_batch_size(rows, t.batch_size, info.world, t.min_batches_per_epoch)
     stream = TrainStream(
         files, cols, cfg.features.history_length, hard_width, parse_ds(days[-1]),
-        batch_size=t.batch_size // info.world, read_batch_rows=t.read_batch_rows,
+        batch_size=batch // info.world, read_batch_rows=t.read_batch_rows,
         seed=t.seed, rank=info.rank, world=info.world,
     )
     if stream.steps_per_epoch(0) == 0:
         raise UserError(
-            f"train_examples ds={ds}: {stream.total_rows} rows are fewer than one batch of {t.batch_size}: "
-            "lower training.batch_size"
+            f"train_examples ds={ds}: {stream.total_rows} rows, fewer than one example per worker "
+            f"({info.world}): nothing to train on (check the ETL's training days)"
         )
-    trainer = Trainer(model, t, negatives, device, ablate, info)
-    epochs = max(t.epochs, -(-t.min_steps // stream.steps_per_epoch(0)))
+    trainer = Trainer(model, dataclasses.replace(t, batch_size=batch), negatives, device, ablate, info)
+    epochs = window_epochs(t, stream.steps_per_epoch(0))
     result = trainer.fit(stream, epochs)
     if info.enabled and torch.distributed.is_initialized():
         # All workers leave the process group together, right after the last collective. Workers
@@ -272,6 +288,7 @@ def train_day(
         "rows": stream.total_rows,
         "shards": len(files),
         "epochs": epochs,
+        "batch_size": batch,
         "steps": result.steps,
         "examples": result.examples,
         "train_seconds": round(result.seconds, 3),
@@ -309,10 +326,155 @@ def train_day(
     return stats
 
 
+def count_rows(files: list[Path]) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def effective_batch_size(rows: int, configured: int, world: int = 1, min_batches: int = 8) -> int:
+    """Batch size for ``rows`` training rows (the rule in docs/training.md).
+
+    The configured batch when the data holds at least ``min_batches`` of it; otherwise the
+    largest power of two <= ``rows / min_batches`` (at least ``world``, a multiple of it), so a
+    window smaller than a batch still trains with several steps per pass instead of stopping.
+    """
+    if rows >= configured * min_batches:
+        return configured
+    target = max(rows // max(min_batches, 1), 1)
+    b = min(1 << (target.bit_length() - 1), configured)
+    return max(world, b // world * world)
+
+
+def window_epochs(t, steps_per_epoch: int) -> int:
+    """Passes over the window: ``epochs``, raised to reach ``min_steps`` optimizer steps on a
+    small window, never above ``max_epochs`` (more passes over few rows overfit)."""
+    epochs = max(t.epochs, -(-t.min_steps // max(steps_per_epoch, 1)))
+    return max(1, min(epochs, max(t.max_epochs, t.epochs)))
+
+
 def partition_schema_names(files: list[Path]) -> list[str]:
     import pyarrow.parquet as pq
 
     return pq.read_schema(files[0]).names
+
+
+CANDIDATE_DIR = "candidate"
+CANDIDATE_FILES = ("user_tower.pt", "item_tower.pt", "model_state.pt", "model_config.json")
+
+
+def gate_model_dir(model_dir: Path) -> Path:
+    """The model the gate evaluates: the candidate trained through D-1. After the continued
+    training on D it is kept in ``<model_dir>/candidate/`` (not part of the published version),
+    so re-evaluating the day never scores weights that have seen its held-out clicks."""
+    cand = Path(model_dir) / CANDIDATE_DIR
+    return cand if (cand / "user_tower.pt").is_file() else Path(model_dir)
+
+
+def train_final_day(cfg: Config, ds: str) -> dict[str, Any]:
+    """Continue the gate-evaluated candidate of day ds on ds's own clicks, then re-export.
+
+    Protocol (progressive validation, docs/training.md): the candidate trained through D-1 has
+    been evaluated on D (the gate's figures in metrics.json stay those); training then continues
+    from its weights on ``final_examples`` of D (D's clicks in the train_examples format, ages
+    0) for ``final_epochs`` passes (0 = as many as the window got), and the directory is
+    re-exported with the new towers and embeddings. The candidate's towers move to
+    ``candidate/`` so re-evaluation stays honest; a rerun starts again from them (same result
+    for a seed). ``model_config.json`` records ``trained_days`` and ``gate_evaluation``.
+    """
+    ds = ds_str(ds)
+    t = cfg.training
+    layout = Layout(cfg.paths)
+    model_dir = layout.model_dir(ds)
+    src = gate_model_dir(model_dir)
+    if not (src / "model_state.pt").is_file() or not (model_dir / "metrics.json").is_file():
+        raise UserError(f"no trained, evaluated model for ds={ds} in {model_dir}: run `twotower train --ds {ds}` first")
+    spec = ModelSpec.from_json((src / "model_config.json").read_text())
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    eval_days = day_range(ds, cfg.etl.eval_days)
+    gate_eval = {
+        "model": "candidate",
+        "trained_days": list(spec.extra.get("training_days", training_days(cfg, ds))),
+        "evaluated_on": eval_days,
+        "recall@50": (metrics.get("model") or {}).get("recall@50"),
+        "recall@50_se": (metrics.get("model") or {}).get("recall@50_se"),
+    }
+    final_path = layout.path_for("final_examples", ds)
+    skip = None
+    if not t.train_on_eval_days:
+        skip = "training.train_on_eval_days = false"
+    elif not final_path.is_dir() or not partition_files_or_none(layout, ds):
+        skip = f"no final_examples partition at {final_path} (ETL of an older release): published as evaluated"
+    if skip:
+        log.warning("ds=%s: no continued training on the evaluation days: %s", ds, skip)
+        extra = dict(spec.extra, trained_days=gate_eval["trained_days"], gate_evaluation=gate_eval, final_training={"skipped": skip})
+        atomic_write_text(model_dir / "model_config.json", dataclasses.replace(spec, extra=extra).to_json())
+        return {"ds": ds, "final_training": "skipped", "reason": skip, "trained_days": extra["trained_days"]}
+
+    info = DistInfo()
+    device = _setup(cfg, info)
+    wall = time.perf_counter()
+    model = TwoTowerModel.from_artifact(src)
+    cols = FeatureColumns(spec.user_cat_columns, spec.user_num_columns, spec.item_cat_columns, spec.item_num_columns)
+    files = partition_files(layout, "final_examples", ds)
+    catalogue = load_catalogue(layout, ds, cols.item_cat, cols.item_num)
+    items = np.concatenate([pq_column(f, "item_idx") for f in files]) if files else np.zeros(0, np.int64)
+    ablate = frozenset(spec.extra.get("ablate") or ())
+    negatives = _negatives(cfg, layout, ds, catalogue, spec.num_items, ablate, stream_items=items)
+    rows = len(items)
+    batch = effective_batch_size(rows, t.batch_size, 1, t.min_batches_per_epoch)
+    stream = TrainStream(
+        files, cols, spec.history_length or cfg.features.history_length, max(cfg.etl.hard_negatives_per_request, 1),
+        parse_ds(ds), batch_size=batch, read_batch_rows=t.read_batch_rows, seed=t.seed + 1,
+    )
+    window_stats = json.loads((model_dir / "train_stats.json").read_text()) if (model_dir / "train_stats.json").is_file() else {}
+    epochs = t.final_epochs or int(window_stats.get("epochs", t.epochs))
+    result = None
+    if stream.steps_per_epoch(0) > 0:
+        trainer = Trainer(model, dataclasses.replace(t, batch_size=batch), negatives, device, ablate, info)
+        result = trainer.fit(stream, epochs)
+    trained = gate_eval["trained_days"] + [d for d in eval_days if d not in gate_eval["trained_days"]]
+    final_stats = {
+        "days": eval_days,
+        "rows": rows,
+        "batch_size": batch,
+        "epochs": epochs if result else 0,
+        "steps": result.steps if result else 0,
+        "final_loss": result.epoch_losses[-1] if result and result.epoch_losses else None,
+        "train_seconds": round(result.seconds, 3) if result else 0.0,
+    }
+    model.spec = dataclasses.replace(
+        spec, extra=dict(spec.extra, trained_days=trained, gate_evaluation=gate_eval, final_training=final_stats)
+    )
+    with atomic_dir(model_dir) as tmp:
+        for f in sorted(model_dir.iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                shutil.copy2(f, tmp / f.name)
+        (tmp / CANDIDATE_DIR).mkdir()
+        for name in CANDIDATE_FILES:
+            shutil.copy2(src / name, tmp / CANDIDATE_DIR / name)
+        ev = load_eval_set(layout, ds, cols.user_cat, cols.user_num, max(spec.history_length, 1))
+        export_model(model, tmp, catalogue, ev)
+        metrics["protocol"] = {"gate_evaluation": gate_eval, "published_trained_days": trained, "final_training": final_stats}
+        write_metrics(tmp, metrics)
+        window_stats["final_training"] = final_stats
+        (tmp / "train_stats.json").write_text(json.dumps(window_stats, indent=2, sort_keys=True, default=str))
+    final_stats["wall_seconds"] = round(time.perf_counter() - wall, 3)
+    log.info("ds=%s: continued training on %s (%d rows, %d steps); published weights saw %s", ds, eval_days, rows, final_stats["steps"], trained)
+    return {"ds": ds, "final_training": final_stats, "trained_days": trained, "gate_evaluation": gate_eval, "model_dir": str(model_dir)}
+
+
+def partition_files_or_none(layout: Layout, ds: str) -> list[Path]:
+    try:
+        return partition_files(layout, "final_examples", ds)
+    except DataError:
+        return []
+
+
+def pq_column(path: Path, column: str) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=[column]).column(column).to_numpy().astype(np.int64)
 
 
 def evaluate_day(cfg: Config, ds: str) -> dict[str, Any]:
@@ -322,11 +484,15 @@ def evaluate_day(cfg: Config, ds: str) -> dict[str, Any]:
     model_dir = Layout(cfg.paths).model_dir(ds)
     if not (model_dir / "user_tower.pt").is_file():
         raise UserError(f"no trained model for ds={ds} in {model_dir}: run `twotower train --ds {ds}` first")
-    metrics = evaluate_with_baselines(cfg, ds, model_dir)
+    # After the continued training on ds the gate's model is the kept candidate (never trained on ds).
+    metrics = evaluate_with_baselines(cfg, ds, gate_model_dir(model_dir))
     old = model_dir / "metrics.json"
     if old.is_file():
         train_part = json.loads(old.read_text()).get("train")
         if train_part is not None:
             metrics["train"] = train_part
+        protocol = json.loads(old.read_text()).get("protocol")
+        if protocol is not None:
+            metrics["protocol"] = protocol
     write_metrics(model_dir, metrics)
     return metrics

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,10 @@ class ModelSpec:
     temperature: float = 0.05
     senet: bool = False
     objectives: tuple[str, ...] = ("click",)
+    # Example-age feature (Covington et al. 2016): the user tower embeds the training example's
+    # age in days before the last trained day, clamped to [0, example_age_buckets - 1]; serving
+    # and evaluation use age 0 ("now"). 0 = no such feature.
+    example_age_buckets: int = 0
     extra: dict = field(default_factory=dict)  # run metadata (ds, training days, loss...): not used to build
 
     def to_json(self) -> str:
@@ -75,9 +80,13 @@ class _TowerCore(nn.Module):
         num_numeric: int,
         spec: ModelSpec,
         hist_embedding: nn.Embedding | None,
+        age_buckets: int = 0,
     ) -> None:
         super().__init__()
         self.id_emb = id_embedding
+        self.has_age = age_buckets > 0
+        self.age_buckets = max(age_buckets, 1)
+        self.age_emb = nn.Embedding(self.age_buckets, spec.feature_dim)
         self.cat_embs = nn.ModuleList([nn.Embedding(max(n, 1), spec.feature_dim) for n in cat_sizes])
         self.cat_sizes: list[int] = [max(n, 1) for n in cat_sizes]
         self.has_num = num_numeric > 0
@@ -90,19 +99,23 @@ class _TowerCore(nn.Module):
         widths = [spec.id_dim] + [spec.feature_dim] * len(cat_sizes)
         widths += [spec.feature_dim] if self.has_num else []
         widths += [spec.id_dim] if self.has_hist else []
+        widths += [spec.feature_dim] if self.has_age else []
         self.use_senet = spec.senet
         self.senet = SENet(len(widths))
         # Modules kept only so TorchScript sees fixed attribute types are frozen: frozen
         # parameters get no gradient, which DistributedDataParallel requires of unused ones.
-        for used, module in ((spec.senet, self.senet), (self.has_num, self.num_proj), (self.has_hist, self.hist_emb)):
+        for used, module in (
+            (spec.senet, self.senet), (self.has_num, self.num_proj), (self.has_hist, self.hist_emb), (self.has_age, self.age_emb)
+        ):
             if not used:
                 module.requires_grad_(False)
         self.mlp = _mlp(sum(widths), spec.hidden)
         last = spec.hidden[-1] if spec.hidden else sum(widths)
         self.heads = nn.ModuleList([nn.Linear(last, spec.dim) for _ in spec.objectives])
 
-    def encode(self, idx: Tensor, cat: Tensor, num: Tensor, hist: Tensor) -> Tensor:
-        """[B, hidden]: the shared representation before the per-objective heads."""
+    def encode(self, idx: Tensor, cat: Tensor, num: Tensor, hist: Tensor, age: Optional[Tensor] = None) -> Tensor:  # noqa: UP045 (TorchScript)
+        """[B, hidden]: the shared representation before the per-objective heads (``age`` [B]
+        int64 days, read only with the example-age feature)."""
         fields: list[Tensor] = [self.id_emb(_oov(idx, self.num_ids))]
         for i, emb in enumerate(self.cat_embs):
             fields.append(emb(_oov(cat[:, i], self.cat_sizes[i])))
@@ -113,6 +126,9 @@ class _TowerCore(nn.Module):
             mask = (h > 0).to(torch.float32).unsqueeze(-1)  # [B, H, 1]; 0 = padding / OOV
             pooled = (self.hist_emb(h) * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
             fields.append(pooled)
+        if self.has_age:
+            a = torch.zeros_like(idx) if age is None else age
+            fields.append(self.age_emb(a.clamp(0, self.age_buckets - 1)))
         if self.use_senet:
             fields = self.senet(fields)
         return self.mlp(torch.cat(fields, dim=1))
@@ -129,15 +145,20 @@ class UserTower(nn.Module):
     def __init__(self, spec: ModelSpec, hist_embedding: nn.Embedding | None) -> None:
         super().__init__()
         user_emb = nn.Embedding(spec.num_users, spec.id_dim, sparse=True)
-        self.core = _TowerCore(user_emb, spec.user_cat_sizes, len(spec.user_num_columns), spec, hist_embedding)
+        self.core = _TowerCore(
+            user_emb, spec.user_cat_sizes, len(spec.user_num_columns), spec, hist_embedding, spec.example_age_buckets
+        )
 
-    def forward_heads(self, user_idx: Tensor, user_cat: Tensor, user_num: Tensor, hist: Tensor) -> Tensor:
-        """[K, B, d] per-objective embeddings."""
-        return self.core.heads_out(self.core.encode(user_idx, user_cat, user_num, hist))
+    def forward_heads(
+        self, user_idx: Tensor, user_cat: Tensor, user_num: Tensor, hist: Tensor, age: Optional[Tensor] = None  # noqa: UP045
+    ) -> Tensor:
+        """[K, B, d] per-objective embeddings; ``age`` int64 [B] example ages in days."""
+        return self.core.heads_out(self.core.encode(user_idx, user_cat, user_num, hist, age))
 
     def forward(self, user_idx: Tensor, user_cat: Tensor, user_num: Tensor, hist: Tensor) -> Tensor:
-        """user_idx int64[B], user_cat int64[B, Cu], user_num float32[B, Nu], hist int64[B, H] -> float32[B, d]."""
-        return self.forward_heads(user_idx, user_cat, user_num, hist)[0]
+        """user_idx int64[B], user_cat int64[B, Cu], user_num float32[B, Nu], hist int64[B, H] -> float32[B, d].
+        Serving: example age 0 (as of the last trained day)."""
+        return self.forward_heads(user_idx, user_cat, user_num, hist, None)[0]
 
 
 class ItemTower(nn.Module):
@@ -148,7 +169,7 @@ class ItemTower(nn.Module):
     def forward_heads(self, item_idx: Tensor, item_cat: Tensor, item_num: Tensor) -> Tensor:
         """[K, B, d] per-objective embeddings."""
         empty = torch.zeros(item_idx.shape[0], 0, dtype=torch.long, device=item_idx.device)
-        return self.core.heads_out(self.core.encode(item_idx, item_cat, item_num, empty))
+        return self.core.heads_out(self.core.encode(item_idx, item_cat, item_num, empty, None))
 
     def forward(self, item_idx: Tensor, item_cat: Tensor, item_num: Tensor) -> Tensor:
         """item_idx int64[B], item_cat int64[B, Ci], item_num float32[B, Ni] -> float32[B, d]."""
@@ -180,11 +201,12 @@ class TwoTowerModel(nn.Module):
 
     def forward(
         self, user_idx: Tensor, user_cat: Tensor, user_num: Tensor, hist: Tensor,
-        item_idx: Tensor, item_cat: Tensor, item_num: Tensor,
+        item_idx: Tensor, item_cat: Tensor, item_num: Tensor, user_age: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Training forward (one call, so DistributedDataParallel sees every parameter):
-        users [B] -> [K, B, d] and items [M] -> [K, M, d], K = number of objectives."""
-        return self.user.forward_heads(user_idx, user_cat, user_num, hist), self.item.forward_heads(item_idx, item_cat, item_num)
+        users [B] -> [K, B, d] and items [M] -> [K, M, d], K = number of objectives.
+        ``user_age`` int64 [B]: example ages in days (None = 0, serving)."""
+        return self.user.forward_heads(user_idx, user_cat, user_num, hist, user_age), self.item.forward_heads(item_idx, item_cat, item_num)
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         """Id tables (sparse gradients, SparseAdam); everything else is dense (Adam)."""

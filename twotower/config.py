@@ -219,12 +219,28 @@ class TrainingConfig:
     # At least this many optimizer steps: small days get more passes (epochs = max(epochs,
     # ceil(min_steps / steps per epoch))), large days keep ``epochs``.
     min_steps: int = 80
+    # Progressive validation: after the gate's evaluation on day D (the candidate trained through
+    # D-1), training continues on D's own clicks (ETL final_examples) before export, so the
+    # published weights have seen D. false publishes the evaluated candidate as it is.
+    train_on_eval_days: bool = True
+    # Passes over D's clicks in that continued training; 0 = as many as the window got.
+    final_epochs: int = 0
+    # At most this many passes (caps the min_steps rule on very small windows; ``epochs`` wins
+    # when larger).
+    max_epochs: int = 20
+    # Batch-size rule: a window with fewer than this many batches of ``batch_size`` trains with
+    # the largest power of two giving at least this many batches per pass (never a failure).
+    min_batches_per_epoch: int = 8
     # Adam learning rate of the dense parameters (MLPs, feature embeddings).
     lr: float = 0.003
     # SparseAdam learning rate of the id embedding tables.
     sparse_lr: float = 0.05
-    # Example weight halves every this many days of age (0 = no time decay).
+    # Example weight halves every this many days of age before the last trained day (0 = no
+    # time decay): recent clicks count more, so what is rising now ranks higher tomorrow.
     time_decay_half_life_days: float = 0.0
+    # Example-age feature (Covington et al. 2016): the user tower embeds each example's age in
+    # days (clamped to this many buckets); serving and evaluation use age 0. 0 = off.
+    example_age_buckets: int = 0
     # Weight of examples whose positive is already in the user's click history (re-consumption;
     # evaluation only targets items new to the user). On tiny, 0.0 lowered recall@50 (0.63 vs
     # 0.68): re-clicks still carry the user's taste, so they count fully by default.
@@ -321,6 +337,13 @@ class PublishConfig:
     # simulated catalogue often loses to popularity); the manifest and the gate reason still
     # flag a model below the baseline. configs/mind.toml sets 1.0.
     min_recall_vs_best_baseline: float = 0.0
+    # The gate decides with the held-out set's standard error of recall@50: a threshold crossed
+    # by less than gate_z x SE (of the difference, sqrt(se_a^2 + se_b^2)) is "undecided", not a
+    # regression or a loss to popularity, and the gate reason says the held-out set is too small.
+    gate_z: float = 1.0
+    # Fewer scored held-out users than this: the recall rules do not decide (the gate says the
+    # held-out set is too small to judge; the ANN rule still applies).
+    min_eval_users: int = 100
     # Whether a later day may publish when an earlier day in the window failed.
     allow_gaps: bool = False
     # Held-out users queried by the smoke test before a version is renamed into place.

@@ -6,8 +6,8 @@ D's logs), does its work through the stage package, writes its statistics to
 ``Layout.stage_stats(ds, step)`` for the run report, and returns them. Heavy libraries are
 imported inside the steps, so importing this module (as DAG files do) is cheap.
 
-Order: validate_raw -> etl stages -> validate_outputs -> train -> evaluate -> build_index
--> publish -> report. A step raises :class:`twotower.errors.PipelineError` (data-quality gate,
+Order: validate_raw -> etl stages -> validate_outputs -> train -> evaluate -> train_final ->
+build_index -> publish -> report. A step raises :class:`twotower.errors.PipelineError` (data-quality gate,
 publish gate, bad input) to stop everything downstream; nothing is published then.
 
 Storage: with ``[paths] remote`` set, Spark steps read and write the object store directly;
@@ -33,7 +33,7 @@ from twotower.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
-STEPS = ("validate_raw", "etl", "validate_outputs", "train", "evaluate", "build_index", "publish", "report")
+STEPS = ("validate_raw", "etl", "validate_outputs", "train", "evaluate", "train_final", "build_index", "publish", "report")
 
 
 def _spark(cfg: Config):
@@ -152,6 +152,18 @@ def evaluate(cfg: Config, ds: str) -> dict[str, Any]:
     return _record(cfg, ds, "evaluate", stats)
 
 
+def train_final(cfg: Config, ds: str) -> dict[str, Any]:
+    """After the gate's evaluation on ds: continue the candidate on ds's own clicks
+    (``final_examples``) so the published weights have seen day ds (docs/training.md)."""
+    from training.run import train_final_day
+
+    ds = ds_str(ds)
+    layout = Layout(cfg.paths)
+    with sync.working_copy(cfg.paths, [*etl_outputs(layout, ds), layout.model_dir(ds)], [layout.model_dir(ds)]):
+        stats = train_final_day(cfg, ds)
+    return _record(cfg, ds, "train_final", stats)
+
+
 def build_index(cfg: Config, ds: str) -> dict[str, Any]:
     """Embed the catalogue, build the FAISS index and stage the candidate version."""
     from indexing.artifacts import STAGING
@@ -218,6 +230,7 @@ def run_day(cfg: Config, ds: str, force: bool = False, ablate: frozenset[str] = 
         out["validate_outputs"] = validate_outputs(cfg, ds)
         out["train"] = train(cfg, ds, ablate=ablate)
         out["evaluate"] = evaluate(cfg, ds)
+        out["train_final"] = train_final(cfg, ds)
         out["build_index"] = build_index(cfg, ds)
         out["publish"] = publish(cfg, ds, force=force)
     finally:
