@@ -4,6 +4,10 @@
 One run processes **one day D** (its logical date, or the `ds` param; a manual run with neither
 processes the last complete UTC day, see `twotower/rundays.py`):
 
+0. `wait_for_raw_data`: waits (reschedule mode, every 5 min, up to 12 h) until D's required
+   raw partitions have landed, so a run for a day whose logs are not there yet (e.g. the run
+   that unpausing creates) waits instead of failing; `wait_for_previous_day` then waits for
+   the run before D.
 1. `validate_raw`: Great Expectations on D's raw partitions; quarantines bad rows, stops the
    run on a critical failure (no retry: the data will not fix itself).
 2. `etl_<stage>`: the Spark ETL stages, independent ones in parallel
@@ -53,6 +57,9 @@ DEFAULT_ARGS: dict[str, Any] = {
     "execution_timeout": dt.timedelta(hours=2),
 }
 SPARK_TASK_ARGS: dict[str, Any] = {"conn_id": SPARK_CONN_ID, "config_kwargs": dict(BASE_CONF)}
+# How long a run waits for its day's raw partitions to land, and how often it looks.
+RAW_WAIT_TIMEOUT = dt.timedelta(hours=12)
+RAW_POKE_INTERVAL = dt.timedelta(minutes=5)
 
 
 def _run_day() -> str:
@@ -111,6 +118,18 @@ def _etl_task(stage: str):
     tags=["twotower", "daily", "spark", "training"],
 )
 def two_tower_daily():
+    @task.sensor(poke_interval=RAW_POKE_INTERVAL, timeout=RAW_WAIT_TIMEOUT, mode="reschedule", retries=0)
+    def wait_for_raw_data() -> bool:
+        """Day D starts once its required raw partitions have landed (``pipeline.raw_landed``).
+
+        Reschedule mode frees the worker slot between pokes; after the timeout the task fails
+        (AirflowSensorTimeout, not retried) and nothing downstream runs.
+        """
+        from twotower import pipeline
+        from twotower.config import load_config
+
+        return pipeline.raw_landed(load_config(), _run_day())
+
     @task.sensor(poke_interval=15, timeout=dt.timedelta(hours=12), mode="reschedule", retries=0)
     def wait_for_previous_day() -> bool:
         """Day D starts once the run before it (by logical date) has finished, whatever its state.
@@ -184,7 +203,7 @@ def two_tower_daily():
         """Fails (upstream_failed) unless the day was published: the run state says so."""
 
     raw = validate_raw()
-    wait_for_previous_day() >> raw
+    wait_for_raw_data() >> wait_for_previous_day() >> raw
     etl = {stage: _etl_task(stage) for stage in STAGE_DEPENDENCIES}
     for stage, upstream in STAGE_DEPENDENCIES.items():
         if upstream:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contracts.layout import Layout, atomic_write_text, ds_str
+from twotower.errors import DataError, data_error_message
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -25,9 +26,67 @@ def partition_exists(layout: Layout, table: str, ds: str) -> bool:
     return layout.store.is_dir(layout.path_for(table, ds))
 
 
+class UnreadableFile(DataError):
+    """A data file of a partition cannot be opened as Parquet (zero bytes, truncated, not Parquet).
+
+    Attributes:
+        table, partition: where it is (``partition`` is ``ds=D``).
+        file: the file's URI in the store.
+        reason: what pyarrow said.
+    """
+
+    def __init__(self, table: str, partition: str, file: str, reason: str) -> None:
+        self.table, self.partition, self.file, self.reason = table, partition, file, reason
+        super().__init__(
+            data_error_message(
+                table,
+                partition,
+                f"unreadable Parquet file {file} ({reason})",
+                fix="the file is empty or truncated (an interrupted upload?): re-export the day's partition "
+                "(or remove the file if the rest of the partition is complete), then rerun",
+            )
+        )
+
+
+def _footer_rows(store, folder: Path, rel: str) -> int:
+    import pyarrow.parquet as pq
+
+    if store.remote:
+        return pq.read_metadata(f"{store.key(folder)}/{rel}", filesystem=store.fs).num_rows
+    return pq.read_metadata(Path(folder) / rel).num_rows
+
+
+def checked_row_count(layout: Layout, table: str, ds: str) -> int | None:
+    """Rows of a partition from its Parquet footers, opening every data file's footer
+    (cheap: no data read); None if the partition is absent.
+
+    The one guarded reader of raw and intermediate partitions: a zero-byte, truncated or
+    non-Parquet data file raises :class:`UnreadableFile` naming table, partition and file
+    (instead of pyarrow's ``ArrowInvalid`` from deep inside a step).
+
+    Raises:
+        UnreadableFile: the first data file (in name order) whose footer cannot be read.
+    """
+    ds = ds_str(ds)
+    store = layout.store
+    folder = layout.path_for(table, ds)
+    files = store.data_files(folder)
+    if not files and not store.is_dir(folder):
+        return None
+    total = 0
+    for rel in files:
+        try:
+            total += _footer_rows(store, folder, rel)
+        except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UnreadableFile(table, f"ds={ds}", f"{store.uri(folder)}/{rel}", reason) from exc
+    return total
+
+
 def metadata_row_count(layout: Layout, table: str, ds: str) -> int | None:
-    """Rows of a partition from its Parquet footers (cheap: no data read); None if absent."""
-    return layout.store.row_count(layout.path_for(table, ds))
+    """Rows of a partition from its Parquet footers (cheap: no data read); None if absent.
+    Raises :class:`UnreadableFile` for a data file that is not readable Parquet."""
+    return checked_row_count(layout, table, ds)
 
 
 def read_partition(spark: SparkSession, layout: Layout, table: str, ds: str) -> DataFrame | None:

@@ -67,6 +67,29 @@ def _null(column: str) -> RowRule:
     return RowRule(f"null_{column}", column, f"{column} is null", _safe(F.col(column).isNull()))
 
 
+# An id that is empty, starts or ends with whitespace (ASCII or Unicode) or holds a control
+# character. Such ids are never trimmed into a match: they would become new, permanent
+# vocabulary entries (phantom users/items), so they are quarantined or stop the day.
+MALFORMED_ID_PATTERN = r"^[\s\p{Z}]|[\s\p{Z}]$|\p{Cc}"
+
+
+def _malformed_id(column: str) -> RowRule:
+    from pyspark.sql import functions as F
+
+    c = F.col(column)
+    cond = c.isNotNull() & ((F.length(c) == 0) | c.rlike(MALFORMED_ID_PATTERN))
+    return RowRule(
+        f"malformed_{column}",
+        column,
+        f"{column} is empty, has leading/trailing whitespace or a control character",
+        _safe(cond),
+    )
+
+
+def _ids(*columns: str) -> list[RowRule]:
+    return [rule for c in columns for rule in (_null(c), _malformed_id(c))]
+
+
 def _ts_outside_day(ds: str) -> RowRule:
     from pyspark.sql import functions as F
 
@@ -111,18 +134,14 @@ def row_rules(table_name: str, cfg: Config, ds: str | dt.date) -> list[RowRule]:
     f = cfg.features
     if table_name == "impressions":
         return [
-            _null("request_id"),
-            _null("user_id"),
-            _null("item_id"),
+            *_ids("request_id", "user_id", "item_id"),
             _ts_outside_day(ds),
             RowRule("negative_position", "position", "position < 0", _safe(F.col("position") < 0)),
             RowRule("null_clicked", "clicked", "clicked is null", _safe(F.col("clicked").isNull())),
         ]
     if table_name == "ranking_log":
         return [
-            _null("request_id"),
-            _null("user_id"),
-            _null("item_id"),
+            *_ids("request_id", "user_id", "item_id"),
             _ts_outside_day(ds),
             RowRule(
                 "unknown_stage",
@@ -134,9 +153,9 @@ def row_rules(table_name: str, cfg: Config, ds: str | dt.date) -> list[RowRule]:
             RowRule("nan_score", "score", "score is NaN or infinite", _safe(_not_finite("score"))),
         ]
     if table_name == "users":
-        return [_null("user_id"), *_numeric_feature_rules(tuple(f.user_numeric), cfg)]
+        return [*_ids("user_id"), *_numeric_feature_rules(tuple(f.user_numeric), cfg)]
     if table_name == "items":
-        return [_null("item_id"), *_numeric_feature_rules(tuple(f.item_numeric), cfg)]
+        return [*_ids("item_id"), *_numeric_feature_rules(tuple(f.item_numeric), cfg)]
     return []
 
 

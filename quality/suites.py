@@ -269,7 +269,7 @@ def row_rule_checks(rules: list[RowRule]) -> tuple[dict[str, Column], list[Check
             any_bad = any_bad | rule.condition
         flags[FLAG_PREFIX + ANY_ROW_RULE] = any_bad
         checks.append(
-            flag_check(ANY_ROW_RULE, "quarantine", "the row fails at least one row rule (quarantined)", _ROW_RULE_FIX)
+            flag_check(ANY_ROW_RULE, "quarantine", "the row fails at least one row rule", _ROW_RULE_FIX)
         )
     return flags, checks
 
@@ -407,7 +407,8 @@ def raw_rows_suite(
                 name,
                 "warning",
                 f"{col} is not in the day's {col.split('_')[0]}s snapshot",
-                "the ETL maps such ids to out-of-vocabulary; check the snapshot export if the count is large",
+                "the id still gets a vocabulary id but no snapshot features (imputed), and an unknown item is "
+                "not in the catalogue or the index; check the snapshot export if the count is large",
                 column=col,
             )
         )

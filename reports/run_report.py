@@ -26,6 +26,7 @@ from typing import Any
 
 from contracts.layout import Layout, atomic_write_text, ds_str
 from twotower.config import Config
+from twotower.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ def report_path(layout: Layout, ds: str) -> Path:
     return layout.report_dir(ds) / REPORT_NAME
 
 
+class NeverRan(PipelineError):
+    """A report was asked for a day that no step ever ran for."""
+
+
 def build_run_report(cfg: Config, ds: str) -> Path:
     """Write the run report of day ``ds`` and refresh the index page.
 
@@ -50,15 +55,24 @@ def build_run_report(cfg: Config, ds: str) -> Path:
         ds: the run day ``YYYY-MM-DD``.
     Returns:
         Path of ``report.html``.
+    Raises:
+        NeverRan: no step of day ``ds`` left statistics or a data-quality summary (nothing
+            is written, the index of runs is not touched).
     """
     ds = ds_str(ds)
     layout = Layout(cfg.paths)
     out_dir = layout.report_dir(ds)
+    stats = load_stage_stats(layout, ds)
+    dq = load_dq_summaries(layout, ds, stats)
+    if not stats and not dq:
+        raise NeverRan(
+            f"no run of day {ds} to report: no step statistics under {layout.stage_stats(ds, 'x').parent} and no "
+            f"data-quality summary under {layout.dq_dir(ds)}. Run the day first (`twotower run --ds {ds}`)"
+        )
     assets = out_dir / ASSETS
     assets.mkdir(parents=True, exist_ok=True)
 
-    stats = load_stage_stats(layout, ds)
-    status = run_status(stats, load_dq_summaries(layout, ds, stats))
+    status = run_status(stats, dq)
     sections = [
         _section_steps(stats),
         _section_data_quality(layout, ds, stats, out_dir),

@@ -9,6 +9,12 @@
 #
 # Honours AIRFLOW_HOME / AIRFLOW_CONFIG / TWOTOWER_AIRFLOW_PORT (see scripts/airflow_env.sh),
 # so the e2e test runs the same script against a temporary home.
+#
+# Every component listens on 127.0.0.1 only: the api-server through [api] host in airflow.cfg;
+# the scheduler runs with --skip-serve-logs, because Airflow 3.3's log server (serve-logs,
+# port [logging] worker_log_server_port) always binds every interface and has no host
+# setting. The api-server reads task logs from $AIRFLOW_HOME/logs on this machine instead.
+# tests/test_hardening_airflow.py asserts this from the process table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
@@ -17,6 +23,13 @@ AIRFLOW_BIN="${AIRFLOW_BIN:-$TWOTOWER_HOME/.venv/bin/airflow}"
 RUN_DIR="$AIRFLOW_HOME/run"
 LOG_DIR="$AIRFLOW_HOME/logs/services"
 COMPONENTS=(api-server scheduler dag-processor)
+
+args_of() {
+  case "$1" in
+    scheduler) echo "--skip-serve-logs" ;;
+    *) echo "" ;;
+  esac
+}
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 
 alive() { [ -s "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
@@ -26,7 +39,8 @@ start() {
     if alive "$c"; then echo "$c already running (pid $(cat "$RUN_DIR/$c.pid"))"; continue; fi
     # setsid: each component leads its own process group, so stop() also ends its children
     # (gunicorn/uvicorn workers, LocalExecutor workers, task processes).
-    setsid "$AIRFLOW_BIN" "$c" > "$LOG_DIR/$c.log" 2>&1 < /dev/null &
+    # shellcheck disable=SC2046
+    setsid "$AIRFLOW_BIN" "$c" $(args_of "$c") > "$LOG_DIR/$c.log" 2>&1 < /dev/null &
     echo $! > "$RUN_DIR/$c.pid"
     echo "started $c (pid $!, log $LOG_DIR/$c.log)"
   done

@@ -20,6 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--full-retrain", action="store_true", help="ignore the published model (no warm start)")
     p.add_argument("--no-record", action="store_true", help="do not write the run report's stage stats (ablation runs)")
+    p.add_argument(
+        "--no-evaluate",
+        action="store_true",
+        help="skip the held-out evaluation (run `twotower evaluate --ds D` before `twotower index --ds D`)",
+    )
     p.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="evaluate day D's trained model against the baselines (and oracle)")
@@ -38,6 +43,15 @@ def _summary(stats: dict) -> dict:
     return {k: stats[k] for k in keys if k in stats}
 
 
+def _headline(metrics: dict) -> dict:
+    """recall@50 of the model, the baselines and the oracle (as train_day reports them)."""
+    return {
+        "recall@50": metrics["model"]["recall@50"],
+        "baseline_recall@50": {k: v["recall@50"] for k, v in metrics["baselines"].items()},
+        "oracle_recall@50": metrics["oracle"]["recall@50"] if metrics.get("oracle") else None,
+    }
+
+
 def _train(cfg: Config, args: argparse.Namespace) -> int:
     import os
 
@@ -49,11 +63,16 @@ def _train(cfg: Config, args: argparse.Namespace) -> int:
     if args.no_record or ablate or worker > 0:
         from training.run import train_day
 
-        stats = train_day(cfg, args.ds, ablate=ablate, full_retrain=args.full_retrain)
+        stats = train_day(cfg, args.ds, ablate=ablate, full_retrain=args.full_retrain, evaluate=not args.no_evaluate)
     else:
         from twotower import pipeline
 
         stats = pipeline.train(cfg, args.ds, full_retrain=args.full_retrain)
+        if not args.no_evaluate:
+            # The same two steps as the DAG (train, then evaluate), so metrics.json is complete
+            # and `twotower index --ds D` can gate on it.
+            metrics = pipeline.evaluate(cfg, args.ds)
+            stats = {**stats, **_headline(metrics)}
     print_json(_summary(stats))
     return 0
 

@@ -5,14 +5,21 @@ in its ``cli`` module (listed in :data:`COMMAND_MODULES`). A subcommand sets ``f
 -> int``; the config is loaded once here (``--config FILE``, default ``twotower.toml`` +
 environment overrides) and passed explicitly. ``cli`` modules import nothing heavy at module
 level (no Spark, torch or FAISS), so ``twotower --help`` stays fast.
+
+Every ``--ds`` option of every command parses with :func:`ds_type` (set here for the options
+that do not name it), so a bad day is one line on stderr and exit code 2 before anything
+runs. Argument errors are one line too; a closed stdout (``twotower ... | head``) ends the
+command quietly with exit code 141 (128 + SIGPIPE, like other Unix tools).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,8 +30,38 @@ from twotower.errors import PipelineError, UserError
 COMMAND_MODULES: tuple[str, ...] = ("twotower.cli_config", "twotower.cli_pipeline", "indexing.cli", "logsim.cli", "importers.cli", "etl.cli", "training.cli", "quality.cli")
 
 
+# Exit code of a command whose stdout was closed by the reader (128 + SIGPIPE).
+EXIT_BROKEN_PIPE = 141
+
+
+def ds_type(text: str) -> str:
+    """argparse type of every ``--ds`` option: a real calendar day ``YYYY-MM-DD``, normalised."""
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except (TypeError, ValueError):
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a day: expected a real calendar date YYYY-MM-DD, e.g. 2026-11-04")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line (``twotower run: error: ...``) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _ds_options(parser: argparse.ArgumentParser) -> None:
+    """Give every ``--ds`` option of every (sub)command the shared :func:`ds_type`."""
+    for action in parser._actions:
+        if "--ds" in action.option_strings and action.type is None:
+            action.type = ds_type
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _ds_options(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="twotower",
         description="Daily two-tower retrieval pipeline: raw logs -> Spark ETL -> training -> FAISS artifact.",
     )
@@ -33,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    _ds_options(parser)
     return parser
 
 
@@ -48,7 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.command is None else 2
     try:
         cfg: Config = load_config(args.config)
-        return int(args.func(cfg, args) or 0)
+        code = int(args.func(cfg, args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
+    except BrokenPipeError:
+        # Nothing more can reach the reader: point stdout at /dev/null so that the
+        # interpreter's final flush does not print "Exception ignored ... BrokenPipeError".
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (ConfigError, UserError) as exc:
         print(f"twotower {args.command}: error: {exc}", file=sys.stderr)
         return 2

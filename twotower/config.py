@@ -158,6 +158,12 @@ class QualityConfig:
     # Rows failing row-level checks are quarantined when at most this fraction of the
     # partition fails; above it the check is critical and the run stops.
     quarantine_max_fraction: float = 0.001
+    # ... but never fewer than this many rows: the budget is max(fraction x rows, min_rows),
+    # so one bad row of a snapshot of a few hundred rows can still be quarantined.
+    quarantine_min_rows: int = 5
+    # Clicks on items missing from the day's items snapshot: above this share of the day's
+    # clicks the run stops (the model could not learn or index them); at or below, a warning.
+    unknown_item_click_max_fraction: float = 0.01
     # Day volume must lie within [low, high] x the median of the trailing days.
     volume_low: float = 0.5
     # Upper bound of the day-volume check, as a multiple of the trailing median.

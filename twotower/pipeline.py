@@ -19,9 +19,10 @@ those calls do nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,23 @@ from twotower.errors import PipelineError
 log = logging.getLogger(__name__)
 
 STEPS = ("validate_raw", "etl", "validate_outputs", "train", "evaluate", "train_final", "build_index", "publish", "report")
+
+
+def _locked(step: str) -> Callable:
+    """Run the step under day ``ds``'s run lock (:mod:`twotower.runlock`): a second run of the
+    same day stops at once with ``RunInProgress`` naming the running process and the lock."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def locked(cfg: Config, ds: str, *args, **kwargs):
+            from twotower.runlock import day_lock
+
+            with day_lock(cfg, ds, step):
+                return fn(cfg, ds, *args, **kwargs)
+
+        return locked
+
+    return wrap
 
 
 def _spark(cfg: Config):
@@ -88,6 +106,27 @@ def _dq_pushed(cfg: Config, ds: str, stage: str) -> Iterator[None]:
         sync.push(cfg.paths, [summary_path(layout, ds, stage), docs_root(layout, ds, stage)])
 
 
+def missing_raw(cfg: Config, ds: str) -> list[str]:
+    """The required raw partitions of day ``ds`` that have not landed (no data file yet), as
+    store URIs; empty once the day can run. The optional ranking log is not waited for."""
+    from contracts.schemas import OPTIONAL_RAW_TABLES, RAW_TABLE_NAMES
+
+    ds = ds_str(ds)
+    layout = Layout(cfg.paths)
+    folders = [layout.path_for(t, ds) for t in RAW_TABLE_NAMES if t not in OPTIONAL_RAW_TABLES]
+    return [layout.store.uri(f) for f in folders if not layout.store.data_files(f)]
+
+
+def raw_landed(cfg: Config, ds: str) -> bool:
+    """Whether day ``ds``'s required raw partitions have landed (what the DAG's
+    ``wait_for_raw_data`` sensor pokes); logs what is still missing."""
+    missing = missing_raw(cfg, ds)
+    if missing:
+        log.info("raw data of ds=%s has not landed yet: no data files in %s", ds_str(ds), ", ".join(missing))
+    return not missing
+
+
+@_locked("validate_raw")
 def validate_raw(cfg: Config, ds: str) -> dict[str, Any]:
     """Great Expectations on the raw partitions of day ``ds`` (quarantines what it may)."""
     from quality.gates import validate_raw as _validate_raw
@@ -104,6 +143,7 @@ def etl_stages() -> tuple[str, ...]:
     return ETL_STAGES
 
 
+@_locked("etl_stage")
 def etl_stage(cfg: Config, ds: str, stage: str) -> dict[str, Any]:
     """One ETL stage for day ``ds`` (read -> transform -> write)."""
     from etl.jobs import run_stage
@@ -117,6 +157,7 @@ def etl(cfg: Config, ds: str) -> dict[str, Any]:
     return {stage: etl_stage(cfg, ds, stage) for stage in etl_stages()}
 
 
+@_locked("validate_outputs")
 def validate_outputs(cfg: Config, ds: str) -> dict[str, Any]:
     """Great Expectations on every ETL output of day ``ds``."""
     from quality.gates import validate_outputs as _validate_outputs
@@ -126,6 +167,7 @@ def validate_outputs(cfg: Config, ds: str) -> dict[str, Any]:
         return _record(cfg, ds, "validate_outputs", _validate_outputs(cfg, _spark(cfg), ds))
 
 
+@_locked("train")
 def train(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_retrain: bool = False) -> dict[str, Any]:
     """Train the two-tower model for day ``ds`` into ``Layout.model_dir(ds)``; the held-out
     evaluation is the next step (:func:`evaluate`), not repeated here."""
@@ -140,6 +182,7 @@ def train(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_retra
     return _record(cfg, ds, "train", stats)
 
 
+@_locked("evaluate")
 def evaluate(cfg: Config, ds: str) -> dict[str, Any]:
     """Held-out evaluation of the candidate against baselines (and the oracle on simulated data)."""
     from training.run import evaluate_day
@@ -164,6 +207,7 @@ def train_final(cfg: Config, ds: str) -> dict[str, Any]:
     return _record(cfg, ds, "train_final", stats)
 
 
+@_locked("build_index")
 def build_index(cfg: Config, ds: str) -> dict[str, Any]:
     """Embed the catalogue, build the FAISS index and stage the candidate version."""
     from indexing.artifacts import STAGING
@@ -177,6 +221,7 @@ def build_index(cfg: Config, ds: str) -> dict[str, Any]:
     return _record(cfg, ds, "build_index", stats)
 
 
+@_locked("publish")
 def publish(cfg: Config, ds: str, force: bool = False) -> dict[str, Any]:
     """Quality gate, then the atomic publish of the staged version and the LATEST switch."""
     from indexing.publish import publish_day
@@ -222,8 +267,16 @@ def run_day(cfg: Config, ds: str, force: bool = False, ablate: frozenset[str] = 
     The run report is written even when a step fails, so the failure is visible; the
     exception is then re-raised.
     """
+    from twotower.runlock import day_lock
+
     ds = ds_str(ds)
     out: dict[str, Any] = {}
+    with day_lock(cfg, ds, "run"):  # a concurrent run of ds stops here, before writing anything
+        _run_steps(cfg, ds, out, force, ablate)
+    return out
+
+
+def _run_steps(cfg: Config, ds: str, out: dict[str, Any], force: bool, ablate: frozenset[str]) -> None:
     try:
         out["validate_raw"] = validate_raw(cfg, ds)
         out["etl"] = etl(cfg, ds)
@@ -238,4 +291,3 @@ def run_day(cfg: Config, ds: str, force: bool = False, ablate: frozenset[str] = 
             out["report"] = report(cfg, ds)
         except Exception:  # never mask the step's own failure with a report failure
             log.exception("could not write the run report for ds=%s", ds)
-    return out
