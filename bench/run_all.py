@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,6 +112,17 @@ def _storage_args(quick: bool, _: dict[str, Any]) -> tuple[list[str], dict[str, 
     return ["--preset", "tiny" if quick else "small", "--root", str(SCRATCH / "storage")], {}
 
 
+ML1M_DEFAULT = REPO / "bench" / "data" / "ml-1m" / "ratings.dat"
+
+
+def _real_args(quick: bool, _: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    # MovieLens is never committed (licence): BENCH_ML1M or bench/data/ml-1m/ratings.dat; the
+    # script skips it with a message when the file is absent and still runs MIND.
+    ml1m = os.environ.get("BENCH_ML1M") or str(ML1M_DEFAULT)
+    return ["--ml1m", ml1m, "--scratch", str(SCRATCH / "real"), "--json-out", str(SCRATCH / "real.json"),
+            *(["--quick"] if quick else [])], {}
+
+
 BENCHES = (
     Bench("pipeline", "bench/bench_pipeline.py", _pipeline_args, "whole daily pipeline, per step and process"),
     Bench("index", "bench/bench_index.py", _index_args, "FAISS build/QPS/recall vs exact"),
@@ -118,6 +130,7 @@ BENCHES = (
     Bench("etl", "bench/bench_etl.py", _etl_args, "each Spark ETL stage vs DuckDB"),
     Bench("simulator", "bench/bench_simulator.py", _simulator_args, "simulator rows/s vs Parquet rewrite"),
     Bench("storage", "bench/bench_storage.py", _storage_args, "daily run on an object store vs on local files"),
+    Bench("real", "bench/bench_real.py", _real_args, "MovieLens-1M folds and MIND: published model vs popularity, ItemCF, ALS"),
 )
 
 
@@ -312,6 +325,57 @@ def render_storage(entry: dict[str, Any]) -> list[str]:
                   "The store is moto's S3 server in the benchmark's process (not in the measured tree).", ""]
 
 
+def _real_table(fold: dict[str, Any]) -> list[str]:
+    proj = fold.get("project", {})
+    rows = []
+    for name, m in fold["methods"].items():
+        rows.append([name, _f(m["recall@10"], 4), _f(m["recall@50"], 4), _f(m["recall@100"], 4), _f(m["ndcg@50"], 4),
+                     _f(m["recall@50_se"], 4), m["users"]])
+    if not any(k.startswith("two-tower") for k in fold["methods"]):
+        rows.insert(0, ["two-tower: no figure", "-", "-", "-", "-", "-", f"{proj.get('status')}: {proj.get('scoring_error') or (proj.get('error') or [''])[-1]}"])
+    return _table(["method", "recall@10", "recall@50", "recall@100", "NDCG@50", "SE recall@50", "users"], rows)
+
+
+def _real_fold_note(fold: dict[str, Any]) -> str:
+    f, proj = fold["fold"], fold.get("project", {})
+    art = proj.get("artifact") or {}
+    run = proj.get("run") or {}
+    ratio = fold.get("ratio_recall@50_vs_recent")
+    return (f"cutoff {f['cutoff']}, test window {f['test_days']} d: {f['candidates']:,} candidate items, "
+            f"{f['train_clicks']:,} clicks before the cutoff, {f['users']:,} users scored, {f['targets']:,} targets "
+            f"({f['targets_unknown_item']:,} on items first seen after the cutoff). Project: {proj.get('status')}; "
+            f"import + run {_f(proj.get('wall_s'), 1)} s (run load {run.get('load_before')} -> {run.get('load_after')}, "
+            f"peak process {fmt_mb(run.get('peak_process_rss_mb'))}); index {art.get('index_kind')} of "
+            f"{art.get('index_items', '-')} items; {art.get('users_cold_start', '-')} scored users cold-start. "
+            f"Two-tower / recent popularity recall@50: {_f(ratio) + 'x' if ratio else '-'}.")
+
+
+def render_real(entry: dict[str, Any]) -> list[str]:
+    r = entry["result"]
+    out = _header(entry, "Real data (bench/bench_real.py): published model vs baselines")
+    ml = r.get("movielens") or {}
+    if ml.get("skipped"):
+        out += [f"MovieLens: {ml['skipped']}", ""]
+    elif ml:
+        out += [f"MovieLens (`{ml['file']}`: {ml['ratings']:,} ratings, {ml['clicks']:,} clicks = rating >= 4, "
+                f"{ml['users']:,} users, {ml['items']:,} items); ALS setting picked on the validation cutoff "
+                f"{ml['validation_cutoff']}: {ml.get('als_validation', {}).get('picked')}.", ""]
+        for fold in ml.get("folds", []):
+            out += [_real_fold_note(fold), ""] + _real_table(fold) + [""]
+        if len(ml.get("folds", [])) > 1:
+            out += [f"Mean over the {len(ml['folds'])} folds (users summed):", ""]
+            out += _table(["method", "recall@10", "recall@50", "recall@100", "NDCG@50", "mean SE recall@50", "users"],
+                          [[n, _f(m["recall@10"], 4), _f(m["recall@50"], 4), _f(m["recall@100"], 4), _f(m["ndcg@50"], 4),
+                            _f(m["recall@50_se"], 4), m["users"]] for n, m in ml.get("summary", {}).items()]) + [""]
+    mind = r.get("mind") or {}
+    if mind.get("skipped"):
+        out += [f"MIND: {mind['skipped']}", ""]
+    for variant, fold in (mind.get("variants") or {}).items():
+        out += [f"MIND sample (`{mind['dir']}`), `--history {variant}`, ALS {fold.get('als_validation', {}).get('picked')}: "
+                + _real_fold_note(fold), ""] + _real_table(fold) + [""]
+    return out
+
+
 def render_generic(entry: dict[str, Any], title: str) -> list[str]:
     out = _header(entry, title)
     r = entry["result"]
@@ -357,6 +421,20 @@ def goals(b: dict[str, Any]) -> list[list[str]]:
         rows.append([f"ANN recall@100 >= 0.97 at >= 10x exact QPS ({case})",
                      f"{best['index']} {best['param']}: recall {best['recall']:.4f} at {best['speedup']:.1f}x",
                      "met" if good else "**not met**"])
+    real = (b.get("real") or {}).get("result") or {}
+    for fold in (real.get("movielens") or {}).get("folds", []):
+        ratio = fold.get("ratio_recall@50_vs_recent")
+        published = any(k == "two-tower (published)" for k in fold["methods"])
+        rows.append([f"MovieLens {fold['fold']['cutoff']}: published recall@50 >= 1.10x recent popularity (issue 17)",
+                     (f"{ratio:.2f}x" if ratio is not None else "no figure") + ("" if published else " (not published)"),
+                     "met" if ratio is not None and ratio >= 1.10 and published else "**not met**"])
+    for variant, fold in ((real.get("mind") or {}).get("variants") or {}).items():
+        ratio = fold.get("ratio_recall@50_vs_best_popularity")
+        published = any(k == "two-tower (published)" for k in fold["methods"])
+        ok = (not published) or (ratio is not None and ratio >= 1.0)
+        rows.append([f"MIND --history {variant}: never published below the best popularity baseline (issue 17)",
+                     ("published" if published else "not published (gate)") + (f", {ratio:.2f}x best popularity" if ratio is not None else ""),
+                     "met" if ok else "**not met**"])
     return rows
 
 
@@ -374,7 +452,7 @@ def render(results: dict[str, Any]) -> str:
     ]) + [""]
     lines += ["### Goals", ""] + _table(["goal (issue 9)", "measured", "status"], goals(b)) + [""]
     renderers = {"pipeline": render_pipeline, "etl": render_etl, "index": render_index, "simulator": render_simulator,
-                 "storage": render_storage}
+                 "storage": render_storage, "real": render_real}
     titles = {"training": "Training throughput (bench/bench_training.py)"}
     for bench in BENCHES:
         entry = b.get(bench.name)
