@@ -72,6 +72,10 @@ def test_bad_row_condition_counts_and_keeps_null_positions(impressions):
         "ts_outside_day": 2,
         "negative_position": 1,
         "null_clicked": 0,
+        # no empty, edge-whitespace or control-character ids in these rows
+        "malformed_request_id": 0,
+        "malformed_user_id": 0,
+        "malformed_item_id": 0,
     }
 
 
@@ -102,7 +106,7 @@ def test_numeric_feature_nan_inf_and_range(spark):
     df = spark.createDataFrame(rows, _nullable(table))
     cfg = Config()
     counts = {r.name: df.filter(r.condition).count() for r in row_rules("users", cfg, DS)}
-    assert counts == {"null_user_id": 0, "nan_activity": 2, "range_activity": 2}
+    assert counts == {"null_user_id": 0, "malformed_user_id": 0, "nan_activity": 2, "range_activity": 2}
     assert df.filter(bad_row_condition("users", cfg, DS)).count() == 3
     assert bad_row_condition("vocabulary", cfg, DS) is None
 
