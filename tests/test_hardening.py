@@ -195,7 +195,7 @@ def _drop_top_clicked_items(cfg, n: int) -> tuple[int, int, int]:
 def test_clicked_items_missing_from_the_snapshot_stop_the_day(case):
     lost, clicks, n = _drop_top_clicked_items(case, 10)
     share = lost / clicks
-    assert share > case.quality.unknown_item_click_max_fraction
+    assert share > 0.01  # the default quality.unknown_item_click_max_fraction
     msg = _stops(case, "unknown_clicked_item", f"{n} clicked items are missing from the day's items snapshot",
                  f"{lost:,} of {clicks:,} clicks ({share:.1%})", "unknown_item_click_max_fraction")
     assert _failed(case) == {("impressions", "unknown_clicked_item")}
