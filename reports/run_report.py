@@ -454,7 +454,10 @@ def plot_metrics(rows: dict[str, dict[str, Any]], path: Path) -> Path | None:
     import numpy as np
 
     first = next(iter(rows.values()))
-    keys = [k for k, v in first.items() if isinstance(v, int | float) and k.startswith(("recall@", "hitrate@", "ndcg@"))]
+    keys = [
+        k for k, v in first.items()
+        if isinstance(v, int | float) and k.startswith(("recall@", "hitrate@", "ndcg@")) and not k.endswith("_se")
+    ]
     if not keys:
         return None
     plt = _plt()

@@ -77,6 +77,15 @@ def etl_outputs(layout: Layout, ds: str) -> list[Path]:
     return [layout.path_for(table, ds) for table in ETL_OUTPUTS]
 
 
+def _popularity_inputs(cfg: Config, layout: Layout, ds: str) -> list[Path]:
+    """click_positives of the 28 days before the evaluation days: the popularity bars."""
+    from contracts.layout import day_range
+    from training.evaluate import POPULARITY_DAYS, training_days
+
+    last = training_days(cfg, ds)[-1]
+    return [layout.path_for("click_positives", d) for d in day_range(last, max(POPULARITY_DAYS.values()))]
+
+
 def _report_inputs(layout: Layout, ds: str) -> list[Path]:
     from quality.io import summary_path
     from twotower.rundays import published_days
@@ -189,12 +198,13 @@ def evaluate(cfg: Config, ds: str) -> dict[str, Any]:
 
     ds = ds_str(ds)
     layout = Layout(cfg.paths)
-    pulled = [*etl_outputs(layout, ds), layout.model_dir(ds), layout.truth_dir]
+    pulled = [*etl_outputs(layout, ds), *_popularity_inputs(cfg, layout, ds), layout.model_dir(ds), layout.truth_dir]
     with sync.working_copy(cfg.paths, pulled, [layout.model_dir(ds)]):
         stats = evaluate_day(cfg, ds)
     return _record(cfg, ds, "evaluate", stats)
 
 
+@_locked("train_final")
 def train_final(cfg: Config, ds: str) -> dict[str, Any]:
     """After the gate's evaluation on ds: continue the candidate on ds's own clicks
     (``final_examples``) so the published weights have seen day ds (docs/training.md)."""
