@@ -124,6 +124,17 @@ class Layout:
         return self.model_root / "LATEST"
 
 
+# A producer that writes the whole live catalogue into a day's ``items`` partition says so with
+# this (empty) file in the partition: items absent from it are retired that day. Without it the
+# snapshot is partial (e.g. only the items shown that day) and items are carried forward.
+COMPLETE_SNAPSHOT_MARKER = "_COMPLETE_SNAPSHOT"
+
+
+def mark_complete_snapshot(folder: Path) -> None:
+    """Declare the items partition being written in ``folder`` a complete catalogue snapshot."""
+    (Path(folder) / COMPLETE_SNAPSHOT_MARKER).write_text("every live item of the day is in this snapshot\n")
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Write a directory atomically: yields a temp dir beside ``final``; on success the old

@@ -18,8 +18,11 @@ day) never see the held-out clicks.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from contracts.schemas import (
     FRESHNESS_FEATURES,
@@ -65,36 +68,58 @@ def latest_per_key(snapshots: DataFrame, key: str) -> DataFrame:
     return snapshots.withColumn("_r", F.row_number().over(w)).filter(F.col("_r") == 1).drop("_r")
 
 
+def live_items(snapshots: DataFrame, clicked: DataFrame | None, first_live_day: str) -> DataFrame:
+    """DataFrame[item_id]: items in a snapshot or clicked (``event_ds``) on ``first_live_day``
+    or later: the carried-forward catalogue when snapshots are partial."""
+    from pyspark.sql import functions as F
+
+    seen = snapshots.select("item_id", "event_ds")
+    if clicked is not None:
+        seen = seen.unionByName(clicked.select("item_id", "event_ds"))
+    return seen.filter(F.col("event_ds") >= F.lit(first_live_day).cast("date")).select("item_id").distinct()
+
+
 # -- numeric statistics -----------------------------------------------------------------
 
 
 def fit_stats(df: DataFrame, columns: Sequence[str]) -> DataFrame:
-    """DataFrame[feature, mean, std] of raw numeric ``columns`` (population std; nulls ignored)."""
+    """DataFrame[feature, mean, std] of raw numeric ``columns`` (population std; nulls ignored).
+
+    Bit-identical on every rerun: Spark's ``avg``/``stddev`` add doubles in whatever order the
+    partitions arrive, so the last bits vary. Here one Spark job counts each distinct
+    (feature, value); the driver sums ``value * count`` with ``math.fsum`` (exactly rounded,
+    so independent of order). The collected table is as large as the number of distinct values.
+    """
     from pyspark.sql import functions as F
 
     if not columns:
         raise ValueError("fit_stats needs at least one column")
-    aggs = []
-    for c in columns:
-        aggs += [
-            F.avg(F.col(c).cast("double")).alias(f"{c}__mean"),
-            F.stddev_pop(F.col(c).cast("double")).alias(f"{c}__std"),
-        ]
-    wide = df.agg(*aggs)
-    rows = F.array(
-        *[
-            F.struct(
-                F.lit(c).alias("feature"),
-                F.coalesce(F.col(f"{c}__mean"), F.lit(0.0)).alias("mean"),
-                # A constant (or absent) feature gets std 1 so z stays finite.
-                F.when(F.coalesce(F.col(f"{c}__std"), F.lit(0.0)) > 0, F.col(f"{c}__std"))
-                .otherwise(F.lit(1.0))
-                .alias("std"),
-            )
-            for c in columns
-        ]
+    pairs = F.array(*[F.struct(F.lit(c).alias("feature"), F.col(c).cast("double").alias("value")) for c in columns])
+    counts = (
+        df.select(F.explode(pairs).alias("p"))
+        .select("p.feature", "p.value")
+        .filter(F.col("value").isNotNull())
+        .groupBy("feature", "value")
+        .count()
+        .toPandas()
     )
-    return wide.select(F.explode(rows).alias("s")).select("s.feature", "s.mean", "s.std")
+    rows = []
+    for c in columns:
+        sub = counts[counts["feature"] == c]
+        rows.append((c, *exact_mean_std(sub["value"].to_numpy(dtype=float), sub["count"].to_numpy(dtype=float))))
+    return df.sparkSession.createDataFrame(rows, "feature string, mean double, std double")
+
+
+def exact_mean_std(values: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
+    """(mean, population std) of ``values`` repeated ``counts`` times, each sum exactly rounded
+    (``math.fsum``), so the result does not depend on the order of the values. No value: (0, 1);
+    a constant feature gets std 1 so z stays finite."""
+    n = math.fsum(counts)
+    if n <= 0:
+        return 0.0, 1.0
+    mean = math.fsum(values * counts) / n
+    var = math.fsum(counts * (values - mean) ** 2) / n
+    return mean, (math.sqrt(var) if var > 0 else 1.0)
 
 
 def stats_dict(stats: DataFrame) -> dict[str, tuple[float, float]]:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from contracts.layout import Layout, ds_str
+from contracts.layout import COMPLETE_SNAPSHOT_MARKER, Layout, ds_str
 from contracts.schemas import ETL_OUTPUTS, raw_tables
 from twotower.errors import DataError, data_error_message
 
@@ -38,6 +38,12 @@ def has_partition(cfg: Config, table: str, ds: str) -> bool:
     """The partition exists in the store and holds at least one Parquet data file."""
     layout = Layout(cfg.paths)
     return bool(layout.store.data_files(layout.path_for(table, ds)))
+
+
+def is_complete_snapshot(cfg: Config, table: str, ds: str) -> bool:
+    """The producer marked the raw partition a complete snapshot (``COMPLETE_SNAPSHOT_MARKER``)."""
+    layout = Layout(cfg.paths)
+    return layout.store.is_file(layout.path_for(table, ds_str(ds)) / COMPLETE_SNAPSHOT_MARKER)
 
 
 def read_raw(
@@ -81,20 +87,45 @@ def read_raw(
 def read_raw_days(
     spark: SparkSession, cfg: Config, table: str, days: Sequence[str], *, required_days: Iterable[str] = ()
 ) -> tuple[DataFrame | None, list[str]]:
-    """The union of several raw partitions (each filtered by its own day's row rules).
+    """Several raw partitions as ONE scan (each row filtered by its own day's row rules).
+
+    A long window costs one file listing per day and one Spark read, not one DataFrame per day
+    unioned together (whose planning and footer reads grow with the window's length).
 
     Returns:
-        (DataFrame or None when no day exists, the days that were missing and not required).
+        (DataFrame with ``event_ds``, or None when no day exists; the days that were missing and
+        not required).
+
+    Raises:
+        DataError: a ``required_days`` partition is missing.
     """
-    required = set(required_days)
-    frames, missing = [], []
-    for day in days:
-        df = read_raw(spark, cfg, table, day, required=day in required)
-        if df is None:
-            missing.append(day)
-        else:
-            frames.append(df)
-    return _union(frames), missing
+    days = [ds_str(d) for d in days]
+    present = [d for d in days if has_partition(cfg, table, d)]
+    missing = [d for d in days if d not in set(present)]
+    for day in required_days:
+        if ds_str(day) in missing:
+            read_raw(spark, cfg, table, ds_str(day))  # raises the missing-partition error
+    if not present:
+        return None, missing
+    contract = raw_tables(cfg.features)[table]
+    df = _scan(spark, cfg, table, present, contract.spark_schema())
+    bad = _bad_row_condition(table, cfg, None)
+    return (df if bad is None else df.filter(~bad)), missing
+
+
+def _scan(spark: SparkSession, cfg: Config, table: str, days: Sequence[str], schema=None) -> DataFrame:
+    """The partitions ``days`` of ``table`` in one read, their day as the date column ``event_ds``
+    (from the partition path: Spark's partition discovery under ``basePath``)."""
+    from pyspark.sql import functions as F
+
+    layout = Layout(cfg.paths)
+    reader = spark.read.option("basePath", layout.store.uri(layout.table_root(table)))
+    if schema is not None:
+        reader = reader.schema(schema)
+    df = reader.parquet(*[layout.store.uri(layout.path_for(table, d)) for d in days])
+    if EVENT_DS in df.columns:  # outputs that carry the click's day themselves
+        return df.drop(PARTITION_COLUMN)
+    return df.withColumn(EVENT_DS, F.col(PARTITION_COLUMN).cast("date")).drop(PARTITION_COLUMN)
 
 
 def read_output(
@@ -121,23 +152,19 @@ def read_output(
 def read_output_days(
     spark: SparkSession, cfg: Config, table: str, days: Sequence[str]
 ) -> tuple[DataFrame | None, list[str]]:
-    """Union of the existing partitions of an ETL output for ``days`` (each with ``event_ds``).
+    """The existing partitions of an ETL output for ``days`` as one scan (each row with
+    ``event_ds``: its own column where the table has one, else the partition's day).
 
     Returns:
         (DataFrame or None, the days with no partition).
     """
-    from pyspark.sql import functions as F
-
-    frames, missing = [], []
-    for day in days:
-        df = read_output(spark, cfg, table, day, required=False)
-        if df is None:
-            missing.append(day)
-        elif EVENT_DS in df.columns:
-            frames.append(df)
-        else:
-            frames.append(df.withColumn(EVENT_DS, F.lit(day).cast("date")))
-    return _union(frames), missing
+    layout = Layout(cfg.paths)
+    days = [ds_str(d) for d in days]
+    present = [d for d in days if layout.store.is_dir(layout.path_for(table, d))]
+    missing = [d for d in days if d not in set(present)]
+    if not present:
+        return None, missing
+    return _scan(spark, cfg, table, present), missing
 
 
 def output_days(cfg: Config, table: str) -> list[str]:
@@ -205,17 +232,3 @@ def drop_partition(cfg: Config, table: str, ds: str) -> None:
 def _write_empty(spark: SparkSession, schema, uri: str) -> None:
     """An empty partition that still carries the schema (one zero-row Parquet file)."""
     spark.createDataFrame([], schema).coalesce(1).write.mode("overwrite").parquet(uri)
-
-
-def count_rows(spark: SparkSession, cfg: Config, table: str, ds: str) -> int:
-    """Rows of one written partition (from Parquet footers: cheap)."""
-    return read_output(spark, cfg, table, ds).count()
-
-
-def _union(frames: list[DataFrame]) -> DataFrame | None:
-    if not frames:
-        return None
-    out = frames[0]
-    for f in frames[1:]:
-        out = out.unionByName(f)
-    return out

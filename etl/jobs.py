@@ -134,7 +134,10 @@ def stage_click_positives(cfg: Config, spark: SparkSession, win: RunWindow) -> d
     positives = build_click_positives(impressions, cfg.etl.positive_weight)
     out = positives.withColumn(io.PARTITION_COLUMN, F.date_format("event_ds", "yyyy-MM-dd")).drop("event_ds")
     io.write_partitions(out, cfg, "click_positives", todo)
-    rows = {d: io.count_rows(spark, cfg, "click_positives", d) for d in todo}
+    # One job for every written day (a first run of a long window writes hundreds).
+    written, _ = io.read_output_days(spark, cfg, "click_positives", todo)
+    per_day = {str(r["event_ds"]): r["n"] for r in written.groupBy("event_ds").agg(F.count(F.lit(1)).alias("n")).collect()}
+    rows = {d: per_day.get(d, 0) for d in todo}
     missing_window = [d for d in win.days if d in no_raw]
     return {
         "rows": rows[win.ds],
@@ -261,8 +264,7 @@ def stage_vocabulary(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[s
     previous = io.read_output(spark, cfg, "vocabulary", earlier[-1]) if earlier else None
     users = io.read_raw(spark, cfg, "users", win.ds)
     feature_users = _users_snapshot(spark, cfg, win)[0]
-    items_window, _ = io.read_raw_days(spark, cfg, "items", win.days, required_days=[win.ds])
-    items = latest_per_key(items_window, "item_id")
+    items = latest_per_key(_catalogue_items(spark, cfg, win), "item_id")
     positives, _ = _positives(spark, cfg, win.days, "window")
     user_map = [("user_id", USER_VOCAB)] + [(c, user_feature_vocab(c)) for c in f.user_categorical]
     item_map = [("item_id", ITEM_VOCAB)] + [(c, item_feature_vocab(c)) for c in f.item_categorical]
@@ -302,13 +304,37 @@ def _users_snapshot(spark: SparkSession, cfg: Config, win: RunWindow) -> tuple[D
     )
 
 
-def _item_context(spark: SparkSession, cfg: Config, win: RunWindow, vocabulary: DataFrame):
-    """(latest item snapshot per item over the window, D's active item ids, created dates)."""
-    from etl.features import item_created, latest_per_key
+def catalogue_days(cfg: Config, win: RunWindow) -> list[str]:
+    """Days whose items snapshots give day D's catalogue: the window, and at least the
+    ``etl.retire_after_days`` days ending at D (items seen then are carried forward)."""
+    return day_range(win.ds, max(cfg.etl.retire_after_days, len(win.days)))
 
-    items_window, _ = io.read_raw_days(spark, cfg, "items", win.days, required_days=[win.ds])
-    latest = latest_per_key(items_window, "item_id")
-    active = io.read_raw(spark, cfg, "items", win.ds).select("item_id")
+
+def _catalogue_items(spark: SparkSession, cfg: Config, win: RunWindow) -> DataFrame:
+    snapshots, _ = io.read_raw_days(spark, cfg, "items", catalogue_days(cfg, win), required_days=[win.ds])
+    return snapshots
+
+
+def _item_context(spark: SparkSession, cfg: Config, win: RunWindow, vocabulary: DataFrame):
+    """(latest snapshot row per item, day D's live item ids, created dates).
+
+    Live on day D (docs/etl.md, "Catalogue"): with a complete items snapshot of D, exactly its
+    items; otherwise every item in an items snapshot or clicked in the last
+    ``etl.retire_after_days`` days, so an item missing from a partial snapshot is carried
+    forward with its last known features until it is retired.
+    """
+    from pyspark.sql import functions as F
+
+    from etl.features import item_created, latest_per_key, live_items
+
+    snapshots = _catalogue_items(spark, cfg, win)
+    latest = latest_per_key(snapshots, "item_id")
+    if io.is_complete_snapshot(cfg, "items", win.ds):
+        active = snapshots.filter(F.col("event_ds") == F.lit(win.ds).cast("date")).select("item_id")
+    else:
+        live_days = day_range(win.ds, cfg.etl.retire_after_days)
+        clicked, _ = io.read_output_days(spark, cfg, "click_positives", live_days)
+        active = live_items(snapshots, clicked, live_days[0])
     return latest, active, item_created(latest, vocabulary)
 
 
@@ -382,9 +408,35 @@ def stage_features(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str
         "users_snapshot_day": users_day,
         "items": i["n"],
         "active_items": i["a"],
+        "catalogue": _catalogue_change(spark, cfg, win, cat),
         "freshness_as_of": win.first_eval_day,
         "feature_stats": {k: {"mean": m, "std": s} for k, (m, s) in stats.items()},
     }
+
+
+def _catalogue_change(spark: SparkSession, cfg: Config, win: RunWindow, catalogue: DataFrame) -> dict[str, Any]:
+    """Size of day D's live catalogue and the items added / retired since the day before."""
+    from pyspark.sql import functions as F
+
+    prev_day = _shift(win.ds, -1)
+    out: dict[str, Any] = {
+        "rule": "complete snapshot" if io.is_complete_snapshot(cfg, "items", win.ds) else "carried forward",
+        "retire_after_days": cfg.etl.retire_after_days,
+        "compared_with": None,
+        "added": None,
+        "retired": None,
+    }
+    live = catalogue.filter(F.col("active")).select("item_id")
+    out["size"] = live.count()
+    previous = io.read_output(spark, cfg, "item_catalogue", prev_day, required=False)
+    if previous is not None:
+        before = previous.filter(F.col("active")).select("item_id")
+        out.update(
+            compared_with=prev_day,
+            added=live.join(before, "item_id", "left_anti").count(),
+            retired=before.join(live, "item_id", "left_anti").count(),
+        )
+    return out
 
 
 def stage_item_sampling(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str, Any]:

@@ -12,6 +12,7 @@ trainer reads is item j; the logQ correction subtracts log(p_j) from in-batch lo
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,8 +51,13 @@ def popularity_sampling_table(
         F.col("active"), F.pow(F.col("clicks").cast("double") + F.lit(float(smoothing)), F.lit(float(alpha)))
     ).otherwise(F.lit(0.0))
     df = df.withColumn("_mass", mass)
-    # Two totals in a one-row frame, broadcast to every row (no single-partition window).
-    totals = df.agg(F.sum("_mass").alias("_mass_total"), F.sum("clicks_resampled").alias("_resampled_total"))
+    # The mass depends on (active, clicks) only: its total from the distinct pairs, summed
+    # exactly on the driver, is the same bits on every rerun (a Spark sum of doubles is not).
+    per_value = df.groupBy("_mass").count().toPandas()
+    mass_total = math.fsum(per_value["_mass"].to_numpy(dtype=float) * per_value["count"].to_numpy(dtype=float))
+    totals = df.agg(F.sum("clicks_resampled").alias("_resampled_total")).withColumn(
+        "_mass_total", F.lit(mass_total)
+    )
     df = df.crossJoin(F.broadcast(totals))
     return df.select(
         "item_idx",

@@ -293,7 +293,7 @@ def import_interactions(
         all_users=None if user_feats is None else user_feats.index,
         all_items=None if item_feats is None else item_feats.index,
     )
-    written = io.write_days(cfg, days)
+    written = io.write_days(cfg, days, complete_items=item_feats is not None)
     return {
         "source": "interactions",
         "file": str(path),

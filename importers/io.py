@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from contracts.layout import Layout, atomic_dir, remove_dir
+from contracts.layout import Layout, atomic_dir, mark_complete_snapshot, remove_dir
 from importers.common import input_error, require_file
 from storage import sync
 
@@ -100,8 +100,12 @@ def read_frame(path: str | Path, what: str, fmt: str = "auto", sep: str = ",") -
     return frame, "line", 2
 
 
-def write_days(cfg, days: dict[str, dict[str, pa.Table]]) -> list[str]:
+def write_days(cfg, days: dict[str, dict[str, pa.Table]], complete_items: bool = False) -> list[str]:
     """Write each day's tables, each partition atomically (a rerun replaces the day).
+
+    ``complete_items``: every day's items table is the whole catalogue (an items file was
+    given), so the partitions are marked complete snapshots (``COMPLETE_SNAPSHOT_MARKER``);
+    otherwise they hold the items seen that day and the ETL carries items forward.
 
     Imported data has no ranking log: a ranking_log partition left from earlier data for an
     imported day is removed, because a missing ranking_log partition means "no ranking log".
@@ -119,6 +123,8 @@ def write_days(cfg, days: dict[str, dict[str, pa.Table]]) -> list[str]:
         for name in ("users", "items", "impressions"):
             with atomic_dir(layout.path_for(name, ds)) as tmp:
                 pq.write_table(tables[name], tmp / "part-00000.parquet", **PARQUET_OPTIONS)
+                if name == "items" and complete_items:
+                    mark_complete_snapshot(tmp)
             written.append(f"{name}/ds={ds}")
         remove_dir(layout.path_for("ranking_log", ds))
         # With an object store: the day's raw partitions go there (the stale ranking_log too).

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from contracts.layout import Layout, atomic_dir, parse_ds
+from contracts.layout import Layout, atomic_dir, mark_complete_snapshot, parse_ds
 from contracts.schemas import RAW_TABLE_NAMES, raw_tables
 from logsim import io
 from logsim.funnel import chunk_tables, personal_pools, request_ids, simulate_chunk
@@ -190,6 +190,7 @@ def simulate_day(cfg, world: World, day: dt.date) -> tuple[dict[str, Any], np.nd
         users_rows = io.write_part(d, 0, _users_table(world.users, tables["users"].arrow_schema()))
     with atomic_dir(layout.path_for("items", ds)) as d:
         items_rows = io.write_part(d, 0, _items_table(cat, tables["items"].arrow_schema()))
+        mark_complete_snapshot(d)  # the simulated catalogue retires its oldest block
 
     seconds = time.perf_counter() - t0
     return {

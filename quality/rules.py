@@ -90,12 +90,23 @@ def _ids(*columns: str) -> list[RowRule]:
     return [rule for c in columns for rule in (_null(c), _malformed_id(c))]
 
 
-def _ts_outside_day(ds: str) -> RowRule:
+# Row rules of a multi-day frame take the partition's day from this date column.
+DAY_COLUMN = "event_ds"
+MICROS_PER_DAY = 86_400_000_000
+
+
+def _ts_outside_day(ds: str | None) -> RowRule:
+    """``ts`` outside the partition's UTC day: the day ``ds``, or (``ds`` None, a multi-day
+    frame) each row's ``DAY_COLUMN``."""
     from pyspark.sql import functions as F
 
-    lo, hi = day_bounds_micros(ds)
     # unix_micros is time-zone independent (the session zone does not matter).
     micros = F.unix_micros(F.col("ts"))
+    if ds is None:
+        day = F.datediff(F.col(DAY_COLUMN), F.lit("1970-01-01").cast("date")).cast("long")
+        cond = F.col("ts").isNull() | (F.floor(micros / F.lit(MICROS_PER_DAY)) != day)
+        return RowRule("ts_outside_day", "ts", "ts is null or outside its partition's UTC day", _safe(cond))
+    lo, hi = day_bounds_micros(ds)
     cond = F.col("ts").isNull() | (micros < F.lit(lo)) | (micros >= F.lit(hi))
     return RowRule("ts_outside_day", "ts", f"ts is null or outside the UTC day {ds}", _safe(cond))
 
@@ -122,15 +133,16 @@ def _numeric_feature_rules(columns: tuple[str, ...], cfg: Config) -> list[RowRul
     return out
 
 
-def row_rules(table_name: str, cfg: Config, ds: str | dt.date) -> list[RowRule]:
-    """The row rules of raw table ``table_name`` for partition ``ds`` (empty if it has none).
+def row_rules(table_name: str, cfg: Config, ds: str | dt.date | None) -> list[RowRule]:
+    """The row rules of raw table ``table_name`` for partition ``ds`` (empty if it has none);
+    ``ds`` None: for a frame of several partitions, each row's day in ``DAY_COLUMN``.
 
     Rules only reference contract columns that are always present (required ones and the
     configured feature columns), so they apply to any partition that passed the schema check.
     """
     from pyspark.sql import functions as F
 
-    ds = parse_ds(ds).isoformat()
+    ds = None if ds is None else parse_ds(ds).isoformat()
     f = cfg.features
     if table_name == "impressions":
         return [
@@ -159,7 +171,7 @@ def row_rules(table_name: str, cfg: Config, ds: str | dt.date) -> list[RowRule]:
     return []
 
 
-def bad_row_condition(table_name: str, cfg: Config, ds: str | dt.date) -> Column | None:
+def bad_row_condition(table_name: str, cfg: Config, ds: str | dt.date | None) -> Column | None:
     """Spark Column that is true for a row of raw ``table_name`` (partition ``ds``) that data
     quality sets aside; ``None`` when the table has no row rules.
 

@@ -253,6 +253,19 @@ def _section_etl(layout: Layout, ds: str, stats: dict[str, Any], assets: Path) -
         )
     else:
         parts.append("<p>item_sampling not available: no popularity plot.</p>")
+    catalogue = stats.get("etl_features", {}).get("catalogue")
+    if catalogue:
+        parts.append(
+            "<h3>Catalogue</h3>"
+            + _kv_table(
+                {
+                    "live items (indexed)": catalogue.get("size"),
+                    f"added since {catalogue.get('compared_with') or 'the day before (no partition)'}": catalogue.get("added"),
+                    "retired": catalogue.get("retired"),
+                    "rule": f"{catalogue.get('rule')} (retire after {catalogue.get('retire_after_days')} days unseen)",
+                }
+            )
+        )
     parts.append(_funnel(layout, ds))
     hard = _read_parquet_columns(layout, layout.path_for("hard_negatives", ds), ["difficulty"])
     if hard is not None:

@@ -191,18 +191,27 @@ def test_hard_negatives_were_never_shown_to_the_user(spark, etl_run):
 
 
 def test_rerun_gives_identical_outputs_and_next_day_keeps_vocabulary_ids(spark, etl_run):
+    from pyspark.sql import functions as F
     from pyspark.testing import assertDataFrameEqual
 
     from etl.jobs import run_etl, run_stage
 
+    def row_bits(name: str) -> list[int]:
+        # xxhash64 of every column's value bits: equal lists = bit-identical rows (any float
+        # differing in its last bit changes the hash), independent of file and row order.
+        df = _read(spark, cfg, name)
+        return sorted(r[0] for r in df.select(F.xxhash64(*df.columns)).collect())
+
     cfg, _ = etl_run
     before = {name: _read(spark, cfg, name).toPandas() for name in ETL_OUTPUTS}
+    bits = {name: row_bits(name) for name in ETL_OUTPUTS}
     run_etl(cfg, spark, D)
     for name in ETL_OUTPUTS:
         after = _read(spark, cfg, name)
         assertDataFrameEqual(
             after, spark.createDataFrame(before[name], schema=after.schema), checkRowOrder=False
         )
+        assert row_bits(name) == bits[name], f"{name}: a rerun changed some value's bits"
     # Day D+1 extends day D's vocabulary: every (vocab, value) keeps its id; new ids follow the max.
     run_stage(cfg, spark, NEXT, "click_positives")
     run_stage(cfg, spark, NEXT, "vocabulary")

@@ -142,6 +142,12 @@ class EtlConfig:
     hard_negatives_per_request: int = 4
     # Held-out evaluation: the clicks of the last ``eval_days`` of the window are never trained on.
     eval_days: int = 1
+    # Catalogue retirement: an item stays in the catalogue of day D (indexed, sampled as a
+    # negative, a candidate in evaluation) while it appeared in an items snapshot or was clicked
+    # in the last ``retire_after_days`` days, with its last known features. An items partition
+    # marked complete by its producer (``contracts.layout.COMPLETE_SNAPSHOT_MARKER``) retires
+    # every item it does not list at once.
+    retire_after_days: int = 90
     # Parquet training shards: target rows per file.
     shard_rows: int = 262_144
     # Re-check the written hard negatives against the window's impressions (exact string join)
