@@ -19,9 +19,11 @@ those calls do nothing.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,9 @@ from twotower.config import Config
 from twotower.errors import PipelineError
 
 log = logging.getLogger(__name__)
+
+# Start (time.monotonic) of the step running in this context, set by _locked.
+_step_started: contextvars.ContextVar[float | None] = contextvars.ContextVar("step_started", default=None)
 
 STEPS = ("validate_raw", "etl", "validate_outputs", "train", "evaluate", "train_final", "build_index", "publish", "report")
 
@@ -47,7 +52,11 @@ def _locked(step: str) -> Callable:
             from twotower.runlock import day_lock
 
             with day_lock(cfg, ds, step):
-                return fn(cfg, ds, *args, **kwargs)
+                token = _step_started.set(time.monotonic())  # read by _record: the step's wall time
+                try:
+                    return fn(cfg, ds, *args, **kwargs)
+                finally:
+                    _step_started.reset(token)
 
         return locked
 
@@ -62,8 +71,19 @@ def _spark(cfg: Config):
 
 
 def _record(cfg: Config, ds: str, step: str, stats: dict[str, Any]) -> dict[str, Any]:
+    """Write a step's statistics (returned unchanged) for the run report, with ``run_info``:
+    the step's wall seconds (under its run lock), finish time, code version and config hash."""
+    from indexing.manifest import code_version, utc_now
+
+    started = _step_started.get()
+    run_info = {
+        "wall_seconds": None if started is None else round(time.monotonic() - started, 3),
+        "finished_at": utc_now(),
+        "code_version": code_version(),
+        "config_hash": cfg.hash(),
+    }
     path = Layout(cfg.paths).stage_stats(ds, step)
-    atomic_write_text(path, json.dumps(stats, indent=2, sort_keys=True, default=str))
+    atomic_write_text(path, json.dumps({**stats, "run_info": run_info}, indent=2, sort_keys=True, default=str))
     sync.push(cfg.paths, [path])
     log.info("step %s for ds=%s done; stats in %s", step, ds, path)
     return stats
