@@ -331,6 +331,18 @@ USER_FEATURES = Table(
     ),
 )
 
+SERVING_USER_FEATURES = Table(
+    name="serving_user_features",
+    doc=(
+        "user_features as serving needs them after day D: D's users snapshot (the last training "
+        "day's if D has none) and a history that includes the evaluation days' clicks, normalised "
+        "with the same feature_stats. Copied into the published version; never used to train or "
+        "evaluate."
+    ),
+    unique=USER_FEATURES.unique,
+    columns=USER_FEATURES.columns,
+)
+
 ITEM_CATALOGUE = Table(
     name="item_catalogue",
     doc=(
@@ -419,6 +431,7 @@ ETL_OUTPUTS = {
         VOCABULARY,
         FEATURE_STATS,
         USER_FEATURES,
+        SERVING_USER_FEATURES,
         ITEM_CATALOGUE,
         ITEM_DAY_FEATURES,
         TRAIN_EXAMPLES,

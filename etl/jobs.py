@@ -55,7 +55,7 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "resampled_positives": ("resampled_positives",),
     "hard_negatives": ("hard_negatives",),
     "vocabulary": ("vocabulary",),
-    "features": ("feature_stats", "user_features", "item_catalogue"),
+    "features": ("feature_stats", "user_features", "serving_user_features", "item_catalogue"),
     "item_sampling": ("item_sampling",),
     "datasets": ("train_examples", "final_examples", "item_day_features", "eval_examples"),
 }
@@ -377,6 +377,13 @@ def stage_features(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str
     u_stats = stats_dict(fit_stats(u_raw, u_num)) if u_num else {}
     history = user_history(train_pos, item_ids, f.history_length)
     user_features = build_user_features(vocabulary, users, history, f, u_stats)
+    # What serving needs after day D: D's users snapshot (the last training day's when D has
+    # none) and every click of the window in the history, normalised with the same statistics.
+    window_pos, _ = _positives(spark, cfg, win.days, "window")
+    serving_users = io.read_raw(spark, cfg, "users", win.ds, required=False) or users
+    serving = build_user_features(
+        vocabulary, serving_users, user_history(window_pos, item_ids, f.history_length), f, u_stats
+    )
 
     # Items: raw table + freshness as of the first evaluation day; stats over active items.
     raw_items = raw_item_table(vocabulary, items_latest, active, f).withColumn(
@@ -396,6 +403,7 @@ def stage_features(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[str
 
     io.write_partitions(_with_ds(stats_df, win.ds), cfg, "feature_stats", [win.ds])
     io.write_partitions(_with_ds(user_features.orderBy("user_idx"), win.ds), cfg, "user_features", [win.ds])
+    io.write_partitions(_with_ds(serving.orderBy("user_idx"), win.ds), cfg, "serving_user_features", [win.ds])
     io.write_partitions(_with_ds(catalogue.orderBy("item_idx"), win.ds), cfg, "item_catalogue", [win.ds])
     raw_items.unpersist()
     cat = io.read_output(spark, cfg, "item_catalogue", win.ds)

@@ -117,7 +117,11 @@ def build_index_for_day(cfg: Config, ds: str) -> dict[str, Any]:
     queries = np.load(model_dir / "eval_user_embeddings.npy", allow_pickle=False)
     _check_embeddings(emb, item_idx, queries, model_config, model_dir)
 
-    user_features = layout.path_for("user_features", ds)
+    # Serving's user features (history through day D); ETL outputs from before that table
+    # existed only have the training-time user_features.
+    user_features = layout.path_for("serving_user_features", ds)
+    if not user_features.is_dir():
+        user_features = layout.path_for("user_features", ds)
     if not user_features.is_dir():
         raise CandidateMissing(
             f"table user_features, partition ds={ds}: missing at {user_features}; the version needs it "

@@ -758,7 +758,15 @@ def _output_row_suites(
         checks = [S.flag_check("stats_finite", "critical", "mean/std is not finite or std <= 0", S._RERUN_ETL, column="std")]
         out.append(S.output_rows_suite(T["feature_stats"], fs, ds, flags, checks, allow_empty=True))
 
-    for name in ("user_features", "item_catalogue", "item_day_features", "train_examples", "final_examples", "eval_examples"):
+    for name in (
+        "user_features",
+        "serving_user_features",
+        "item_catalogue",
+        "item_day_features",
+        "train_examples",
+        "final_examples",
+        "eval_examples",
+    ):
         if name not in frames:
             continue
         df = frames[name]
@@ -785,7 +793,11 @@ def _output_row_suites(
             flags[S.FLAG_PREFIX + "has_targets"] = S._safe(F.coalesce(F.size("target_idx"), F.lit(0)) <= 0)
             checks.append(S.flag_check("has_targets", "critical", "an evaluation user has no target item", S._RERUN_ETL, column="target_idx"))
         # Encoded ids must agree with the persisted vocabulary (id -> value).
-        id_cols = {"item_catalogue": ("item_id", "item_idx"), "user_features": ("user_id", "user_idx")}.get(name)
+        id_cols = {
+            "item_catalogue": ("item_id", "item_idx"),
+            "user_features": ("user_id", "user_idx"),
+            "serving_user_features": ("user_id", "user_idx"),
+        }.get(name)
         if id_cols and "vocabulary" in frames:
             id_col, idx_col = id_cols
             ref = frames["vocabulary"].filter(F.col("vocab") == id_col).select(

@@ -173,6 +173,29 @@ def test_final_examples_are_the_evaluation_days_clicks_with_backward_histories(s
     assert any(len(h) for h in fin.hard_neg_idx)
 
 
+def test_serving_user_features_history_includes_the_evaluation_day(spark, etl_run):
+    # Reference from the raw impressions: a user with at most history_length clicks in the
+    # window has exactly those clicked items (a multiset: one per distinct clicked request/item)
+    # in the serving history, day D's included; user_features (training) stops before D.
+    cfg, _ = etl_run
+    h = cfg.features.history_length
+    imp = _raw(cfg, "impressions", TRAIN_DAYS + [EVAL_DAY])
+    clicks = imp[imp.clicked].drop_duplicates(["request_id", "item_id"])
+    ids = _read(spark, cfg, "item_catalogue").select("item_idx", "item_id").toPandas()
+    name = dict(zip(ids.item_idx, ids.item_id, strict=True))
+    serving = _read(spark, cfg, "serving_user_features").select("user_id", "u_hist").toPandas()
+    per_user = clicks.groupby("user_id").item_id.agg(sorted).to_dict()
+    checked = with_eval_day = 0
+    for r in serving.itertuples():
+        items = per_user.get(r.user_id, [])
+        if len(items) <= h:
+            assert sorted(name[i] for i in r.u_hist) == items, r.user_id
+            checked += 1
+            with_eval_day += bool(set(clicks[(clicks.user_id == r.user_id) & (clicks.day == EVAL_DAY)].item_id))
+    assert checked > 0 and with_eval_day > 0
+    assert _read(spark, cfg, "serving_user_features").count() == _read(spark, cfg, "user_features").count()
+
+
 def test_hard_negatives_were_never_shown_to_the_user(spark, etl_run):
     from etl.hard_negatives import shown_overlap
 
