@@ -83,6 +83,7 @@ def _stops(cfg, *needles: str) -> str:
     with pytest.raises(QualityGateFailed) as err:
         pipeline.run_day(cfg, RUN_DAY)
     msg = str(err.value)
+    print(msg)  # what the user sees (pytest -rP shows it)
     for needle in needles:
         assert needle in msg, f"{needle!r} not in: {msg}"
     _assert_nothing_published(cfg)
@@ -208,6 +209,7 @@ def test_a_small_share_of_unknown_clicked_items_is_reported(case):
     out = pipeline.validate_raw(cfg, RUN_DAY)
     assert out["status"] == "warning"
     [m] = [w for w in out["warnings"] if "unknown_clicked_item" in w]
+    print(m)
     assert f"{lost:,} of {clicks:,} clicks" in m
 
 
@@ -255,6 +257,8 @@ def test_a_second_run_of_the_same_day_stops_at_once(case, tmp_path, monkeypatch,
         capsys.readouterr()
         assert main(["run", "--ds", RUN_DAY]) == 1
         err_text = capsys.readouterr().err.strip()
+        with capsys.disabled():
+            print(err_text)
         assert err_text.startswith(f"twotower run: failed: another run of {RUN_DAY} is in progress")
         assert len(err_text.splitlines()) == 1
         _assert_nothing_published(case)
@@ -263,7 +267,33 @@ def test_a_second_run_of_the_same_day_stops_at_once(case, tmp_path, monkeypatch,
         holder.wait()
     # The holder died without unlocking: the kernel released it, the day can run again.
     with day_lock(case, RUN_DAY, "test") as path:
-        assert json.loads(path.read_text())["pid"] == os.getpid()
+        assert json.loads(path.with_suffix(".owner").read_text())["pid"] == os.getpid()
+
+
+def test_the_tasks_of_one_airflow_run_share_the_days_lock(tmp_config, monkeypatch):
+    """The DAG runs ETL stages of one day in parallel processes: they share the lock; a task of
+    another DAG run of the same day does not get it."""
+    from twotower.runlock import RunInProgress, day_lock
+
+    env = {**os.environ, "AIRFLOW_CTX_DAG_ID": "two_tower_daily", "AIRFLOW_CTX_DAG_RUN_ID": "manual__r1"}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD.format(repo=str(REPO), root=str(Path(tmp_config.paths.data_root).parent), ds=RUN_DAY)],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "two_tower_daily")
+        monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "manual__r1")
+        # the same run's step, and a process nesting its own steps
+        with day_lock(tmp_config, RUN_DAY, "etl_vocabulary"), day_lock(tmp_config, RUN_DAY, "nested"):
+            pass
+        monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "manual__r2")
+        with pytest.raises(RunInProgress) as err, day_lock(tmp_config, RUN_DAY, "etl_vocabulary"):
+            pass
+        assert f"another run of {RUN_DAY} is in progress: airflow two_tower_daily/manual__r1 (pid {holder.pid}" in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 # -- 8. the command line --------------------------------------------------------------------------

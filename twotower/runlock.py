@@ -1,16 +1,20 @@
 """One run of a day at a time: a per-day lock taken by every pipeline step that writes day D.
 
-The lock is an advisory ``fcntl.flock`` on ``<data_root>/.locks/ds=D.lock``. The kernel
-releases it when the holder exits, however it exits (a killed run never leaves a stale
-lock); the file itself stays and names the last holder (host, pid, step, start time), which
-is what the error shows. A process that already holds day D's lock may take it again (the
-steps of ``twotower run`` nest inside the run's own lock).
+A *run* is one owner: one ``twotower run`` process, or one Airflow DAG run (its tasks are
+separate processes, some in parallel: the ETL stages). Steps of the same owner share day D's
+lock; a step of any other owner stops at once with :class:`RunInProgress`.
+
+Mechanics, in ``<data_root>/.locks/``: ``ds=D.lock`` is held with ``fcntl.flock`` in shared
+mode by every step of the current owner, and ``ds=D.owner`` names that owner (first holder's
+pid, host, step, start time, command). A step first takes the short exclusive ``ds=D.guard``
+lock, then either gets ``ds=D.lock`` exclusively (nobody holds it: it becomes the owner,
+downgrades to shared and writes the owner file) or, if it is held, joins only when the owner
+file names its own owner. The kernel releases a holder's lock when it exits, however it exits,
+so a killed run never leaves a stale lock; the files stay (safe to delete when nothing runs).
 
 Scope: one machine, or machines sharing ``data_root`` over a file system with working
 ``flock`` (local disks; NFSv4 maps it to byte-range locks). With ``[paths] remote`` the data
-root is each machine's working copy, so the lock keeps runs apart on one machine only;
-across machines, Airflow's one-active-run-per-DAG (``max_active_runs=1`` and the
-``wait_for_previous_day`` sensor) is what keeps two runs of a day apart
+root is each machine's working copy, so the lock keeps runs apart on one machine only
 (docs/operations.md, "One run of a day at a time").
 """
 
@@ -23,7 +27,6 @@ import json
 import os
 import socket
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,13 +34,9 @@ from contracts.layout import Layout, ds_str
 from twotower.config import Config
 from twotower.errors import PipelineError
 
-# Locks this process holds: lock file -> (open file, depth).
-_held: dict[Path, tuple[object, int]] = {}
-_guard = threading.Lock()
-
 
 class RunInProgress(PipelineError):
-    """Another process is running a step of the same day."""
+    """Another run (process or Airflow DAG run) is running a step of the same day."""
 
 
 def lock_path(cfg: Config, ds: str) -> Path:
@@ -45,82 +44,77 @@ def lock_path(cfg: Config, ds: str) -> Path:
     return Path(Layout(cfg.paths).data_root) / ".locks" / f"ds={ds_str(ds)}.lock"
 
 
-def _holder(path: Path) -> str:
-    try:
-        info = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
-        info = {}
+def current_owner() -> str:
+    """Who this process runs for: its Airflow DAG run (the task runner exports
+    ``AIRFLOW_CTX_DAG_ID``/``AIRFLOW_CTX_DAG_RUN_ID``), else the process itself."""
+    dag, run = os.environ.get("AIRFLOW_CTX_DAG_ID"), os.environ.get("AIRFLOW_CTX_DAG_RUN_ID")
+    if dag and run:
+        return f"airflow {dag}/{run}"
+    return f"process {os.getpid()}@{socket.gethostname()}"
+
+
+def _describe(info: dict) -> str:
     if not info:
         return "another process"
-    return (
-        f"pid {info.get('pid')} on host {info.get('host')} (step {info.get('step')}, "
-        f"started {info.get('started')}: {info.get('command')})"
-    )
+    who = f"pid {info.get('pid')} on host {info.get('host')}"
+    if str(info.get("owner", "")).startswith("airflow "):
+        who = f"{info['owner']} ({who})"
+    return f"{who} (step {info.get('step')}, started {info.get('started')}: {info.get('command')})"
+
+
+def _read_owner(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
 
 
 @contextlib.contextmanager
 def day_lock(cfg: Config, ds: str, step: str) -> Iterator[Path]:
-    """Hold day ``ds``'s run lock for the duration of the block.
+    """Hold day ``ds``'s run lock (shared with the steps of the same run) for the block.
 
     Raises:
-        RunInProgress: another process holds it; the message names that process, its host
-            and the lock file. Nothing is changed then.
+        RunInProgress: another run holds it; the message names that run (process, host,
+            step, command) and the lock file. Nothing is changed then.
     """
     ds = ds_str(ds)
     path = lock_path(cfg, ds)
-    with _guard:
-        if path in _held:
-            handle, depth = _held[path]
-            _held[path] = (handle, depth + 1)
-            reentrant = True
-        else:
-            reentrant = False
-    if reentrant:
-        try:
-            yield path
-        finally:
-            with _guard:
-                handle, depth = _held[path]
-                _held[path] = (handle, depth - 1)
-        return
-
+    owner_file = path.with_suffix(".owner")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")  # noqa: SIM115 - held open for the lifetime of the lock
+    me = current_owner()
+    handle = open(path, "a")  # noqa: SIM115 - held open for the lifetime of the lock
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise RunInProgress(
-            f"another run of {ds} is in progress: {_holder(path)} holds the lock {path}; wait for it to "
-            f"finish (nothing was changed), or stop that process first"
-        ) from None
+        with open(path.with_suffix(".guard"), "a") as guard:
+            fcntl.flock(guard.fileno(), fcntl.LOCK_EX)
+            try:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # held: join only our own run
+                    info = _read_owner(owner_file)
+                    if info.get("owner") != me:
+                        raise RunInProgress(
+                            f"another run of {ds} is in progress: {_describe(info)} holds the lock {path}; wait "
+                            f"for it to finish (nothing was changed), or stop that process first"
+                        ) from None
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+                else:  # nobody holds it: this run becomes its owner
+                    info = {
+                        "owner": me,
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "step": step,
+                        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200],
+                    }
+                    owner_file.write_text(json.dumps(info))
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+            finally:
+                fcntl.flock(guard.fileno(), fcntl.LOCK_UN)
     except BaseException:
         handle.close()
         raise
-    info = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "step": step,
-        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:200],
-    }
-    handle.seek(0)
-    handle.truncate()
-    handle.write(json.dumps(info))
-    handle.flush()
-    with _guard:
-        _held[path] = (handle, 1)
     try:
         yield path
     finally:
-        with _guard:
-            _, depth = _held[path]
-            if depth > 1:
-                _held[path] = (handle, depth - 1)
-                release = False
-            else:
-                del _held[path]
-                release = True
-        if release:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            handle.close()
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        handle.close()
