@@ -317,3 +317,24 @@ def test_without_final_examples_the_candidate_is_published_and_says_so(tmp_path)
     extra = json.loads((layout.model_dir(DS) / "model_config.json").read_text())["extra"]
     assert extra["trained_days"] == ["2026-11-01", "2026-11-02", "2026-11-03"]
     assert not (layout.model_dir(DS) / "candidate").exists()
+
+
+def test_time_decayed_example_weights_and_their_ablation_by_hand():
+    from training.loop import Negatives, Trainer
+
+    model = TwoTowerModel(_spec(), use_history=False)
+    cat = Catalogue(
+        item_idx=np.arange(1, 6), item_id=np.array(list("abcde"), dtype=object), active=np.ones(5, bool),
+        cat_by_idx=torch.zeros(6, 0, dtype=torch.long), num_by_idx=torch.zeros(6, 0), cat_columns=(), num_columns=(),
+    )
+    neg = Negatives(cat, None, torch.zeros(6), torch.zeros(6))
+    t = TrainingConfig(time_decay_half_life_days=2.0, shared_negatives=0)
+    batch = {
+        "weight": torch.tensor([1.0, 1.0, 2.0]), "hist": torch.zeros(3, 1, dtype=torch.long),
+        "item_idx": torch.tensor([1, 2, 3]), "age_days": torch.tensor([0, 2, 4]), "label_liked": torch.zeros(3),
+    }
+    # 0.5^(age / 2): ages 0, 2, 4 -> 1, 0.5, 0.25 (times the row weights 1, 1, 2).
+    w = Trainer(model, t, neg, torch.device("cpu"))._example_weights(batch, "click")
+    assert w.tolist() == pytest.approx([1.0, 0.5, 0.5])
+    off = Trainer(model, t, neg, torch.device("cpu"), ablate=frozenset({"time_decay"}))._example_weights(batch, "click")
+    assert off.tolist() == pytest.approx([1.0, 1.0, 2.0])
