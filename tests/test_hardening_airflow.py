@@ -131,3 +131,27 @@ def test_raw_landed_waits_for_every_required_table(tmp_path):
     pq.write_table(pa.table({"x": [1]}), items / "part-0.parquet")
     assert pipeline.raw_landed(cfg, ds) is True
     assert not Path(layout.path_for("ranking_log", ds)).exists()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_run_for_a_day_without_data_waits_in_real_airflow(tmp_path):
+    """`airflow tasks test` runs the real sensor: no data -> up for reschedule (not failed), the log
+    names the missing partitions; once they land -> success."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    st = AirflowStack(tmp_path)
+    st.airflow("db", "migrate", timeout=300)
+    ds = "2026-11-04"
+    first = st.airflow("tasks", "test", "two_tower_daily", "wait_for_raw_data", ds, timeout=300)
+    out = first.stdout + first.stderr
+    assert "raw data of ds=2026-11-04 has not landed yet" in out and "raw/impressions/ds=2026-11-04" in out
+    assert "new_state=up_for_reschedule" in out and "new_state=failed" not in out
+    for table in ("impressions", "users", "items"):
+        folder = tmp_path / "data" / "raw" / table / f"ds={ds}"
+        folder.mkdir(parents=True)
+        pq.write_table(pa.table({"x": [1]}), folder / "part-0.parquet")
+    second = st.airflow("tasks", "test", "two_tower_daily", "wait_for_raw_data", ds, timeout=300)
+    out = second.stdout + second.stderr
+    assert "new_state=success" in out and "has not landed yet" not in out
