@@ -4,20 +4,26 @@ Reads only what the steps left on disk (never reruns anything), so it can be bui
 failure, by the DAG's ``report`` task, by ``twotower run`` or by ``twotower report --ds D``:
 
 * ``Layout.stage_stats(ds, step)``: the JSON each pipeline step wrote (a missing file means
-  the step failed or did not run);
+  the step failed or did not run), with ``run_info`` (wall seconds, code version, config hash);
 * ``Layout.dq_dir(ds)``: data-quality summaries (JSON) and Great Expectations Data Docs;
 * the ETL outputs ``item_sampling`` (popularity before/after resampling) and
   ``hard_negatives``, the raw ``ranking_log`` (funnel), read column-wise with pyarrow;
-* ``Layout.model_dir(ds)``: ``metrics.json``, ``train_stats.json``, ``loss_curve.png``.
+* ``Layout.model_dir(ds)``: ``metrics.json``, ``train_stats.json``, ``loss_curve.png``;
+* the earlier days' ``summary.json`` (their facts: the trailing days a day is compared with).
+
+The page opens with a summary (published or not and why, recall@50 against the best baseline
+with standard errors, data volume against the trailing days, data quality, time, code version
+and config hash) and the warnings of :func:`reports.facts.warnings_for`; every section below
+is folded.
 
 Output: ``<reports_root>/ds=D/report.html`` + PNG plots beside it in ``assets/``, a
-``summary.json`` (status line used by the index) and ``<reports_root>/index.html``.
+``summary.json`` (status and facts, read by the index and ``twotower runs list``) and
+``<reports_root>/index.html`` (:mod:`reports.trends`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import logging
 import shutil
@@ -25,18 +31,39 @@ from pathlib import Path
 from typing import Any
 
 from contracts.layout import Layout, atomic_write_text, ds_str
+from reports import format as fm
+from reports.facts import (
+    DQ_STEPS,
+    METRIC,
+    STEPS_AFTER_ETL,
+    STEPS_BEFORE_ETL,
+    TRAILING_DAYS,
+    all_steps,
+    day_facts,
+    etl_steps,
+    load_dq_summaries,
+    load_metrics,
+    load_stage_stats,
+    read_json,
+    step_seconds,
+    trailing_median,
+    warnings_for,
+)
+from reports.format import DASH, Raw, dur, e, grid, kv_table, num, pct
+from reports.trends import INDEX_NAME, SUMMARY_NAME, build_index_page, load_run_summaries
 from twotower.config import Config
 from twotower.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "report.html"
-SUMMARY_NAME = "summary.json"
 ASSETS = "assets"
-INDEX_NAME = "index.html"
-# Pipeline steps in run order (the ETL stages are inserted after validate_raw).
-STEPS_BEFORE_ETL = ("validate_raw",)
-STEPS_AFTER_ETL = ("validate_outputs", "train", "evaluate", "train_final", "build_index", "publish")
+
+__all__ = [
+    "ASSETS", "DQ_STEPS", "INDEX_NAME", "REPORT_NAME", "STEPS_AFTER_ETL", "STEPS_BEFORE_ETL", "SUMMARY_NAME",
+    "NeverRan", "build_index_page", "build_run_report", "etl_steps", "load_dq_summaries", "load_stage_stats",
+    "plot_curves", "plot_metrics", "plot_popularity", "report_path", "run_status",
+]
 
 
 def report_path(layout: Layout, ds: str) -> Path:
@@ -73,58 +100,43 @@ def build_run_report(cfg: Config, ds: str) -> Path:
     assets.mkdir(parents=True, exist_ok=True)
 
     status = run_status(stats, dq)
+    metrics = load_metrics(layout, ds, stats)
+    facts = day_facts(ds, stats, dq, metrics)
+    if not facts.get("code_version"):  # steps recorded before run_info existed: the version's manifest
+        manifest = read_json(layout.version_dir(ds) / "manifest.json") or {}
+        facts["code_version"], facts["config_hash"] = manifest.get("code_version"), manifest.get("config_hash")
+    trailing = [s["facts"] for s in load_run_summaries(layout) if s["ds"] < ds and s.get("facts")][-TRAILING_DAYS:]
+    missing = [s for s in all_steps(stats) if s not in stats] if status["state"] == "failed" else []
+    warnings = warnings_for(facts, trailing, missing)
+
     sections = [
         _section_steps(stats),
+        _section_evaluation(layout, ds, stats, metrics, assets),
+        _section_publish(stats),
         _section_data_quality(layout, ds, stats, out_dir),
         _section_etl(layout, ds, stats, assets),
         _section_training(layout, ds, stats, assets),
-        _section_evaluation(layout, ds, stats, assets),
         _section_index(stats),
-        _section_publish(stats),
     ]
-    page = _page(
+    page = fm.page(
         f"twotower run {ds}",
-        f'<p><a href="../index.html">all runs</a></p><h1>twotower run for {ds}</h1>'
-        f'<p class="status {status["state"]}">Status: <b>{_e(status["state"])}</b> - {_e(status["detail"])}</p>'
+        f'<p><a href="../{INDEX_NAME}">all runs</a></p><h1>twotower run for {ds}</h1>'
+        + _summary(ds, status, facts, trailing, warnings, stats)
         + "".join(sections),
     )
     path = report_path(layout, ds)
     atomic_write_text(path, page)
-    summary = {"ds": ds, **status, "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2))
+    summary = {
+        "ds": ds,
+        **status,
+        "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "facts": facts,
+        "warnings": warnings,
+    }
+    atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2, default=str))
     build_index_page(layout)
     log.info("run report for ds=%s: %s", ds, path)
     return path
-
-
-# ------------------------------------------------------------------------------------------
-# Inputs
-# ------------------------------------------------------------------------------------------
-
-
-def load_stage_stats(layout: Layout, ds: str) -> dict[str, dict[str, Any]]:
-    """Every ``stats/<step>.json`` of day ``ds`` by step name (unreadable files are reported, not fatal)."""
-    folder = layout.stage_stats(ds, "x").parent
-    out: dict[str, dict[str, Any]] = {}
-    if folder.is_dir():
-        for f in sorted(folder.glob("*.json")):
-            try:
-                out[f.stem] = json.loads(f.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                out[f.stem] = {"unreadable": f"{f}: {exc}"}
-    return out
-
-
-def etl_steps(stats: dict[str, Any]) -> list[str]:
-    """ETL step names present (``etl_<stage>``), in the order of ``etl.jobs.ETL_STAGES`` when known."""
-    present = [k for k in stats if k.startswith("etl_")]
-    try:
-        from etl.jobs import ETL_STAGES
-
-        order = [f"etl_{s}" for s in ETL_STAGES]
-    except ImportError:  # the report must still render without the ETL package
-        order = []
-    return [s for s in order if s in present] + sorted(s for s in present if s not in order)
 
 
 def run_status(stats: dict[str, dict[str, Any]], dq: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
@@ -138,12 +150,16 @@ def run_status(stats: dict[str, dict[str, Any]], dq: dict[str, dict[str, Any]] |
     for step in DQ_STEPS:
         if step not in stats and str(dq.get(step, {}).get("status")) == "failed":
             fails = dq[step].get("critical_failures") or []
-            first = _short(fails[0], 300) if fails else "see the data-quality summary"
+            first = fm_short(fails[0], 300) if fails else "see the data-quality summary"
             return {"state": "failed", "detail": f"data-quality gate {step} failed ({len(fails)} critical): {first}"}
     pub = stats.get("publish")
     if pub is not None:
         if pub.get("published", True) is not False:
-            return {"state": "published", "detail": f"version {pub.get('version', '?')} published"}
+            detail = f"version {pub.get('version', '?')} published"
+            latest = pub.get("latest")
+            if latest and pub.get("version") and latest != pub.get("version"):
+                detail += f"; LATEST stays at the newer {latest}"
+            return {"state": "published", "detail": detail}
         return {"state": "rejected", "detail": str(pub.get("reason") or pub.get("decision") or "publish rejected")}
     order = [*STEPS_BEFORE_ETL, *STEPS_AFTER_ETL]
     missing = next((s for s in order if s not in stats), None)
@@ -152,20 +168,103 @@ def run_status(stats: dict[str, dict[str, Any]], dq: dict[str, dict[str, Any]] |
     return {"state": "failed", "detail": f"stopped at {missing}: it did not finish (see the task log)"}
 
 
-def _read_parquet_columns(layout: Layout, path: Path, columns: list[str]):
-    """A pyarrow Table of ``columns`` from a partition folder in the store (read in place,
-    also from an object store), or ``None`` if absent/unreadable."""
-    store = layout.store
-    if not store.is_dir(path):
-        return None
-    try:
-        import pyarrow.dataset as pads
+def fm_short(v: Any, n: int = 600) -> str:
+    text = str(v)
+    return text if len(text) <= n else text[:n] + " ..."
 
-        source, fs = (store.key(path), store.fs) if store.remote else (str(path), None)
-        return pads.dataset(source, filesystem=fs, format="parquet").to_table(columns=columns)
-    except Exception as exc:  # a report never fails on one unreadable input
-        log.warning("report: cannot read %s columns %s: %s", path, columns, exc)
-        return None
+
+# ------------------------------------------------------------------------------------------
+# Summary
+# ------------------------------------------------------------------------------------------
+
+
+def _summary(ds: str, status: dict, facts: dict, trailing: list[dict], warnings: list[str], stats: dict) -> str:
+    state = status["state"]
+    latest = (stats.get("publish") or {}).get("latest")
+    verdict = {
+        "published": f"version {facts.get('version') or ds} published"
+        + ("; it is what LATEST serves" if latest == (facts.get("version") or ds) else f"; LATEST stays at {latest}" if latest else ""),
+        "rejected": "not published: the publish gate refused the candidate",
+        "failed": "not published: the run failed",
+    }.get(state, state)
+    rows: list[tuple[str, Any]] = []
+    pub = stats.get("publish") or {}
+    gate = pub.get("gate") or {}
+    if state == "published":
+        why = gate.get("reason") or ""
+        rows.append(("publish", Raw(f"version <b>{e(facts.get('version') or ds)}</b>" + (f": {e(why)}" if why else ""))))
+    else:
+        rows.append(("why not published", status["detail"]))
+
+    r, se = facts.get("recall50"), facts.get("recall50_se")
+    if r is not None:
+        b, bn, bse = facts.get("best_baseline_recall50"), facts.get("best_baseline"), facts.get("best_baseline_se")
+        text = f"<b>{r:.4f}</b>" + (f" ± {se:.4f} (SE)" if se is not None else "")
+        if b is not None:
+            cls = "bad" if b > r else "ok"
+            lift = f", {r / b - 1:+.0%}" if b > 0 else ""
+            text += f' vs best baseline {e(bn)} <span class="{cls}">{b:.4f}' + (f" ± {bse:.4f}" if bse is not None else "") + f"{lift}</span>"
+        if facts.get("oracle_recall50") is not None:
+            text += f"; oracle (planted truth) {facts['oracle_recall50']:.4f}"
+        if facts.get("eval_users") is not None:
+            text += f"; {num(facts['eval_users'])} held-out users"
+        rows.append((f"{METRIC} (held-out day)", Raw(text)))
+    else:
+        rows.append((f"{METRIC} (held-out day)", "not evaluated"))
+    cold = facts.get("cold_recall50")
+    if cold is not None:
+        oc = facts.get("oracle_cold_recall50")
+        rows.append(("cold-item / tail recall@50", f"cold {num(cold)}" + (f" (oracle {num(oc)})" if oc is not None else "")
+                     + f"; tail {num(facts.get('tail_recall50'))}"))
+
+    vol = []
+    for key, what, show in (("impressions", "impressions", num), ("clicks", "clicks", num), ("ctr", "CTR", pct)):
+        v = facts.get(key)
+        if v is None:
+            continue
+        med, k = trailing_median(trailing, key)
+        cmp = f" ({float(v) / med:.0%} of the {k}-day median {show(med)})" if med else ""
+        vol.append(f"{what} {show(v)}{cmp}")
+    rows.append(("data volume (day)", "; ".join(vol) if vol else "not recorded"))
+    if facts.get("catalogue_size") is not None:
+        change = (
+            f"added {num(facts.get('catalogue_added'))}, retired {num(facts.get('catalogue_retired'))} since the day before"
+            if facts.get("catalogue_added") is not None else "no earlier day to compare with"
+        )
+        rows.append(("catalogue", f"{num(facts['catalogue_size'])} live items ({change})"))
+
+    dq_parts = []
+    for step, st in (facts.get("dq_status") or {}).items():
+        cls = "ok" if st == "passed" else "bad"
+        dq_parts.append(f'{e(step)} <span class="{cls}">{e(st)}</span>')
+    dq_text = ", ".join(dq_parts) or "no data-quality summary"
+    extra = [f"{num(facts[k])} {w}" for k, w in (("dq_checks_failed", "checks failed"), ("dq_warnings", "warnings"),
+                                                  ("quarantined_rows", "rows quarantined")) if facts.get(k)]
+    rows.append(("data quality", Raw(dq_text + (f"; {e(', '.join(extra))}" if extra else ""))))
+
+    secs = facts.get("step_seconds") or {}
+    if secs:
+        top = sorted(secs.items(), key=lambda kv: -kv[1])[:3]
+        rows.append(("time", Raw(f"<b>{dur(facts.get('total_seconds'))}</b> over {len(secs)} steps; longest: "
+                                 + ", ".join(f"{e(s)} {dur(v)}" for s, v in top))))
+    code = facts.get("code_version") or DASH
+    cfg_hash = facts.get("config_hash")
+    rows.append(("code version / config hash", Raw(f"<code>{e(code)}</code> / <code>{e(cfg_hash[:12] if cfg_hash else DASH)}</code>")))
+
+    warn = ""
+    if warnings:
+        warn = (
+            f'<div class="warnings"><h3>⚠ {len(warnings)} warning{"s" if len(warnings) > 1 else ""}</h3><ul>'
+            + "".join(f"<li>{e(w)}</li>" for w in warnings)
+            + "</ul></div>"
+        )
+    return (
+        f'<div class="summary {e(state)}" id="summary">'
+        f'<p class="status {e(state)} verdict">Status: <b>{e(state)}</b> - {e(verdict)}</p>'
+        + kv_table(rows, cls="kv summary-table")
+        + "</div>"
+        + warn
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -174,74 +273,76 @@ def _read_parquet_columns(layout: Layout, path: Path, columns: list[str]):
 
 
 def _section_steps(stats: dict[str, Any]) -> str:
+    steps = all_steps(stats)
+    secs = {s: step_seconds(stats.get(s)) for s in steps}
+    longest = max((v for v in secs.values() if v), default=0.0)
     rows = []
-    for step in [*STEPS_BEFORE_ETL, *(etl_steps(stats) or ["etl_*"]), *STEPS_AFTER_ETL]:
+    for step in steps:
         done = step in stats
-        rows.append(
-            f"<tr><td>{_e(step)}</td><td class={'ok' if done else 'bad'}>{'finished' if done else 'no stats: failed or not run'}</td></tr>"
-        )
-    return "<h2>Steps</h2><table><tr><th>step</th><th>state</th></tr>" + "".join(rows) + "</table>"
-
-
-DQ_STEPS = ("validate_raw", "validate_outputs")
-
-
-def load_dq_summaries(layout: Layout, ds: str, stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The data-quality summaries of day ``ds`` (written by quality even when its gate fails)."""
-    out: dict[str, dict[str, Any]] = {}
-    for step in DQ_STEPS:
-        summary = _read_json(layout.dq_dir(ds) / f"{step}.json") or stats.get(step)
-        if summary:
-            out[step] = summary
-    return out
+        s = secs.get(step)
+        bar = Raw(f'<span class="bar" style="width:{max(1, int(160 * s / longest))}px"></span>{e(dur(s))}') if s and longest else dur(s)
+        state = Raw(f'<span class="{"ok" if done else "bad"}">{"finished" if done else "no stats: failed or not run"}</span>')
+        finished = ((stats.get(step) or {}).get("run_info") or {}).get("finished_at") or DASH
+        rows.append([step, state, bar, finished])
+    total = sum(v for v in secs.values() if v)
+    body = grid(["step", "state", "wall time", "finished (UTC)"], rows) + f"<p>Total: {e(dur(total))}</p>"
+    return fm.folded("Steps", body, open_=True)
 
 
 def _section_data_quality(layout: Layout, ds: str, stats: dict[str, Any], out_dir: Path) -> str:
-    parts = ["<h2>Data quality</h2>"]
     summaries = load_dq_summaries(layout, ds, stats)
     if not summaries:
-        return parts[0] + f"<p>No data-quality summary under {_e(str(layout.dq_dir(ds)))}.</p>"
+        return fm.folded("Data quality", f"<p>No data-quality summary under {e(str(layout.dq_dir(ds)))}.</p>")
+    parts = []
     for step, dq in summaries.items():
         status = str(dq.get("status", "?"))
         cls = "ok" if status == "passed" else "bad"
-        parts.append(f'<h3>{step}: <span class="{cls}">{_e(status)}</span></h3>')
+        parts.append(f'<h3>{step}: <span class="{cls}">{e(status)}</span></h3>')
         docs = dq.get("data_docs")
         if docs and _stored_file(layout, Path(docs)):
-            parts.append(f'<p>Great Expectations Data Docs: <a href="{_e(_rel(Path(docs), out_dir))}">{_e(docs)}</a></p>')
+            parts.append(f'<p>Great Expectations Data Docs: <a href="{e(_rel(Path(docs), out_dir))}">{e(docs)}</a></p>')
         parts.append(
-            _kv_table(
-                {
-                    "checks": dq.get("checks"),
-                    "checks failed": dq.get("checks_failed"),
-                    "duration (s)": dq.get("duration_s"),
-                    "summary": dq.get("summary_path"),
-                }
+            kv_table(
+                [
+                    ("checks", dq.get("checks")),
+                    ("checks failed", dq.get("checks_failed")),
+                    ("duration", Raw(e(dur(dq.get("duration_s"))))),
+                    ("summary file", dq.get("summary_path") or DASH),
+                ]
             )
         )
         tables = dq.get("tables") or {}
         if tables:
             rows = "".join(
-                f"<tr><td>{_e(t)}</td><td>{_e(_fmt(v.get('rows')) if isinstance(v, dict) else v)}</td>"
-                f"<td>{_e(_fmt((dq.get('quarantined') or {}).get(t, 0)))}</td></tr>"
+                f"<tr><td>{e(t)}</td><td>{e(num(v.get('rows')) if isinstance(v, dict) else num(v))}</td>"
+                f"<td>{e(num((dq.get('quarantined') or {}).get(t, 0)))}</td></tr>"
                 for t, v in tables.items()
             )
             parts.append(f"<table><tr><th>table</th><th>rows</th><th>quarantined</th></tr>{rows}</table>")
         for label, items in (("Critical failures", dq.get("critical_failures")), ("Warnings", dq.get("warnings"))):
             if items:
-                lis = "".join(f"<li>{_e(_short(m))}</li>" for m in items)
+                lis = "".join(f"<li>{e(fm_short(m))}</li>" for m in items)
                 parts.append(f"<p><b>{label}</b></p><ul class={'bad' if label[0] == 'C' else ''}>{lis}</ul>")
-    return "".join(parts)
-
-
-def _short(v: Any, n: int = 600) -> str:
-    text = str(v)
-    return text if len(text) <= n else text[:n] + " ..."
+        suites = dq.get("suites") or []
+        if suites:
+            srows = [
+                [s.get("suite"), Raw(f'<span class="{"ok" if s.get("status") == "passed" else "bad"}">{e(s.get("status"))}</span>'),
+                 s.get("passed"), s.get("failed"), s.get("warnings"), s.get("quarantined")]
+                for s in suites if isinstance(s, dict)
+            ]
+            parts.append(fm.sub_folded(f"{len(srows)} suites", grid(["suite", "status", "passed", "failed", "warnings", "quarantined"], srows)))
+    failed = any(str(s.get("status")) == "failed" for s in summaries.values())
+    return fm.folded("Data quality", "".join(parts), open_=failed)
 
 
 def _section_etl(layout: Layout, ds: str, stats: dict[str, Any], assets: Path) -> str:
-    parts = ["<h2>ETL</h2>"]
-    for step in etl_steps(stats):
-        parts.append(f"<h3>{_e(step)}</h3>" + _kv_table(stats[step]))
+    parts = []
+    steps = etl_steps(stats)
+    if steps:
+        rows = [[s[4:], stats[s].get("rows"), Raw(e(dur(step_seconds(stats[s])))), _etl_note(stats[s])] for s in steps]
+        parts.append(grid(["stage", "rows written", "time", "notes"], rows))
+        for step in steps:
+            parts.append(fm.sub_folded(f"{step}: all recorded values", fm.details_table(stats[step], skip=("run_info",))))
     sampling = _read_parquet_columns(layout, layout.path_for("item_sampling", ds), ["clicks", "clicks_resampled"])
     if sampling is not None and sampling.num_rows:
         png = plot_popularity(
@@ -275,7 +376,16 @@ def _section_etl(layout: Layout, ds: str, stats: dict[str, Any], assets: Path) -
             "<h3>Hard negatives</h3>"
             + _kv_table({names.get(int(k), f"difficulty {k}"): v for k, v in counts.items()} | {"total": hard.num_rows})
         )
-    return "".join(parts)
+    return fm.folded("ETL", "".join(parts))
+
+
+def _etl_note(s: dict[str, Any]) -> str:
+    """One line of what matters in an ETL stage's stats."""
+    notes = []
+    for key in ("days_written", "users", "users_with_history", "active_items", "items", "train_rows", "eval_users", "new_values"):
+        if key in s and not isinstance(s[key], dict):
+            notes.append(f"{fm.label(key)} {fm.value(s[key], key)}")
+    return "; ".join(notes[:4]) or DASH
 
 
 def _funnel(layout: Layout, ds: str) -> str:
@@ -298,30 +408,46 @@ def _funnel(layout: Layout, ds: str) -> str:
     )
 
 
+# Training stats worth a line of their own (the rest is folded).
+_TRAIN_KEYS = (
+    "device", "epochs", "steps", "examples", "train_rows", "batch_size", "examples_per_s", "loss_final", "final_loss",
+    "warm_start", "warm_started_from", "seconds", "training_days", "trained_days",
+)
+
+
 def _section_training(layout: Layout, ds: str, stats: dict[str, Any], assets: Path) -> str:
-    parts = ["<h2>Training</h2>"]
-    if "train" in stats:
-        parts.append(_kv_table(stats["train"]))
+    parts = []
+    for step in ("train", "train_final"):
+        if step in stats:
+            s = stats[step]
+            head = [(fm.label(k), s[k]) for k in _TRAIN_KEYS if k in s and not isinstance(s[k], dict)]
+            parts.append(f"<h3>{step}</h3>" + (kv_table(head) if head else ""))
+            parts.append(fm.sub_folded(f"{step}: all recorded values", fm.details_table(s, skip=("run_info",))))
     model_dir = layout.model_dir(ds)
     curve = model_dir / "loss_curve.png"
     if curve.is_file():
         shutil.copyfile(curve, assets / "loss_curve.png")
         parts.append(f'<h3>Training curves</h3><img src="{ASSETS}/loss_curve.png" alt="training loss curve">')
     else:
-        series = _numeric_series(_read_json(model_dir / "train_stats.json") or stats.get("train", {}))
+        series = _numeric_series(read_json(model_dir / "train_stats.json") or stats.get("train", {}))
         if series:
             png = plot_curves(series, assets / "training_curves.png")
             parts.append(f'<h3>Training curves</h3><img src="{ASSETS}/{png.name}" alt="training curves">')
         else:
             parts.append("<p>No training curve recorded.</p>")
-    return "".join(parts)
+    return fm.folded("Training", "".join(parts))
 
 
-def _section_evaluation(layout: Layout, ds: str, stats: dict[str, Any], assets: Path) -> str:
-    parts = ["<h2>Evaluation</h2>"]
-    metrics = _read_json(layout.model_dir(ds) / "metrics.json") or stats.get("evaluate")
+# Metric columns of the evaluation table, in order (those no row has are left out).
+_EVAL_COLUMNS = (
+    "recall@10", "recall@50", "recall@50_se", "recall@100", "hitrate@50", "ndcg@50", "coverage",
+    "recall@50_tail", "recall@50_cold", "users_scored",
+)
+
+
+def _section_evaluation(layout: Layout, ds: str, stats: dict[str, Any], metrics: dict | None, assets: Path) -> str:
     if not metrics:
-        return parts[0] + "<p>No evaluation for this day.</p>"
+        return fm.folded("Evaluation", "<p>No evaluation for this day.</p>", open_=True)
     rows: dict[str, dict[str, float]] = {}
     if isinstance(metrics.get("model"), dict):
         rows["model"] = metrics["model"]
@@ -333,15 +459,32 @@ def _section_evaluation(layout: Layout, ds: str, stats: dict[str, Any], assets: 
     previous = _previous_version_metrics(layout, ds, stats)
     if previous:
         rows[previous[0]] = previous[1]
+    parts = []
     if rows:
         parts.append(_metrics_table(rows))
         png = plot_metrics(rows, assets / "evaluation.png")
         if png:
             parts.append(f'<img src="{ASSETS}/{png.name}" alt="evaluation vs baselines">')
+    parts.append(
+        '<p class="muted">recall@50_se: standard error of recall@50 over the scored users. tail: items outside '
+        "the head of training clicks; cold: items without a training click. Out-of-catalogue clicks count as misses.</p>"
+    )
     extra = {k: v for k, v in metrics.items() if k not in ("model", "baselines", "oracle")}
     if extra:
-        parts.append(_kv_table(extra))
-    return "".join(parts)
+        parts.append(fm.sub_folded("all recorded values", fm.details_table(extra)))
+    return fm.folded("Evaluation", "".join(parts), open_=True)
+
+
+def _metrics_table(rows: dict[str, dict[str, Any]]) -> str:
+    present = {k for r in rows.values() for k, v in r.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    keys = [k for k in _EVAL_COLUMNS if k in present]
+    keys += sorted(k for k in present if k not in keys and not k.endswith("_users") and k not in ("targets_excluded", "targets_not_in_catalogue"))
+    head = "<tr><th></th>" + "".join(f'<th class="n">{e(k)}</th>' for k in keys) + "</tr>"
+    body = "".join(
+        f"<tr><td>{e(name)}</td>" + "".join(f'<td class="n">{e(num(r.get(k)))}</td>' for k in keys) + "</tr>"
+        for name, r in rows.items()
+    )
+    return f"<table>{head}{body}</table>"
 
 
 def _previous_version_metrics(layout: Layout, ds: str, stats: dict[str, Any]) -> tuple[str, dict] | None:
@@ -350,61 +493,99 @@ def _previous_version_metrics(layout: Layout, ds: str, stats: dict[str, Any]) ->
     gate = (stats.get("publish") or {}).get("gate") or {}
     if isinstance(gate.get("published"), int | float):
         # The publish gate evaluated the then-published version on this day's held-out set.
-        metric = gate.get("metric", "recall@50")
-        return f"previous version {gate.get('published_version')} (same held-out day)", {metric: gate["published"]}
+        metric = gate.get("metric", METRIC)
+        row = {metric: gate["published"]}
+        if isinstance(gate.get("published_se"), int | float):
+            row[f"{metric}_se"] = gate["published_se"]
+        return f"previous version {gate.get('published_version')} (same held-out day)", row
     from twotower.rundays import published_days
 
     earlier = [d for d in published_days(layout) if d < ds]
     if not earlier:
         return None
-    m = _read_json(layout.version_dir(earlier[-1]) / "metrics.json")
+    m = read_json(layout.version_dir(earlier[-1]) / "metrics.json")
     if m and isinstance(m.get("model"), dict):
         return f"previous version {earlier[-1]} (its own held-out day)", m["model"]
     return None
 
 
 def _section_index(stats: dict[str, Any]) -> str:
-    if "build_index" not in stats:
-        return "<h2>Index</h2><p>No index was built.</p>"
-    return "<h2>Index</h2>" + _kv_table(stats["build_index"])
+    s = stats.get("build_index")
+    if s is None:
+        return fm.folded("Index", "<p>No index was built.</p>")
+    ann = s.get("ann") or {}
+    index = s.get("index") or {}
+    check = s.get("tower_check") or {}
+    rows = [
+        ("index", f"{index.get('kind', DASH)} ({index.get('factory', DASH)})"),
+        ("search parameters", index.get("params") or DASH),
+        ("vectors x dimension", f"{num(s.get('ntotal'))} x {num(s.get('dimension'))}"),
+        (f"ANN recall@{ann.get('k', '?')} vs exact", ann.get("recall")),
+        ("queries/s: ANN / exact", f"{num(ann.get('qps_ann'))} / {num(ann.get('qps_exact'))}"),
+        ("build / tuning time", f"{dur(ann.get('build_seconds'))} / {dur(ann.get('tune_seconds'))}"),
+        ("item tower re-check", f"{check.get('status', DASH)}, max |diff| {num(check.get('max_abs_diff'))}"
+         if check.get("status") == "ok" else check.get("reason") or check.get("status") or DASH),
+        ("files in the version", s.get("files")),
+    ]
+    notes = index.get("notes") or []
+    body = kv_table(rows) + ("<ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>" if notes else "")
+    body += fm.sub_folded("all recorded values", fm.details_table(s, skip=("run_info",)))
+    return fm.folded("Index", body)
 
 
 def _section_publish(stats: dict[str, Any]) -> str:
     pub = stats.get("publish")
     if pub is None:
-        return "<h2>Publish decision</h2><p><b>not published</b>: the run stopped before the publish step.</p>"
+        return '<h2>Publish decision</h2><p><b>not published</b>: the run stopped before the publish step.</p>'
     decision = "published" if pub.get("published", True) is not False else "not published"
-    reason = pub.get("reason") or (pub.get("gate") or {}).get("reason") or pub.get("decision") or ""
+    gate = pub.get("gate") or {}
+    reason = pub.get("reason") or gate.get("reason") or pub.get("decision") or ""
     if pub.get("version"):
         decision += f" as version {pub['version']}"
-    return f"<h2>Publish decision</h2><p><b>{decision}</b> {_e(str(reason))}</p>" + _kv_table(pub)
-
-
-# ------------------------------------------------------------------------------------------
-# Index page
-# ------------------------------------------------------------------------------------------
-
-
-def build_index_page(layout: Layout) -> Path:
-    """``<reports_root>/index.html``: every run day with its status, newest first."""
-    root = layout.reports_root
-    rows = []
-    for d in sorted((p for p in root.glob("ds=*") if p.is_dir()), reverse=True):
-        summary = _read_json(d / SUMMARY_NAME) or {"state": "unknown", "detail": "no report built"}
-        link = f'<a href="{d.name}/{REPORT_NAME}">{_e(d.name[3:])}</a>' if (d / REPORT_NAME).is_file() else _e(d.name[3:])
-        rows.append(
-            f'<tr><td>{link}</td><td class="status {_e(summary.get("state", ""))}">{_e(summary.get("state", ""))}</td>'
-            f"<td>{_e(summary.get('detail', ''))}</td><td>{_e(summary.get('built_at', ''))}</td></tr>"
-        )
-    page = _page(
-        "twotower runs",
-        "<h1>twotower runs</h1><table><tr><th>day</th><th>status</th><th>detail</th><th>report built</th></tr>"
-        + "".join(rows)
-        + "</table>",
+    rows: list[tuple[str, Any]] = []
+    if gate:
+        se = lambda k: f" ± {gate[k]:.4f}" if isinstance(gate.get(k), int | float) else ""  # noqa: E731
+        rows += [
+            (f"candidate {gate.get('metric', METRIC)}", f"{num(gate.get('candidate'))}{se('candidate_se')}"),
+            (f"published version {gate.get('published_version') or DASH} on the same day",
+             f"{num(gate.get('published'))}{se('published_se')}" if gate.get("published") is not None else "none (first version)"),
+            ("minimum allowed (drop rule)", gate.get("min_allowed")),
+            (f"best baseline ({gate.get('best_baseline_name') or DASH})", f"{num(gate.get('best_baseline'))}{se('best_baseline_se')}"),
+            ("ANN recall", gate.get("ann_recall")),
+            ("held-out users", gate.get("eval_users")),
+            ("decidable (margins beyond the SE)", gate.get("decidable")),
+            ("forced", gate.get("forced")),
+        ]
+    for k in ("previous_latest", "latest", "path", "retention_deleted"):
+        if k in pub:
+            rows.append((fm.label(k), pub[k]))
+    # Not folded: the decision is the first thing under its heading.
+    return (
+        f'<h2>Publish decision</h2><p><b>{decision}</b> {e(str(reason))}</p>'
+        + (kv_table(rows) if rows else "")
+        + fm.sub_folded("all recorded values", fm.details_table(pub, skip=("run_info",)))
     )
-    path = root / INDEX_NAME
-    atomic_write_text(path, page)
-    return path
+
+
+# ------------------------------------------------------------------------------------------
+# Inputs
+# ------------------------------------------------------------------------------------------
+
+
+def _read_parquet_columns(layout: Layout, path: Path, columns: list[str]):
+    """A pyarrow Table of ``columns`` from a partition folder in the store (read in place,
+    also from an object store), or ``None`` if absent/unreadable."""
+    store = layout.store
+    if not store.is_dir(path):
+        return None
+    try:
+        import pyarrow.dataset as pads
+
+        source, fs = (store.key(path), store.fs) if store.remote else (str(path), None)
+        return pads.dataset(source, filesystem=fs, format="parquet").to_table(columns=columns)
+    except Exception as exc:  # a report never fails on one unreadable input
+        log.warning("report: cannot read %s columns %s: %s", path, columns, exc)
+        return None
 
 
 # ------------------------------------------------------------------------------------------
@@ -471,6 +652,7 @@ def plot_metrics(rows: dict[str, dict[str, Any]], path: Path) -> Path | None:
         k for k, v in first.items()
         if isinstance(v, int | float) and k.startswith(("recall@", "hitrate@", "ndcg@")) and not k.endswith("_se")
     ]
+    keys.sort(key=lambda k: (_EVAL_COLUMNS.index(k) if k in _EVAL_COLUMNS else len(_EVAL_COLUMNS), k))
     if not keys:
         return None
     plt = _plt()
@@ -492,60 +674,13 @@ def plot_metrics(rows: dict[str, dict[str, Any]], path: Path) -> Path | None:
 
 
 # ------------------------------------------------------------------------------------------
-# HTML helpers
+# Helpers
 # ------------------------------------------------------------------------------------------
 
-_CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}
-.ok{color:#176f2c}.bad{color:#a31515}.status.published{color:#176f2c}.status.failed,.status.rejected{color:#a31515}
-img{max-width:100%;border:1px solid #ddd}"""
 
-
-def _page(title: str, body: str) -> str:
-    return (
-        f'<!doctype html><html><head><meta charset="utf-8"><title>{_e(title)}</title>'
-        f"<style>{_CSS}</style></head><body>{body}</body></html>\n"
-    )
-
-
-def _e(s: Any) -> str:
-    return html.escape(str(s))
-
-
-def _kv_table(d: Any, max_rows: int = 60) -> str:
-    flat = _flatten(d)
-    rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(_short(_fmt(v), 300))}</td></tr>" for k, v in list(flat.items())[:max_rows])
-    more = f"<tr><td colspan=2>... {len(flat) - max_rows} more</td></tr>" if len(flat) > max_rows else ""
-    return f"<table>{rows}{more}</table>"
-
-
-def _metrics_table(rows: dict[str, dict[str, Any]]) -> str:
-    keys = sorted({k for r in rows.values() for k, v in r.items() if isinstance(v, int | float)})
-    head = "<tr><th></th>" + "".join(f"<th>{_e(k)}</th>" for k in keys) + "</tr>"
-    body = "".join(
-        f"<tr><td>{_e(name)}</td>" + "".join(f"<td>{_e(_fmt(r.get(k, '')))}</td>" for k in keys) + "</tr>"
-        for name, r in rows.items()
-    )
-    return f"<table>{head}{body}</table>"
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    if isinstance(d, list) and (len(d) > 12 or any(isinstance(x, dict | list) for x in d)):
-        return {prefix.rstrip("."): f"[{len(d)} values]"}
-    return {prefix.rstrip("."): d}
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}"
-    return str(v)
+def _kv_table(d: dict[str, Any]) -> str:
+    """Label -> value rows, values formatted for people."""
+    return "<table>" + "".join(f"<tr><td>{e(k)}</td><td>{e(fm.value(v, str(k)))}</td></tr>" for k, v in d.items()) + "</table>"
 
 
 def _numeric_series(d: Any, prefix: str = "") -> dict[str, list[float]]:
@@ -574,13 +709,6 @@ def _stored_file(layout: Layout, path: Path) -> bool:
         return layout.store.is_file(path)
     except ValueError:  # a path outside this layout's roots (written under other roots)
         return False
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def _rel(target: Path, start: Path) -> str:

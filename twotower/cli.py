@@ -27,7 +27,7 @@ from twotower.config import Config, ConfigError, load_config
 from twotower.errors import PipelineError, UserError
 
 # Stage packages that add subcommands, in the order they appear in --help.
-COMMAND_MODULES: tuple[str, ...] = ("twotower.cli_config", "twotower.cli_pipeline", "indexing.cli", "logsim.cli", "importers.cli", "etl.cli", "training.cli", "quality.cli")
+COMMAND_MODULES: tuple[str, ...] = ("twotower.cli_config", "twotower.cli_pipeline", "twotower.cli_runs", "indexing.cli", "logsim.cli", "importers.cli", "etl.cli", "training.cli", "quality.cli")
 
 
 # Exit code of a command whose stdout was closed by the reader (128 + SIGPIPE).

@@ -1,0 +1,247 @@
+"""What a run day left on disk, as the few numbers an operator compares across days (the
+*facts* of a day, stored in its ``summary.json`` and plotted by the runs index), and the
+warnings for anything far off.
+
+Inputs (never recomputed): ``Layout.stage_stats(ds, step)`` JSON of every step (with its
+``run_info``: wall seconds, code version, config hash), the data-quality summaries and the
+candidate's ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from contracts.layout import Layout
+
+DQ_STEPS = ("validate_raw", "validate_outputs")
+# Pipeline steps in run order (the ETL stages are inserted after validate_raw).
+STEPS_BEFORE_ETL = ("validate_raw",)
+STEPS_AFTER_ETL = ("validate_outputs", "train", "evaluate", "train_final", "build_index", "publish")
+METRIC = "recall@50"
+# Trailing days a day's volume is compared with.
+TRAILING_DAYS = 7
+
+# Thresholds of the warnings (why each is what it is is in the rule's text).
+COLD_NEAR_ZERO = 0.01  # cold-item recall@50 below this is "near zero"
+COLD_VS_ORACLE = 0.1  # ... or below this share of the oracle's cold-item recall
+MODEL_VS_ORACLE = 0.25  # model recall@50 below this share of the oracle's
+VOLUME_LOW, VOLUME_HIGH = 0.5, 2.0  # day volume vs the trailing median
+FEW_EVAL_USERS = 100  # the publish gate's default publish.min_eval_users
+OUT_OF_CATALOGUE_SHARE = 0.2
+RETIRED_SHARE = 0.2
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        out = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return out if isinstance(out, dict) else None
+
+
+def load_stage_stats(layout: Layout, ds: str) -> dict[str, dict[str, Any]]:
+    """Every ``stats/<step>.json`` of day ``ds`` by step name (unreadable files are reported, not fatal)."""
+    folder = layout.stage_stats(ds, "x").parent
+    out: dict[str, dict[str, Any]] = {}
+    if folder.is_dir():
+        for f in sorted(folder.glob("*.json")):
+            try:
+                out[f.stem] = json.loads(f.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                out[f.stem] = {"unreadable": f"{f}: {exc}"}
+    return out
+
+
+def load_dq_summaries(layout: Layout, ds: str, stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The data-quality summaries of day ``ds`` (written by quality even when its gate fails)."""
+    out: dict[str, dict[str, Any]] = {}
+    for step in DQ_STEPS:
+        summary = read_json(layout.dq_dir(ds) / f"{step}.json") or stats.get(step)
+        if summary:
+            out[step] = summary
+    return out
+
+
+def load_metrics(layout: Layout, ds: str, stats: dict[str, Any]) -> dict[str, Any] | None:
+    return read_json(layout.model_dir(ds) / "metrics.json") or stats.get("evaluate")
+
+
+def etl_steps(stats: dict[str, Any]) -> list[str]:
+    """ETL step names present (``etl_<stage>``), in the order of ``etl.jobs.ETL_STAGES`` when known."""
+    present = [k for k in stats if k.startswith("etl_")]
+    try:
+        from etl.jobs import ETL_STAGES
+
+        order = [f"etl_{s}" for s in ETL_STAGES]
+    except ImportError:  # the report must still render without the ETL package
+        order = []
+    return [s for s in order if s in present] + sorted(s for s in present if s not in order)
+
+
+def all_steps(stats: dict[str, Any]) -> list[str]:
+    """Every pipeline step in run order (``etl_*`` when no ETL stage left statistics)."""
+    return [*STEPS_BEFORE_ETL, *(etl_steps(stats) or ["etl_*"]), *STEPS_AFTER_ETL]
+
+
+def step_seconds(step_stats: dict[str, Any] | None) -> float | None:
+    """Wall seconds of a step: ``run_info.wall_seconds`` (every step since it was recorded),
+    else what the step itself measured (``seconds``, ``duration_s``)."""
+    if not isinstance(step_stats, dict):
+        return None
+    for v in ((step_stats.get("run_info") or {}).get("wall_seconds"), step_stats.get("seconds"), step_stats.get("duration_s")):
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)
+    return None
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def day_facts(ds: str, stats: dict[str, Any], dq: dict[str, Any], metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """The day's comparable numbers (JSON-ready; ``None`` = not recorded).
+
+    Keys: volume (``impressions``, ``clicks`` of day ``ds``, ``ctr``, ``users``, ``items``),
+    data quality (``dq_status``, ``dq_checks_failed``, ``dq_critical``, ``dq_warnings``,
+    ``quarantined_rows``), ``catalogue_size`` / ``_added`` / ``_retired``, evaluation
+    (``recall50`` and ``recall50_se`` of the model, ``baselines`` name -> recall@50,
+    ``best_baseline`` / ``best_baseline_recall50`` / ``best_baseline_se``, ``oracle_recall50``,
+    ``cold_recall50`` / ``oracle_cold_recall50``, ``tail_recall50``, ``eval_users``), publish
+    (``published``, ``version``, ``latest``), time (``step_seconds`` step -> s,
+    ``total_seconds``), ``code_version``, ``config_hash``.
+    """
+    f: dict[str, Any] = {"ds": ds}
+    raw = dq.get("validate_raw") or {}
+    tables = raw.get("tables") or {}
+
+    def rows(table: str) -> int | None:
+        t = tables.get(table)
+        return t.get("rows") if isinstance(t, dict) else (t if isinstance(t, int) else None)
+
+    f["impressions"], f["users"], f["items"] = rows("impressions"), rows("users"), rows("items")
+    cp = stats.get("etl_click_positives") or {}
+    f["clicks"] = (cp.get("rows_by_day") or {}).get(ds)
+    f["ctr"] = f["clicks"] / f["impressions"] if f["clicks"] is not None and f["impressions"] else None
+
+    f["dq_status"] = {step: str(s.get("status", "?")) for step, s in dq.items()}
+    f["dq_checks_failed"] = sum(int(s.get("checks_failed") or 0) for s in dq.values()) if dq else None
+    f["dq_critical"] = sum(len(s.get("critical_failures") or []) for s in dq.values()) if dq else None
+    f["dq_warnings"] = sum(len(s.get("warnings") or []) for s in dq.values()) if dq else None
+    f["quarantined_rows"] = (
+        sum(int(v or 0) for s in dq.values() for v in (s.get("quarantined") or {}).values()) if dq else None
+    )
+
+    cat = (stats.get("etl_features") or {}).get("catalogue") or {}
+    f["catalogue_size"], f["catalogue_added"], f["catalogue_retired"] = cat.get("size"), cat.get("added"), cat.get("retired")
+
+    m = metrics or {}
+    model = m.get("model") if isinstance(m.get("model"), dict) else {}
+    f["recall50"], f["recall50_se"] = _num(model.get(METRIC)), _num(model.get(f"{METRIC}_se"))
+    f["cold_recall50"], f["tail_recall50"] = _num(model.get(f"{METRIC}_cold")), _num(model.get(f"{METRIC}_tail"))
+    f["cold_users"] = model.get("cold_users")
+    f["eval_users"] = model.get("users_scored", m.get("eval_users"))
+    f["eval_targets"], f["eval_targets_not_in_catalogue"] = m.get("eval_targets"), m.get("eval_targets_not_in_catalogue")
+    baselines = {
+        n: _num(b.get(METRIC)) for n, b in (m.get("baselines") or {}).items() if isinstance(b, dict) and _num(b.get(METRIC)) is not None
+    }
+    f["baselines"] = baselines
+    best = max(baselines, key=lambda n: baselines[n]) if baselines else None
+    f["best_baseline"] = best
+    f["best_baseline_recall50"] = baselines.get(best) if best else None
+    f["best_baseline_se"] = _num(((m.get("baselines") or {}).get(best) or {}).get(f"{METRIC}_se")) if best else None
+    oracle = m.get("oracle") if isinstance(m.get("oracle"), dict) else {}
+    f["oracle_recall50"], f["oracle_cold_recall50"] = _num(oracle.get(METRIC)), _num(oracle.get(f"{METRIC}_cold"))
+
+    pub = stats.get("publish")
+    f["published"] = None if pub is None else pub.get("published", True) is not False
+    f["version"] = (pub or {}).get("version")
+    f["latest"] = (pub or {}).get("latest")
+    gate = (pub or {}).get("gate") or {}
+    f["ann_recall"] = _num(gate.get("ann_recall")) or _num(((stats.get("build_index") or {}).get("ann") or {}).get("recall"))
+    f["gate_decidable"], f["gate_forced"] = gate.get("decidable"), gate.get("forced")
+
+    secs = {s: step_seconds(stats.get(s)) for s in all_steps(stats) if s in stats}
+    f["step_seconds"] = {s: v for s, v in secs.items() if v is not None}
+    f["total_seconds"] = sum(f["step_seconds"].values()) if f["step_seconds"] else None
+    infos = [st.get("run_info") for st in stats.values() if isinstance(st, dict) and isinstance(st.get("run_info"), dict)]
+    latest_info = max(infos, key=lambda i: str(i.get("finished_at", ""))) if infos else {}
+    f["code_version"], f["config_hash"] = latest_info.get("code_version"), latest_info.get("config_hash")
+    versions = sorted({str(i.get("code_version")) for i in infos if i.get("code_version")})
+    f["code_versions"] = versions if len(versions) > 1 else None
+    return f
+
+
+def trailing_median(history: list[dict[str, Any]], key: str) -> tuple[float | None, int]:
+    """Median of ``key`` over the facts in ``history`` that have it, and how many had it."""
+    values = [float(h[key]) for h in history if isinstance(h.get(key), int | float) and not isinstance(h.get(key), bool)]
+    return (statistics.median(values), len(values)) if values else (None, 0)
+
+
+def warnings_for(facts: dict[str, Any], trailing: list[dict[str, Any]], missing_steps: list[str] | None = None) -> list[str]:
+    """Plain-language warnings for what is far off on this day.
+
+    Args:
+        facts: :func:`day_facts` of the day.
+        trailing: the facts of up to :data:`TRAILING_DAYS` earlier run days, oldest first.
+        missing_steps: steps that left no statistics (a failed run).
+    """
+    w: list[str] = []
+    r, se = facts.get("recall50"), facts.get("recall50_se")
+    se_txt = f" ± {se:.4f}" if se is not None else ""
+    best, b = facts.get("best_baseline"), facts.get("best_baseline_recall50")
+    if r is not None and b is not None and b > r:
+        gap = b - r
+        band = (se or 0.0) ** 2 + (facts.get("best_baseline_se") or 0.0) ** 2
+        sig = f", {gap / band**0.5:.1f} SE" if band > 0 else ""
+        w.append(
+            f"The popularity baseline {best} beats the model: recall@50 {b:.4f} vs the model's {r:.4f}{se_txt} "
+            f"(by {gap:.4f}{sig}). Serving popular items would do better on this held-out day."
+        )
+    cold, oc = facts.get("cold_recall50"), facts.get("oracle_cold_recall50")
+    if cold is not None and (facts.get("cold_users") or 0) > 0:
+        vs = f" against the oracle's {oc:.4f}" if oc is not None else ""
+        if cold < COLD_NEAR_ZERO or (oc is not None and oc > 0 and cold < COLD_VS_ORACLE * oc):
+            w.append(
+                f"Cold-item recall@50 is {cold:.4f}{vs} ({facts.get('cold_users')} users clicked items without a "
+                "training click): the model almost never retrieves new items."
+            )
+    o = facts.get("oracle_recall50")
+    if r is not None and o is not None and o > 0 and r < MODEL_VS_ORACLE * o:
+        w.append(f"Model recall@50 {r:.4f} is below {MODEL_VS_ORACLE:.0%} of the oracle's {o:.4f} (the planted truth).")
+    n = facts.get("eval_users")
+    if isinstance(n, int) and n < FEW_EVAL_USERS:
+        w.append(f"Only {n} held-out users were scored: recall differences below ~{2 * (se or 0):.3f} are noise.")
+    tgt, out = facts.get("eval_targets"), facts.get("eval_targets_not_in_catalogue")
+    if tgt and out and out / tgt > OUT_OF_CATALOGUE_SHARE:
+        w.append(f"{out:,} of {tgt:,} held-out clicks ({out / tgt:.0%}) are on items outside the indexed catalogue (counted as misses).")
+    for key, what in (("impressions", "Impressions"), ("clicks", "Clicks"), ("ctr", "CTR"), ("catalogue_size", "Catalogue size")):
+        v = facts.get(key)
+        med, k = trailing_median(trailing, key)
+        if v is None or med is None or med <= 0:
+            continue
+        ratio = float(v) / med
+        if ratio < VOLUME_LOW or ratio > VOLUME_HIGH:
+            shown = (lambda x: f"{100 * x:.2f} %") if key == "ctr" else (lambda x: f"{x:,.0f}")
+            w.append(
+                f"{what} {shown(float(v))} is {ratio:.0%} of the median of the {k} previous run days ({shown(med)})."
+            )
+    if facts.get("dq_critical"):
+        w.append(f"Data quality: {facts['dq_critical']} critical check(s) failed; the run stopped at the gate.")
+    if facts.get("quarantined_rows"):
+        w.append(f"{facts['quarantined_rows']:,} row(s) were quarantined by the data-quality checks (see Data quality).")
+    retired, size = facts.get("catalogue_retired"), facts.get("catalogue_size")
+    if retired and size and retired / (size + retired) > RETIRED_SHARE:
+        w.append(f"{retired:,} items were retired from the catalogue since the day before ({size:,} live now).")
+    ann = facts.get("ann_recall")
+    if ann is not None and ann < 0.95:
+        w.append(f"ANN recall {ann:.3f} against exact search is below 0.95: the index misses items exact search finds.")
+    if facts.get("gate_forced"):
+        w.append("Published with --force despite the publish gate.")
+    if facts.get("code_versions"):
+        w.append(f"The steps of this day ran with different code versions: {', '.join(facts['code_versions'])}.")
+    if missing_steps:
+        w.append(f"No statistics from: {', '.join(missing_steps)} (failed or not run).")
+    return w
