@@ -160,6 +160,8 @@ def build_index_for_day(cfg: Config, ds: str) -> dict[str, Any]:
     import faiss
     import pyarrow.parquet as pq
 
+    from indexing.serving_bundle import write_serving_bundle
+
     staging = layout.model_root / art.STAGING / ds
     with atomic_dir(staging) as tmp:
         for f in sorted(model_dir.iterdir()):
@@ -167,6 +169,7 @@ def build_index_for_day(cfg: Config, ds: str) -> dict[str, Any]:
                 shutil.copy2(f, tmp / f.name)
         faiss.write_index(index, str(tmp / art.INDEX_FILE))
         pq.write_table(pq.read_table(user_features), tmp / art.USER_FEATURES_FILE)
+        write_serving_bundle(layout, ds, tmp, model_config, spec.to_dict())  # serving/: embed users from raw features
         manifest = {
             "format_version": FORMAT_VERSION,
             "version": ds,

@@ -125,7 +125,8 @@ def test_cli_list_show_rollback(published, monkeypatch, capsys):
     assert shown["version"] == D1 and shown["ntotal"] == 300
 
     assert _cli(published, monkeypatch, "artifacts", "show", D1) == 0
-    assert "checksums of 11 files verified" in capsys.readouterr().out
+    # 11 model/index files + serving/bundle.json and serving/reference_client.py (no vocabulary partition here)
+    assert "checksums of 13 files verified" in capsys.readouterr().out
 
     assert _cli(published, monkeypatch, "artifacts", "rollback", D1) == 0
     assert "2026-11-02 -> 2026-11-01" in capsys.readouterr().out

@@ -66,6 +66,7 @@ def test_first_publish_writes_complete_manifest(tmp_path):
         "index.faiss", "item_ids.parquet", "item_embeddings.npy", "user_tower.pt", "item_tower.pt",
         "model_config.json", "metrics.json", "user_features.parquet", "model_state.pt",
         "eval_user_embeddings.npy", "eval_user_ids.parquet",
+        "serving/bundle.json", "serving/reference_client.py",  # no vocabulary partition in this test
     }  # fmt: skip
     assert set(m["files"]) == expected_files
     for name, sha in m["files"].items():  # independent sha256
