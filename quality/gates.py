@@ -597,7 +597,11 @@ def validate_outputs(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any
         results = project.run(contract_suites)
         gate.add_results(results)
         ok = {n: frames[n] for n in frames if all(r.success for r in results if r.table == n)}
-        project_suites = _output_row_suites(cfg, spark, layout, ds, ok)
+        try:  # the row suites also read earlier days (previous vocabulary, window positives)
+            project_suites = _output_row_suites(cfg, spark, layout, ds, ok)
+        except io.UnreadableFile as err:
+            gate.add_unreadable(err)
+            return
         gate.add_results(project.run(project_suites))
 
     docs = _run_in_project(gate, run)
@@ -744,8 +748,8 @@ def _output_row_suites(
         ]
         out.append(S.output_rows_suite(T["vocabulary"], voc, ds, flags, checks))
         previous = [d for d in layout.partitions("vocabulary") if d < ds]
-        if previous and layout.store.data_files(layout.path_for("vocabulary", previous[-1])):
-            prev = spark.read.parquet(layout.store.uri(layout.path_for("vocabulary", previous[-1])))
+        prev = io.read_partition(spark, layout, "vocabulary", previous[-1]) if previous else None
+        if prev is not None:
             out.append(S.vocabulary_stability_suite(voc, prev, ds, previous[-1]))
 
     if "feature_stats" in frames:

@@ -94,17 +94,23 @@ def read_partition(spark: SparkSession, layout: Layout, table: str, ds: str) -> 
     without data files).
 
     The schema is read from the files, not imposed, so a renamed column or a wrong type is
-    seen by the contract check instead of failing the read.
+    seen by the contract check instead of failing the read. Every file's footer is opened
+    first (:func:`checked_row_count`): an unreadable file raises :class:`UnreadableFile`.
     """
     folder = layout.path_for(table, ds)
     if not layout.store.data_files(folder):
         return None
+    checked_row_count(layout, table, ds)
     return spark.read.parquet(layout.store.uri(folder))
 
 
 def read_partitions(spark: SparkSession, layout: Layout, table: str, days: list[str]) -> DataFrame | None:
-    """The union of the given days' partitions that exist (None if none does)."""
-    folders = [layout.store.uri(layout.path_for(table, d)) for d in days if layout.store.data_files(layout.path_for(table, d))]
+    """The union of the given days' partitions that exist (None if none does); raises
+    :class:`UnreadableFile` for a file that is not readable Parquet."""
+    present = [d for d in days if layout.store.data_files(layout.path_for(table, d))]
+    for d in present:
+        checked_row_count(layout, table, d)
+    folders = [layout.store.uri(layout.path_for(table, d)) for d in present]
     if not folders:
         return None
     return spark.read.parquet(*folders)

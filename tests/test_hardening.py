@@ -117,6 +117,20 @@ def test_truncated_file_on_a_past_day_of_the_window(case):
     assert _failed(case) == {("impressions", "readable")}
 
 
+def test_unreadable_etl_output_is_a_critical_output_check(tmp_config, spark):
+    """The output gate opens ETL outputs through the same guarded reader."""
+    folder = Layout(tmp_config.paths).path_for("vocabulary", RUN_DAY)
+    folder.mkdir(parents=True)
+    (folder / "part-00000.parquet").write_bytes(b"PAR1")  # four bytes: not a Parquet file
+    with pytest.raises(QualityGateFailed) as err:
+        pipeline.validate_outputs(tmp_config, RUN_DAY)
+    msg = str(err.value)
+    assert "table vocabulary, partition ds=2026-11-04: unreadable Parquet file" in msg
+    assert str(folder / "part-00000.parquet") in msg
+    failed = _failed(tmp_config, "validate_outputs")
+    assert ("vocabulary", "readable") in failed and ("vocabulary", "partition_exists") not in failed
+
+
 # -- 2. id hygiene -------------------------------------------------------------------------------
 
 
