@@ -19,13 +19,14 @@ S3A_JARS := var/cache/s3a-jars/.fetched
 # `make bench BENCH_ARGS=--quick` for the quick subset; `--only pipeline,index` for some.
 BENCH_ARGS ?=
 
-.PHONY: help setup airflow-init run test test-fast lint bench docs clean
+.PHONY: help setup airflow-init run test test-fast lint bench docs screenshots clean
 
 help:
 	@echo "make run    - set up, simulate sample logs if none, run one day through the Airflow DAG"
 	@echo "make test   - set up and run the test suite"
 	@echo "make bench  - run every benchmark -> bench/results/<date>.json + docs/benchmarks.md (BENCH_ARGS=--quick: subset)"
 	@echo "make lint   - ruff"
+	@echo "make screenshots - headless-Chromium screenshots of the reports under the reports root -> docs/screenshots/"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +62,12 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m contracts.docs > docs/data-contracts.md
 	$(BIN)/python -m twotower.config_docs > docs/config.md
+
+# Headless-Chromium screenshots of the runs under the reports root (after `make run`; needs
+# Debian's chromium): a published day's report, a refused day's, the runs index, failed Data Docs.
+SCREENSHOTS_ARGS ?=
+screenshots: $(STAMP)
+	$(BIN)/python -m reports.screenshots --out docs/screenshots $(SCREENSHOTS_ARGS)
 
 clean:
 	rm -rf var .pytest_cache
