@@ -97,6 +97,20 @@ def step_seconds(step_stats: dict[str, Any] | None) -> float | None:
     return None
 
 
+def quarantined_rows(entry: Any) -> int:
+    """Rows set aside for one table: ``{"rows": n, ...}`` (quality's summary) or a plain count."""
+    v = entry.get("rows") if isinstance(entry, dict) else entry
+    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0
+
+
+def failing_rows(entry: Any) -> int:
+    """Rows failing a row rule for one table (quarantined, or not when over the budget)."""
+    if isinstance(entry, dict):
+        v = entry.get("failing", entry.get("rows"))
+        return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0
+    return quarantined_rows(entry)
+
+
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
@@ -130,9 +144,8 @@ def day_facts(ds: str, stats: dict[str, Any], dq: dict[str, Any], metrics: dict[
     f["dq_checks_failed"] = sum(int(s.get("checks_failed") or 0) for s in dq.values()) if dq else None
     f["dq_critical"] = sum(len(s.get("critical_failures") or []) for s in dq.values()) if dq else None
     f["dq_warnings"] = sum(len(s.get("warnings") or []) for s in dq.values()) if dq else None
-    f["quarantined_rows"] = (
-        sum(int(v or 0) for s in dq.values() for v in (s.get("quarantined") or {}).values()) if dq else None
-    )
+    f["quarantined_rows"] = sum(quarantined_rows(v) for s in dq.values() for v in (s.get("quarantined") or {}).values()) if dq else None
+    f["rule_failing_rows"] = sum(failing_rows(v) for s in dq.values() for v in (s.get("quarantined") or {}).values()) if dq else None
 
     cat = (stats.get("etl_features") or {}).get("catalogue") or {}
     f["catalogue_size"], f["catalogue_added"], f["catalogue_retired"] = cat.get("size"), cat.get("added"), cat.get("retired")

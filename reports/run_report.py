@@ -41,9 +41,11 @@ from reports.facts import (
     all_steps,
     day_facts,
     etl_steps,
+    failing_rows,
     load_dq_summaries,
     load_metrics,
     load_stage_stats,
+    quarantined_rows,
     read_json,
     step_seconds,
     trailing_median,
@@ -101,13 +103,17 @@ def build_run_report(cfg: Config, ds: str) -> Path:
 
     status = run_status(stats, dq)
     metrics = load_metrics(layout, ds, stats)
-    facts = day_facts(ds, stats, dq, metrics)
+    try:
+        facts = day_facts(ds, stats, dq, metrics)
+    except Exception as exc:  # a report never fails on one odd input: it says so instead
+        log.exception("report ds=%s: cannot compute the day's facts", ds)
+        facts = {"ds": ds, "error": f"cannot compute the day's facts: {exc!r}"}
     if not facts.get("code_version"):  # steps recorded before run_info existed: the version's manifest
         manifest = read_json(layout.version_dir(ds) / "manifest.json") or {}
         facts["code_version"], facts["config_hash"] = manifest.get("code_version"), manifest.get("config_hash")
     trailing = [s["facts"] for s in load_run_summaries(layout) if s["ds"] < ds and s.get("facts")][-TRAILING_DAYS:]
     missing = [s for s in all_steps(stats) if s not in stats] if status["state"] == "failed" else []
-    warnings = warnings_for(facts, trailing, missing)
+    warnings = warnings_for(facts, trailing, missing) if "error" not in facts else [facts["error"]]
 
     sections = [
         _section_steps(stats),
@@ -315,7 +321,7 @@ def _section_data_quality(layout: Layout, ds: str, stats: dict[str, Any], out_di
         if tables:
             rows = "".join(
                 f"<tr><td>{e(t)}</td><td>{e(num(v.get('rows')) if isinstance(v, dict) else num(v))}</td>"
-                f"<td>{e(num((dq.get('quarantined') or {}).get(t, 0)))}</td></tr>"
+                f"<td>{e(_quarantine_text((dq.get('quarantined') or {}).get(t)))}</td></tr>"
                 for t, v in tables.items()
             )
             parts.append(f"<table><tr><th>table</th><th>rows</th><th>quarantined</th></tr>{rows}</table>")
@@ -377,6 +383,12 @@ def _section_etl(layout: Layout, ds: str, stats: dict[str, Any], assets: Path) -
             + _kv_table({names.get(int(k), f"difficulty {k}"): v for k, v in counts.items()} | {"total": hard.num_rows})
         )
     return fm.folded("ETL", "".join(parts))
+
+
+def _quarantine_text(entry: Any) -> str:
+    """``12``, or ``0 (6,147 rows fail row rules: over the quarantine budget)``."""
+    rows, failing = quarantined_rows(entry), failing_rows(entry)
+    return num(rows) if failing <= rows else f"{num(rows)} ({num(failing)} rows fail row rules: over the quarantine budget)"
 
 
 def _etl_note(s: dict[str, Any]) -> str:

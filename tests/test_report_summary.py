@@ -28,7 +28,8 @@ def write_day(layout: Layout, ds: str, *, impressions: int, clicks: int, model: 
     """Stats of one run day as the pipeline writes them (run_info included)."""
     info = {"code_version": "git:abc123", "config_hash": "f" * 64, "finished_at": f"{ds}T01:00:00+00:00"}
     dq = {"status": "passed", "checks": 99, "checks_failed": 0, "critical_failures": [], "warnings": [],
-          "tables": {"impressions": {"rows": impressions}, "users": {"rows": 1000}}, "quarantined": {"impressions": quarantined},
+          "tables": {"impressions": {"rows": impressions}, "users": {"rows": 1000}},
+          "quarantined": {"impressions": {"rows": quarantined, "fraction": quarantined / impressions, "by_rule": {"null_user_id": quarantined}}},
           "duration_s": 56.3}
     _write(layout.stage_stats(ds, "validate_raw"), {**dq, "run_info": {**info, "wall_seconds": 60.0}})
     _write(layout.dq_dir(ds) / "validate_raw.json", dq)
@@ -172,3 +173,30 @@ def test_runs_index_plots_trends_and_links_each_day(tmp_path, capsys, monkeypatc
     assert main(["runs", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["day", "status", "recall@50"] and lines[2].split()[:3] == ["2026-11-02", "rejected", "0.5100"]
+
+
+def test_failed_data_quality_day_names_the_failure_and_the_rows(tmp_path):
+    cfg = make_config(tmp_path)
+    layout = Layout(cfg.paths)
+    write_day(layout, DAYS[0], impressions=20_000, clicks=1_700, model=0.55, baseline=0.53)
+    build_run_report(cfg, DAYS[0])
+    bad = DAYS[1]
+    # As quality writes it when too many rows fail a row rule: nothing quarantined, the day stops.
+    _write(layout.dq_dir(bad) / "validate_raw.json", {
+        "status": "failed", "checks": 99, "checks_failed": 2, "warnings": [],
+        "critical_failures": ["table impressions, partition ds=2026-11-02, column user_id: 6,147 rows: user_id is null"],
+        "tables": {"impressions": {"present": True, "rows": 18_440}},
+        "quarantined": {"impressions": {"rows": 0, "failing": 6_147, "fraction": 0.3334, "by_rule": {"null_user_id": 6_147}}},
+    })
+    page = build_run_report(cfg, bad).read_text()
+    summary = page[page.index('id="summary"') : page.index("<h2>Steps</h2>")]
+    assert "Status: <b>failed</b> - not published: the run failed" in summary
+    assert "data-quality gate validate_raw failed (2 critical)" not in summary  # 1 message listed, 2 checks failed
+    assert "data-quality gate validate_raw failed (1 critical): table impressions, partition ds=2026-11-02, column user_id" in summary
+    assert "validate_raw <span class=\"bad\">failed</span>; 2 checks failed" in summary
+    assert "<td>impressions</td><td>18,440</td><td>0 (6,147 rows fail row rules: over the quarantine budget)</td>" in page
+    facts = json.loads((layout.report_dir(bad) / "summary.json").read_text())["facts"]
+    assert facts["quarantined_rows"] == 0 and facts["rule_failing_rows"] == 6_147 and facts["dq_checks_failed"] == 2
+    # 18,440 impressions vs the one earlier day's 20,000: 92 %, no volume warning; the gate's is there.
+    warnings = json.loads((layout.report_dir(bad) / "summary.json").read_text())["warnings"]
+    assert warnings[0] == "Data quality: 1 critical check(s) failed; the run stopped at the gate."
