@@ -327,6 +327,7 @@ class GateResult:
     # False when the held-out set cannot resolve the rules' margins (see gate_decision).
     decidable: bool = True
     undecided: tuple[str, ...] = ()
+    best_baseline_diff_se: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -342,6 +343,7 @@ class GateResult:
             "ann_recall": self.ann_recall,
             "best_baseline": self.best_baseline_recall,
             "best_baseline_se": self.best_baseline_se,
+            "best_baseline_diff_se": self.best_baseline_diff_se,
             "best_baseline_name": self.best_baseline_name,
             "below_best_baseline": self.below_baseline,
             "eval_users": self.eval_users,
@@ -369,6 +371,7 @@ def gate_decision(
     baseline_se: float | None = None,
     baseline_name: str | None = None,
     eval_users: int | None = None,
+    baseline_diff_se: float | None = None,
 ) -> GateResult:
     """Pure gate rule, decided with the held-out set's standard errors (SE of recall@50).
 
@@ -380,7 +383,9 @@ def gate_decision(
     * baseline rule (``min_recall_vs_best_baseline`` > 0, a first version too): with
       ``floor = baseline * min_recall_vs_best_baseline`` (``baseline_recall``: the strongest
       popularity bar on the same held-out users), refuse when ``candidate < floor`` AND
-      ``floor - candidate > z * se(candidate, min_recall_vs_best_baseline * baseline_se)``;
+      ``floor - candidate > z * se(candidate, min_recall_vs_best_baseline * baseline_se)``, or,
+      when ``baseline_diff_se`` (the SE of the per-user difference model - bar, paired on the
+      same users) is known and the ratio is 1, ``> z * baseline_diff_se``;
     * refuse when ``ann_recall < min_ann_recall``.
 
     A rule whose threshold is crossed by less than ``z`` SE is *undecided*: it does not refuse,
@@ -403,7 +408,10 @@ def gate_decision(
     se_txt = f" +- {candidate_se:.4f}" if candidate_se is not None else ""
     if baseline_recall is not None and cfg.min_recall_vs_best_baseline > 0:
         floor = baseline_recall * cfg.min_recall_vs_best_baseline
-        band = z * _combined_se(candidate_se, None if baseline_se is None else cfg.min_recall_vs_best_baseline * baseline_se)
+        if baseline_diff_se is not None and cfg.min_recall_vs_best_baseline == 1.0:
+            band = z * baseline_diff_se  # paired by user: the per-user noise common to both cancels
+        else:
+            band = z * _combined_se(candidate_se, None if baseline_se is None else cfg.min_recall_vs_best_baseline * baseline_se)
         if candidate_recall < floor:
             text = (
                 f"{GATE_METRIC} {candidate_recall:.4f}{se_txt} is below publish.min_recall_vs_best_baseline "
@@ -451,14 +459,15 @@ def gate_decision(
     return GateResult(
         not reasons, reason, candidate_recall, published_recall, published_version, ann_recall, threshold,
         baseline_recall, below_baseline, candidate_se, published_se, baseline_se, baseline_name, eval_users,
-        not (too_few or undecided), tuple(undecided),
+        not (too_few or undecided), tuple(undecided), baseline_diff_se,
     )
 
 
-def best_baseline(metrics: dict[str, Any]) -> tuple[str, float, float | None] | None:
-    """(name, recall@50, its SE) of the strongest popularity bar in an evaluation (None: none)."""
+def best_baseline(metrics: dict[str, Any]) -> tuple[str, float, float | None, float | None] | None:
+    """(name, recall@50, its SE, SE of the paired per-user difference model - bar) of the
+    strongest popularity bar in an evaluation (None: none)."""
     rows = [
-        (name, float(b[GATE_METRIC]), b.get(f"{GATE_METRIC}_se"))
+        (name, float(b[GATE_METRIC]), b.get(f"{GATE_METRIC}_se"), b.get(f"{GATE_METRIC}_diff_se"))
         for name, b in (metrics.get("baselines") or {}).items()
         if isinstance(b, dict) and b.get(GATE_METRIC) is not None
     ]
@@ -647,6 +656,7 @@ def _gate(cfg: Config, ds: str, staged: dict, layout: Layout, previous: str | No
         "candidate_se": model.get(f"{GATE_METRIC}_se"),
         "eval_users": model.get("users_scored"),
         "baseline_se": best[2] if best else None,
+        "baseline_diff_se": best[3] if best else None,
         "baseline_name": best[0] if best else None,
     }
     baseline = best[1] if best else None

@@ -338,3 +338,42 @@ def test_time_decayed_example_weights_and_their_ablation_by_hand():
     assert w.tolist() == pytest.approx([1.0, 0.5, 0.5])
     off = Trainer(model, t, neg, torch.device("cpu"), ablate=frozenset({"time_decay"}))._example_weights(batch, "click")
     assert off.tolist() == pytest.approx([1.0, 1.0, 2.0])
+
+
+def test_paired_difference_se_by_hand_and_in_the_popularity_bars(tmp_path):
+    from training.evaluate import paired_difference_se
+
+    # Users 0, 1, 2 in a; 1, 2, 3 in b. Common users 1, 2: differences 0.5 - 0.0 = 0.5 and
+    # 1.0 - 0.5 = 0.5 -> sd 0 -> SE 0 (identical gaps are a certain difference).
+    a = (np.array([0, 1, 2]), np.array([0.2, 0.5, 1.0]))
+    b = (np.array([1, 2, 3]), np.array([0.0, 0.5, 0.9]))
+    assert paired_difference_se(a, b) == pytest.approx(0.0)
+    # Differences 1, 0 (users 0, 1) -> sd sqrt(0.5) -> SE sqrt(0.5) / sqrt(2) = 0.5.
+    assert paired_difference_se((np.array([0, 1]), np.array([1.0, 0.5])), (np.array([0, 1]), np.array([0.0, 0.5]))) == pytest.approx(0.5)
+    # Wired into the bars: the model's per-user recall vs each bar's, on the same users.
+    cfg = make_config(tmp_path, etl={"window_days": 2, "eval_days": 1})
+    layout = Layout(cfg.paths)
+    _write_clicks(layout, "2026-11-09", ["b"])
+    cat = Catalogue(
+        item_idx=np.arange(1, 4), item_id=np.array(["a", "b", "c"], dtype=object), active=np.ones(3, bool),
+        cat_by_idx=torch.zeros(4, 0, dtype=torch.long), num_by_idx=torch.zeros(4, 0), cat_columns=(), num_columns=(),
+    )
+    # u0 target a, u1 target b, u2 target c; recall@1 read through ks (1, 50): with 3 items every
+    # item is in the top 50, so recall@50 is 1 for everyone, model and bars: differences 0.
+    ev = _eval_set([[1], [2], [3]], [[], [], []])
+    ranker = Ranker(ev, cat.item_idx, np.zeros(3, bool), np.zeros(3, bool), (1, 50), torch.device("cpu"))
+    ranker.run(lambda rows: torch.tensor([[3.0, 2.0, 1.0]] * (rows.stop - rows.start)))
+    model = ranker.last_recall50
+    assert model[0].tolist() == [0, 1, 2] and model[1].tolist() == [1.0, 1.0, 1.0]
+    bars, _days = popularity_baselines(cfg, layout, "2026-11-10", cat, np.arange(3), np.array([0.0, 0.0, 1.0]), ranker, model)
+    assert bars["popularity_recent"]["recall@50_diff_se"] == pytest.approx(0.0)
+
+
+def test_gate_baseline_rule_uses_the_paired_se_when_known():
+    p = PublishConfig(min_ann_recall=0.95, min_recall_vs_best_baseline=1.0, gate_z=1.0, min_eval_users=100)
+    # 0.026 vs 0.032: 0.006 short. Unpaired band sqrt(0.0055^2 + 0.0057^2) = 0.00792 -> undecided;
+    # paired band 0.004 -> refused.
+    kw = dict(candidate_se=0.0055, baseline_se=0.0057, eval_users=952)
+    assert gate_decision(0.026, None, 1.0, p, baseline_recall=0.032, **kw).passed
+    g = gate_decision(0.026, None, 1.0, p, baseline_recall=0.032, baseline_diff_se=0.004, **kw)
+    assert not g.passed and g.to_dict()["best_baseline_diff_se"] == 0.004

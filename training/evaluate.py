@@ -148,6 +148,7 @@ class Ranker:
         tail_sum = cold_sum = 0.0
         scored = tail_users = cold_users = excluded_targets = 0
         per_user_r50: list[np.ndarray] = []
+        per_user_rows: list[np.ndarray] = []
         covered = torch.zeros(self.n, dtype=torch.bool, device=self.device)
         discounts = 1.0 / torch.log2(torch.arange(2, 52, dtype=torch.float64, device=self.device))
         for start in range(0, self.users, USER_BATCH):
@@ -183,6 +184,7 @@ class Ranker:
                 sums[f"recall@{k}"] += float(r.sum())
                 if k == 50:
                     per_user_r50.append(r.cpu().numpy())
+                    per_user_rows.append(rows.start + np.flatnonzero(ok.cpu().numpy()))
             sums["hitrate@50"] += float(h[:, :50].any(1).sum())
             dcg = (h[:, :50].to(torch.float64) * discounts[: h[:, :50].shape[1]]).sum(1)
             ideal = torch.cumsum(discounts, 0)[(nt.clamp_max(50) - 1).long()]
@@ -204,6 +206,10 @@ class Ranker:
         out = {k: (v / scored if scored else 0.0) for k, v in sums.items()}
         # Standard error of recall@50 over scored users: what the publish gate decides with.
         out["recall@50_se"] = standard_error(np.concatenate(per_user_r50)) if per_user_r50 else None
+        # Per-user recall@50 of this run (eval-set rows, values): paired comparisons on the same users.
+        self.last_recall50 = (
+            (np.concatenate(per_user_rows), np.concatenate(per_user_r50)) if per_user_r50 else (np.zeros(0, np.int64), np.zeros(0))
+        )
         out["coverage"] = float(covered.sum()) / max(n, 1)
         out["recall@50_tail"] = tail_sum / tail_users if tail_users else None
         out["recall@50_cold"] = cold_sum / cold_users if cold_users else None
@@ -296,7 +302,10 @@ def evaluate_with_baselines(cfg: Config, ds: str, model_dir: Path) -> dict[str, 
     layout, catalogue, ev, rows, window_clicks, ranker = _context(cfg, ds, model_cfg)
     out: dict[str, Any] = {"ds": ds_str(ds), **ranker.counts()}
     out["model"] = _model_metrics(ranker, embed_users(user, ev), embed_items(item, catalogue, rows))
-    out["baselines"], out["baseline_days"] = popularity_baselines(cfg, layout, ds, catalogue, rows, window_clicks, ranker)
+    model_r50 = ranker.last_recall50
+    out["baselines"], out["baseline_days"] = popularity_baselines(
+        cfg, layout, ds, catalogue, rows, window_clicks, ranker, model_r50
+    )
     out["oracle"] = _oracle(layout, ranker, ev, catalogue.item_id[rows])
     m50 = out["model"]["recall@50"]
     best_name = max(out["baselines"], key=lambda k: out["baselines"][k]["recall@50"])
@@ -312,13 +321,25 @@ POPULARITY_DAYS = {"popularity_recent": 1, "popularity_7d": 7, "popularity_28d":
 
 
 def popularity_baselines(
-    cfg: Config, layout: Layout, ds: str, catalogue: Catalogue, rows: np.ndarray, window_clicks: np.ndarray, ranker: Ranker
+    cfg: Config, layout: Layout, ds: str, catalogue: Catalogue, rows: np.ndarray, window_clicks: np.ndarray, ranker: Ranker,
+    model_recall50: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, list[str]]]:
     """Popularity over the whole window (``item_sampling.clicks``) and over the last 1, 7 and
     28 training days (``click_positives`` of those days that exist), each ranked by
     :meth:`Ranker.run_global` on the same users, targets and exclusions as the model. A bar
-    whose days are the same as a shorter one's (no older partitions) is not repeated."""
+    whose days are the same as a shorter one's (no older partitions) is not repeated.
+
+    ``model_recall50`` (the model's per-user recall@50, ``Ranker.last_recall50``): each bar
+    then also gets ``recall@50_diff_se``, the standard error of the per-user difference
+    model - bar (paired by user: the gate's test of "beats popularity")."""
     train = training_days(cfg, ds)
+
+    def _popularity(ranker: Ranker, counts: np.ndarray) -> dict[str, float]:
+        out = _popularity_ranking(ranker, counts)
+        if model_recall50 is not None:
+            out["recall@50_diff_se"] = paired_difference_se(model_recall50, ranker.last_recall50)
+        return out
+
     results = {"popularity_window": _popularity(ranker, window_clicks)}
     days_of = {"popularity_window": train}
     seen: dict[tuple[str, ...], str] = {}
@@ -334,7 +355,13 @@ def popularity_baselines(
     return results, days_of
 
 
-def _popularity(ranker: Ranker, counts: np.ndarray) -> dict[str, float]:
+def paired_difference_se(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float | None:
+    """SE of the mean per-user difference a - b over the users both scored ((rows, values) pairs)."""
+    common, ia, ib = np.intersect1d(a[0], b[0], return_indices=True)
+    return standard_error(a[1][ia] - b[1][ib]) if len(common) else None
+
+
+def _popularity_ranking(ranker: Ranker, counts: np.ndarray) -> dict[str, float]:
     """Everyone gets the same ranking by count; ties broken by catalogue order (deterministic)."""
     return ranker.run_global(np.argsort(-counts.astype(np.float64), kind="stable"))
 
