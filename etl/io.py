@@ -34,6 +34,18 @@ def _bad_row_condition(table: str, cfg: Config, ds: str) -> Column | None:
     return bad_row_condition(table, cfg, ds)
 
 
+def _guard(cfg: Config, table: str, days: Sequence[str]) -> None:
+    """Open every data file's Parquet footer of the partitions before Spark reads them: a
+    zero-byte, truncated or non-Parquet file raises ``quality.io.UnreadableFile`` (a DataError
+    naming table, partition and file) instead of a Spark stack trace mid-stage."""
+    # Imported here, like the row rules: the one guarded reader lives with data quality.
+    from quality.io import checked_row_count
+
+    layout = Layout(cfg.paths)
+    for day in days:
+        checked_row_count(layout, table, day)
+
+
 def has_partition(cfg: Config, table: str, ds: str) -> bool:
     """The partition exists in the store and holds at least one Parquet data file."""
     layout = Layout(cfg.paths)
@@ -75,6 +87,7 @@ def read_raw(
                 )
             )
         return None
+    _guard(cfg, table, [ds])
     contract = raw_tables(cfg.features)[table]
     # Optional contract columns absent from the files read as null with an explicit schema.
     df = spark.read.schema(contract.spark_schema()).parquet(layout.store.uri(path))
@@ -107,6 +120,7 @@ def read_raw_days(
             read_raw(spark, cfg, table, ds_str(day))  # raises the missing-partition error
     if not present:
         return None, missing
+    _guard(cfg, table, present)
     contract = raw_tables(cfg.features)[table]
     df = _scan(spark, cfg, table, present, contract.spark_schema())
     bad = _bad_row_condition(table, cfg, None)
@@ -146,6 +160,7 @@ def read_output(
                 )
             )
         return None
+    _guard(cfg, table, [ds])
     return spark.read.parquet(layout.store.uri(path))
 
 
@@ -164,6 +179,7 @@ def read_output_days(
     missing = [d for d in days if d not in set(present)]
     if not present:
         return None, missing
+    _guard(cfg, table, present)
     return _scan(spark, cfg, table, present), missing
 
 

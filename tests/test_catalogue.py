@@ -96,3 +96,25 @@ def test_complete_snapshot_retires_an_absent_item_at_once(spark, tmp_path):
     )
     live, change = _live(spark, cfg, "2026-11-02")
     assert live == {"a", "b", "c"} and change["rule"] == "complete snapshot"
+
+
+@pytest.mark.spark
+def test_unreadable_file_on_an_earlier_catalogue_day_names_table_partition_and_file(spark, tmp_path):
+    from contracts.layout import Layout
+    from etl.jobs import run_stage
+    from importers.interactions import ColumnMapping, import_interactions
+    from quality.io import UnreadableFile
+
+    (tmp_path / "log.csv").write_text(_log())
+    cfg = make_config(
+        tmp_path,
+        etl={"window_days": 2, "retire_after_days": 5},
+        features={"user_categorical": [], "user_numeric": [], "item_categorical": [], "item_numeric": []},
+    )
+    import_interactions(cfg, tmp_path / "log.csv", ColumnMapping(user="user", item="item", ts="when", click="clicked"))
+    # Day 1's items snapshot is outside the 2-day window but inside the catalogue days of day 5.
+    bad = Layout(cfg.paths).path_for("items", "2026-11-01") / "part-00000.parquet"
+    bad.write_bytes(bad.read_bytes()[:20])  # truncated: no footer
+    run_stage(cfg, spark, "2026-11-05", "click_positives")
+    with pytest.raises(UnreadableFile, match=r"table items, partition ds=2026-11-01.*part-00000\.parquet"):
+        run_stage(cfg, spark, "2026-11-05", "vocabulary")
