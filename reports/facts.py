@@ -255,6 +255,6 @@ def warnings_for(facts: dict[str, Any], trailing: list[dict[str, Any]], missing_
         w.append("Published with --force despite the publish gate.")
     if facts.get("code_versions"):
         w.append(f"The steps of this day ran with different code versions: {', '.join(facts['code_versions'])}.")
-    if missing_steps:
-        w.append(f"No statistics from: {', '.join(missing_steps)} (failed or not run).")
+    if missing_steps and not facts.get("dq_critical"):
+        w.append(f"The run stopped at {missing_steps[0]}: it left no statistics and nothing after it ran.")
     return w

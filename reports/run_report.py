@@ -23,9 +23,11 @@ Output: ``<reports_root>/ds=D/report.html`` + PNG plots beside it in ``assets/``
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -111,12 +113,16 @@ def build_run_report(cfg: Config, ds: str) -> Path:
     if not facts.get("code_version"):  # steps recorded before run_info existed: the version's manifest
         manifest = read_json(layout.version_dir(ds) / "manifest.json") or {}
         facts["code_version"], facts["config_hash"] = manifest.get("code_version"), manifest.get("config_hash")
+    if not facts.get("code_version"):  # no step finished (a failed gate): the code building this report
+        from indexing.manifest import code_version
+
+        facts["code_version"], facts["config_hash"] = f"{code_version()} (report build)", cfg.hash()
     trailing = [s["facts"] for s in load_run_summaries(layout) if s["ds"] < ds and s.get("facts")][-TRAILING_DAYS:]
     missing = [s for s in all_steps(stats) if s not in stats] if status["state"] == "failed" else []
     warnings = warnings_for(facts, trailing, missing) if "error" not in facts else [facts["error"]]
 
     sections = [
-        _section_steps(stats),
+        _section_steps(stats, dq),
         _section_evaluation(layout, ds, stats, metrics, assets),
         _section_publish(stats),
         _section_data_quality(layout, ds, stats, out_dir),
@@ -156,7 +162,7 @@ def run_status(stats: dict[str, dict[str, Any]], dq: dict[str, dict[str, Any]] |
     for step in DQ_STEPS:
         if step not in stats and str(dq.get(step, {}).get("status")) == "failed":
             fails = dq[step].get("critical_failures") or []
-            first = fm_short(fails[0], 300) if fails else "see the data-quality summary"
+            first = fm_short(split_examples(fails[0])[0], 300) if fails else "see the data-quality summary"
             return {"state": "failed", "detail": f"data-quality gate {step} failed ({len(fails)} critical): {first}"}
     pub = stats.get("publish")
     if pub is not None:
@@ -172,6 +178,33 @@ def run_status(stats: dict[str, dict[str, Any]], dq: dict[str, dict[str, Any]] |
     if not stats:
         return {"state": "failed", "detail": "no step finished (validate_raw failed or did not run)"}
     return {"state": "failed", "detail": f"stopped at {missing}: it did not finish (see the task log)"}
+
+
+_EXAMPLES = re.compile(r"^(?P<head>.*?)\s*Examples: (?P<rows>\[.*\])\s*(?P<tail>\(check .*)?$", re.S)
+
+
+def split_examples(message: str) -> tuple[str, list[dict[str, Any]]]:
+    """A quality message without its ``Examples: [{...}]`` part, and those rows (parsed as
+    Python literals, never evaluated), so the page shows them as a table instead of a repr."""
+    m = _EXAMPLES.match(str(message))
+    if not m:
+        return str(message), []
+    try:
+        rows = ast.literal_eval(m.group("rows"))
+    except (ValueError, SyntaxError):
+        return str(message), []
+    rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+    return " ".join(x for x in (m.group("head"), m.group("tail")) if x), rows
+
+
+def _message(msg: Any) -> str:
+    """A data-quality message as HTML: the text, then its example rows as a folded table."""
+    text, rows = split_examples(str(msg))
+    html_ = e(fm_short(text, 1200))
+    if rows:
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        html_ += fm.sub_folded(f"{len(rows)} example rows", grid(cols, [[r.get(c) for c in cols] for r in rows]))
+    return html_
 
 
 def fm_short(v: Any, n: int = 600) -> str:
@@ -278,20 +311,30 @@ def _summary(ds: str, status: dict, facts: dict, trailing: list[dict], warnings:
 # ------------------------------------------------------------------------------------------
 
 
-def _section_steps(stats: dict[str, Any]) -> str:
+def _section_steps(stats: dict[str, Any], dq: dict[str, Any]) -> str:
     steps = all_steps(stats)
     secs = {s: step_seconds(stats.get(s)) for s in steps}
+    for step in DQ_STEPS:  # a failed gate wrote no step stats, but its summary has the duration
+        if secs.get(step) is None and step in dq:
+            secs[step] = step_seconds(dq[step])
     longest = max((v for v in secs.values() if v), default=0.0)
+    first_missing = next((s for s in steps if s not in stats), None)
     rows = []
     for step in steps:
-        done = step in stats
+        if step in stats:
+            state = '<span class="ok">finished</span>'
+        elif step in DQ_STEPS and str((dq.get(step) or {}).get("status")) == "failed":
+            state = '<span class="bad">failed: data-quality gate</span>'
+        elif step == first_missing:
+            state = '<span class="bad">failed or stopped (see the task log)</span>'
+        else:
+            state = '<span class="muted">not run</span>'
         s = secs.get(step)
         bar = Raw(f'<span class="bar" style="width:{max(1, int(160 * s / longest))}px"></span>{e(dur(s))}') if s and longest else dur(s)
-        state = Raw(f'<span class="{"ok" if done else "bad"}">{"finished" if done else "no stats: failed or not run"}</span>')
-        finished = ((stats.get(step) or {}).get("run_info") or {}).get("finished_at") or DASH
-        rows.append([step, state, bar, finished])
+        finished = str(((stats.get(step) or {}).get("run_info") or {}).get("finished_at") or DASH)
+        rows.append([step, Raw(state), bar, finished[11:19] if len(finished) >= 19 else finished])
     total = sum(v for v in secs.values() if v)
-    body = grid(["step", "state", "wall time", "finished (UTC)"], rows) + f"<p>Total: {e(dur(total))}</p>"
+    body = grid(["step", "state", "wall time", "finished (UTC)"], rows) + f"<p>Total: {e(dur(total) if total else DASH)}</p>"
     return fm.folded("Steps", body, open_=True)
 
 
@@ -327,7 +370,7 @@ def _section_data_quality(layout: Layout, ds: str, stats: dict[str, Any], out_di
             parts.append(f"<table><tr><th>table</th><th>rows</th><th>quarantined</th></tr>{rows}</table>")
         for label, items in (("Critical failures", dq.get("critical_failures")), ("Warnings", dq.get("warnings"))):
             if items:
-                lis = "".join(f"<li>{e(fm_short(m))}</li>" for m in items)
+                lis = "".join(f"<li>{_message(m)}</li>" for m in items)
                 parts.append(f"<p><b>{label}</b></p><ul class={'bad' if label[0] == 'C' else ''}>{lis}</ul>")
         suites = dq.get("suites") or []
         if suites:
@@ -481,16 +524,13 @@ def _section_evaluation(layout: Layout, ds: str, stats: dict[str, Any], metrics:
         '<p class="muted">recall@50_se: standard error of recall@50 over the scored users. tail: items outside '
         "the head of training clicks; cold: items without a training click. Out-of-catalogue clicks count as misses.</p>"
     )
-    extra = {k: v for k, v in metrics.items() if k not in ("model", "baselines", "oracle")}
-    if extra:
-        parts.append(fm.sub_folded("all recorded values", fm.details_table(extra)))
+    parts.append(fm.sub_folded("all recorded values", fm.details_table(metrics)))
     return fm.folded("Evaluation", "".join(parts), open_=True)
 
 
 def _metrics_table(rows: dict[str, dict[str, Any]]) -> str:
     present = {k for r in rows.values() for k, v in r.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    keys = [k for k in _EVAL_COLUMNS if k in present]
-    keys += sorted(k for k in present if k not in keys and not k.endswith("_users") and k not in ("targets_excluded", "targets_not_in_catalogue"))
+    keys = [k for k in _EVAL_COLUMNS if k in present]  # other recorded metrics: "all recorded values"
     head = "<tr><th></th>" + "".join(f'<th class="n">{e(k)}</th>' for k in keys) + "</tr>"
     body = "".join(
         f"<tr><td>{e(name)}</td>" + "".join(f'<td class="n">{e(num(r.get(k)))}</td>' for k in keys) + "</tr>"

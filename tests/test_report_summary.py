@@ -184,7 +184,8 @@ def test_failed_data_quality_day_names_the_failure_and_the_rows(tmp_path):
     # As quality writes it when too many rows fail a row rule: nothing quarantined, the day stops.
     _write(layout.dq_dir(bad) / "validate_raw.json", {
         "status": "failed", "checks": 99, "checks_failed": 2, "warnings": [],
-        "critical_failures": ["table impressions, partition ds=2026-11-02, column user_id: 6,147 rows: user_id is null"],
+        "critical_failures": ["table impressions, partition ds=2026-11-02, column user_id: 6,147 rows: user_id is null; "
+                              "Examples: [{'request_id': 'r1', 'user_id': None, 'position': 3}] (check null_user_id). What to do: fix it"],
         "tables": {"impressions": {"present": True, "rows": 18_440}},
         "quarantined": {"impressions": {"rows": 0, "failing": 6_147, "fraction": 0.3334, "by_rule": {"null_user_id": 6_147}}},
     })
@@ -195,6 +196,9 @@ def test_failed_data_quality_day_names_the_failure_and_the_rows(tmp_path):
     assert "data-quality gate validate_raw failed (1 critical): table impressions, partition ds=2026-11-02, column user_id" in summary
     assert "validate_raw <span class=\"bad\">failed</span>; 2 checks failed" in summary
     assert "<td>impressions</td><td>18,440</td><td>0 (6,147 rows fail row rules: over the quarantine budget)</td>" in page
+    # The example rows are a table, not a Python repr; the message keeps its text and advice.
+    assert "{'request_id'" not in page and "<td>r1</td><td>–</td><td>3</td>" in page
+    assert "user_id is null; (check null_user_id). What to do: fix it" in page
     facts = json.loads((layout.report_dir(bad) / "summary.json").read_text())["facts"]
     assert facts["quarantined_rows"] == 0 and facts["rule_failing_rows"] == 6_147 and facts["dq_checks_failed"] == 2
     # 18,440 impressions vs the one earlier day's 20,000: 92 %, no volume warning; the gate's is there.
