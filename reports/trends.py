@@ -92,16 +92,20 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
         dq = DASH if f.get("dq_checks_failed") is None else f"{num(f.get('dq_checks_failed'))} / {num(f.get('quarantined_rows'))}"
         rows.append(
             "<tr>"
-            f"<td>{link}</td><td class=\"status {e(r['state'])}\">{e(r['state'])}</td>"
+            f'<td class="day">{link}</td><td class="status {e(r["state"])}">{e(r["state"])}</td>'
             + "".join(
                 f'<td class="n">{e(c)}</td>'
                 for c in (rec, base, num(f.get("impressions")), num(f.get("clicks")), pct(f.get("ctr"), 2),
                           num(f.get("catalogue_size")), dq, dur(f.get("total_seconds")), len(r["warnings"]) or "")
             )
-            + f"<td>{e(r['detail'])}</td><td>{e(r['built_at'] or DASH)}</td></tr>"
+            + f'<td title="{e(r["detail"])}">{e(_short(r["detail"]))}</td><td>{e((r["built_at"] or DASH).replace("T", " ")[:19])}</td></tr>'
         )
     head = "".join(f"<th>{e(h)}</th>" for h in header)
     return f'<table id="runs"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def _short(text: str, n: int = 110) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def runs_json(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
