@@ -175,6 +175,7 @@ def day_facts(ds: str, stats: dict[str, Any], dq: dict[str, Any], metrics: dict[
     gate = (pub or {}).get("gate") or {}
     f["ann_recall"] = _num(gate.get("ann_recall")) or _num(((stats.get("build_index") or {}).get("ann") or {}).get("recall"))
     f["gate_decidable"], f["gate_forced"] = gate.get("decidable"), gate.get("forced")
+    f["gate_undecided"] = list(gate.get("undecided") or [])
 
     secs = {s: step_seconds(stats.get(s)) for s in all_steps(stats) if s in stats}
     f["step_seconds"] = {s: v for s, v in secs.items() if v is not None}
@@ -251,6 +252,12 @@ def warnings_for(facts: dict[str, Any], trailing: list[dict[str, Any]], missing_
     ann = facts.get("ann_recall")
     if ann is not None and ann < 0.95:
         w.append(f"ANN recall {ann:.3f} against exact search is below 0.95: the index misses items exact search finds.")
+    if facts.get("gate_decidable") is False and facts.get("published"):
+        rules = ", ".join(facts.get("gate_undecided") or []) or "the recall rules"
+        w.append(
+            f"The publish gate could not decide ({rules}): the margin was within the standard error, so the "
+            "candidate passed untested on that rule (see Publish decision)."
+        )
     if facts.get("gate_forced"):
         w.append("Published with --force despite the publish gate.")
     if facts.get("code_versions"):

@@ -95,6 +95,11 @@ def test_warnings_flag_what_is_far_off():
     assert not any(x.startswith("CTR") for x in w)
     good = dict(bad, recall50=0.40, cold_recall50=0.30, impressions=11_500)
     assert warnings_for(good, trailing) == []
+    undecided = warnings_for(dict(good, published=True, gate_decidable=False, gate_undecided=["baseline"]), trailing)
+    assert undecided == [
+        "The publish gate could not decide (baseline): the margin was within the standard error, so the candidate "
+        "passed untested on that rule (see Publish decision)."
+    ]
 
 
 def test_report_opens_with_a_readable_summary(tmp_path):
