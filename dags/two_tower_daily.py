@@ -10,8 +10,9 @@ processes the last complete UTC day, see `twotower/rundays.py`):
    the run before D.
 1. `validate_raw`: Great Expectations on D's raw partitions; quarantines bad rows, stops the
    run on a critical failure (no retry: the data will not fix itself).
-2. `etl_<stage>`: the Spark ETL stages, independent ones in parallel
-   (`etl.jobs.STAGE_DEPENDENCIES`).
+2. `etl`: every Spark ETL stage of D in dependency order in ONE Spark application (one JVM
+   start instead of one per stage; each stage still writes its own statistics, `etl_<stage>`
+   in the run report, and a retry reruns the stages, which are idempotent).
 3. `validate_outputs`: Great Expectations on every ETL output (gate, no retry).
 4. `train` -> `evaluate` -> `train_final` -> `build_index`: PyTorch two-tower model trained
    through D-1 (warm start from the published model), evaluated on D against the baselines,
@@ -36,7 +37,6 @@ from typing import Any
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, TriggerRule, dag, get_current_context, task
 
-from etl.jobs import STAGE_DEPENDENCIES  # a constant; etl.jobs keeps pyspark inside functions
 from twotower.spark import BASE_CONF
 
 DAG_ID = "two_tower_daily"
@@ -85,14 +85,6 @@ def _run_step(step: str, **kwargs: Any) -> dict[str, Any]:
         return getattr(pipeline, step)(cfg, ds, **kwargs)
     except PipelineError as exc:  # deterministic: a retry cannot help
         raise AirflowFailException(f"{step} for ds={ds}: {exc}") from exc
-
-
-def _etl_task(stage: str):
-    @task.pyspark(task_id=f"etl_{stage}", **SPARK_TASK_ARGS)
-    def etl_stage(spark=None) -> None:
-        _run_step("etl_stage", stage=stage)
-
-    return etl_stage()
 
 
 @dag(
@@ -162,6 +154,11 @@ def two_tower_daily():
         _run_step("validate_raw")
 
     @task.pyspark(**SPARK_TASK_ARGS)
+    def etl(spark=None) -> None:
+        """Every ETL stage (``pipeline.etl``) in this task's one Spark application."""
+        _run_step("etl")
+
+    @task.pyspark(**SPARK_TASK_ARGS)
     def validate_outputs(spark=None) -> None:
         _run_step("validate_outputs")
 
@@ -204,15 +201,8 @@ def two_tower_daily():
 
     raw = validate_raw()
     wait_for_raw_data() >> wait_for_previous_day() >> raw
-    etl = {stage: _etl_task(stage) for stage in STAGE_DEPENDENCIES}
-    for stage, upstream in STAGE_DEPENDENCIES.items():
-        if upstream:
-            [etl[u] for u in upstream] >> etl[stage]
-        else:
-            raw >> etl[stage]
     outputs = validate_outputs()
-    sinks = [etl[s] for s in STAGE_DEPENDENCIES if not any(s in up for up in STAGE_DEPENDENCIES.values())]
-    sinks >> outputs
+    raw >> etl() >> outputs
     published = publish()
     outputs >> train() >> evaluate() >> train_final() >> build_index() >> published
     rep = report()

@@ -95,14 +95,9 @@ def test_parsing_is_cheap_and_imports_nothing_heavy(parsed):
 def test_two_tower_daily_graph_and_scheduling(parsed):
     d = parsed["dags"]["two_tower_daily"]
     tasks = d["tasks"]
-    from etl.jobs import ETL_STAGES, STAGE_DEPENDENCIES
-
-    # One task per ETL stage; a stage with upstream stages waits for exactly them, the others
-    # start right after raw validation (so independent stages run in parallel).
-    for stage in ETL_STAGES:
-        ups = set(tasks[f"etl_{stage}"])
-        expected = {f"etl_{u}" for u in STAGE_DEPENDENCIES[stage]} or {"validate_raw"}
-        assert ups == expected, stage
+    # The ETL stages run in one task (one Spark application), between the two gates.
+    assert tasks["etl"] == ["validate_raw"] and tasks["validate_outputs"] == ["etl"]
+    assert not [t for t in tasks if t.startswith("etl_")]
     assert tasks["validate_raw"] == ["wait_for_previous_day"]
     assert tasks["train"] == ["validate_outputs"]
     assert tasks["evaluate"] == ["train"]
@@ -110,14 +105,6 @@ def test_two_tower_daily_graph_and_scheduling(parsed):
     assert tasks["build_index"] == ["train_final"]
     assert tasks["publish"] == ["build_index"]
     assert "publish" in tasks["report"] and set(tasks["done"]) == {"publish", "report"}
-    # validate_outputs waits for every ETL stage (directly or through a downstream stage).
-    reach, todo = set(), list(tasks["validate_outputs"])
-    while todo:
-        t = todo.pop()
-        if t not in reach:
-            reach.add(t)
-            todo.extend(tasks[t])
-    assert {f"etl_{s}" for s in ETL_STAGES} <= reach
     assert d["max_active_runs"] == 1
     assert d["timetable"] == "CronDataIntervalTimetable"
     assert d["outlets"] == {"publish": ["two_tower_published_index"]}
