@@ -119,8 +119,9 @@ def _real_args(quick: bool, _: dict[str, Any]) -> tuple[list[str], dict[str, str
     # MovieLens is never committed (licence): BENCH_ML1M or bench/data/ml-1m/ratings.dat; the
     # script skips it with a message when the file is absent and still runs MIND.
     ml1m = os.environ.get("BENCH_ML1M") or str(ML1M_DEFAULT)
+    # BENCH_REAL_REUSE=1: re-score the project runs a previous (e.g. --quick) run left in the scratch dir.
     return ["--ml1m", ml1m, "--scratch", str(SCRATCH / "real"), "--json-out", str(SCRATCH / "real.json"),
-            *(["--quick"] if quick else [])], {}
+            *(["--quick"] if quick else []), *(["--reuse-runs"] if os.environ.get("BENCH_REAL_REUSE") == "1" else [])], {}
 
 
 BENCHES = (
@@ -347,7 +348,7 @@ def _real_fold_note(fold: dict[str, Any]) -> str:
             f"import + run {_f(proj.get('wall_s'), 1)} s (run load {run.get('load_before')} -> {run.get('load_after')}, "
             f"peak process {fmt_mb(run.get('peak_process_rss_mb'))}); index {art.get('index_kind')} of "
             f"{art.get('index_items', '-')} items; {art.get('users_cold_start', '-')} scored users cold-start. "
-            f"Two-tower / recent popularity recall@50: {_f(ratio) + 'x' if ratio else '-'}.")
+            f"Two-tower / recent popularity recall@50: {_f(ratio) + 'x' if ratio is not None else '-'}.")
 
 
 def render_real(entry: dict[str, Any]) -> list[str]:
