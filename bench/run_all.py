@@ -124,6 +124,12 @@ def _real_args(quick: bool, _: dict[str, Any]) -> tuple[list[str], dict[str, str
             *(["--quick"] if quick else []), *(["--reuse-runs"] if os.environ.get("BENCH_REAL_REUSE") == "1" else [])], {}
 
 
+def _window_args(quick: bool, _: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    ml1m = os.environ.get("BENCH_ML1M") or str(ML1M_DEFAULT)
+    return ["--ml1m", ml1m, "--scratch", str(SCRATCH / "window"), "--out", str(SCRATCH / "window.json"),
+            *(["--only", "b,c"] if quick else [])], {}
+
+
 BENCHES = (
     Bench("pipeline", "bench/bench_pipeline.py", _pipeline_args, "whole daily pipeline, per step and process"),
     Bench("index", "bench/bench_index.py", _index_args, "FAISS build/QPS/recall vs exact"),
@@ -132,6 +138,7 @@ BENCHES = (
     Bench("simulator", "bench/bench_simulator.py", _simulator_args, "simulator rows/s vs Parquet rewrite"),
     Bench("storage", "bench/bench_storage.py", _storage_args, "daily run on an object store vs on local files"),
     Bench("real", "bench/bench_real.py", _real_args, "MovieLens-1M folds and MIND: published model vs popularity, ItemCF, ALS"),
+    Bench("window", "bench/bench_window.py", _window_args, "cost of one more day: W=7 vs 14, a 240-day window, a tiny day through Airflow"),
 )
 
 
@@ -377,6 +384,31 @@ def render_real(entry: dict[str, Any]) -> list[str]:
     return out
 
 
+def _win_load(m: dict[str, Any]) -> str:
+    return f"{m['load_before'][0]} -> {m['load_after'][0]}"
+
+
+def render_window(entry: dict[str, Any]) -> list[str]:
+    out = _header(entry, "Cost of a day (bench/bench_window.py)")
+    r = entry["result"]
+    rows = []
+    w = r.get("window_days")
+    if w:
+        for k in ("w7", "w14"):
+            d = w[k]["day"]
+            rows.append([f"small day {w['ds']}, etl.window_days {k[1:]} (steady state)", fmt_s(d["wall_s"]),
+                         fmt_mb(d["peak_tree_rss_mb"]), _win_load(d)])
+    lw = r.get("long_window")
+    if lw:
+        rows.append([f"{lw['window_days']}-day window, {lw['clicks']:,} clicks: import + first run", fmt_s(lw["total_s"]),
+                     fmt_mb(lw["run"]["peak_tree_rss_mb"]), _win_load(lw["run"])])
+    af = r.get("airflow_tiny_day")
+    if af:
+        rows.append([f"tiny day {af['ds']} through `airflow dags test` ({af['dag_run_state']})", fmt_s(af["dags_test"]["wall_s"]),
+                     fmt_mb(af["dags_test"]["peak_tree_rss_mb"]), _win_load(af["dags_test"])])
+    return out + _table(["measurement", "wall time", "peak RSS (tree)", "load before -> after"], rows) + [""]
+
+
 def render_generic(entry: dict[str, Any], title: str) -> list[str]:
     out = _header(entry, title)
     r = entry["result"]
@@ -436,6 +468,16 @@ def goals(b: dict[str, Any]) -> list[list[str]]:
         rows.append([f"MIND --history {variant}: never published below the best popularity baseline (issue 17)",
                      ("published" if published else "not published (gate)") + (f", {ratio:.2f}x best popularity" if ratio is not None else ""),
                      "met" if ok else "**not met**"])
+    win = (b.get("window") or {}).get("result") or {}
+    if win.get("window_days"):
+        ratio = win["window_days"]["ratio_w14_w7"]
+        rows.append(["`small` day with W=14 at most 1.15x the W=7 day (issue 18)", f"{ratio:.2f}x", "met" if ratio <= 1.15 else "**not met**"])
+    if win.get("long_window"):
+        t = win["long_window"]["total_s"]
+        rows.append(["240-day window of ~35k clicks end to end <= 2 min (issue 18)", fmt_s(t), "met" if t <= 120 else "**not met**"])
+    if win.get("airflow_tiny_day"):
+        t = win["airflow_tiny_day"]["dags_test"]["wall_s"]
+        rows.append(["tiny day through Airflow <= 60 s (issue 18)", fmt_s(t), "met" if t <= 60 else "**not met**"])
     return rows
 
 
@@ -453,7 +495,7 @@ def render(results: dict[str, Any]) -> str:
     ]) + [""]
     lines += ["### Goals", ""] + _table(["goal (issue 9)", "measured", "status"], goals(b)) + [""]
     renderers = {"pipeline": render_pipeline, "etl": render_etl, "index": render_index, "simulator": render_simulator,
-                 "storage": render_storage, "real": render_real}
+                 "storage": render_storage, "real": render_real, "window": render_window}
     titles = {"training": "Training throughput (bench/bench_training.py)"}
     for bench in BENCHES:
         entry = b.get(bench.name)
