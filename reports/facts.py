@@ -261,7 +261,8 @@ def warnings_for(facts: dict[str, Any], trailing: list[dict[str, Any]], missing_
     if facts.get("gate_forced"):
         w.append("Published with --force despite the publish gate.")
     if facts.get("code_versions"):
-        w.append(f"The steps of this day ran with different code versions: {', '.join(facts['code_versions'])}.")
+        v = facts["code_versions"]
+        w.append(f"The steps of this day ran with {len(v)} different code versions (the checkout changed between steps), e.g. {v[0]}.")
     if missing_steps and not facts.get("dq_critical"):
         w.append(f"The run stopped at {missing_steps[0]}: it left no statistics and nothing after it ran.")
     return w

@@ -174,7 +174,7 @@ details.more>summary{cursor:pointer;color:#0969da;font-size:13px;margin:.3em 0}
 .warnings{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:.5em 1em;margin:.6em 0}
 .warnings li{margin:.2em 0}.warnings h3{margin:.2em 0}
 .bar{display:inline-block;height:10px;background:#54aeff;vertical-align:middle;margin-right:6px}
-.muted{color:#57606a;font-size:12px}td.day{white-space:nowrap}.plots{display:grid;grid-template-columns:1fr 1fr;gap:.6em}
+.muted{color:#57606a;font-size:12px}td.day{white-space:nowrap}#runs td{font-size:12px}.plots{display:grid;grid-template-columns:1fr 1fr;gap:.6em}
 .plots figure{margin:0}.plots figcaption{font-size:13px;color:#57606a}"""
 
 

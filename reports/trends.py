@@ -82,11 +82,12 @@ def build_index_page(layout: Layout) -> Path:
 
 def runs_table(runs: list[dict[str, Any]]) -> str:
     header = ["day", "status", "recall@50 ± SE", "best baseline", "impressions", "clicks", "CTR", "catalogue",
-              "DQ failed / quarantined", "time", "warnings", "detail", "report built"]
+              "DQ failed / quarantined", "time", "warnings", "detail"]
     rows = []
     for r in reversed(runs):
         f = r["facts"]
-        link = f'<a href="{e(r["report"])}">{e(r["ds"])}</a>' if r["report"] else e(r["ds"])
+        built = f"report built {r['built_at']}" if r["built_at"] else "no report built"
+        link = f'<a href="{e(r["report"])}" title="{e(built)}">{e(r["ds"])}</a>' if r["report"] else e(r["ds"])
         rec = DASH if f.get("recall50") is None else f"{f['recall50']:.4f}" + (f" ± {f['recall50_se']:.4f}" if f.get("recall50_se") is not None else "")
         base = DASH if f.get("best_baseline_recall50") is None else f"{f['best_baseline_recall50']:.4f} ({f.get('best_baseline')})"
         dq = DASH if f.get("dq_checks_failed") is None else f"{num(f.get('dq_checks_failed'))} / {num(f.get('quarantined_rows'))}"
@@ -98,13 +99,13 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
                 for c in (rec, base, num(f.get("impressions")), num(f.get("clicks")), pct(f.get("ctr"), 2),
                           num(f.get("catalogue_size")), dq, dur(f.get("total_seconds")), len(r["warnings"]) or "")
             )
-            + f'<td title="{e(r["detail"])}">{e(_short(r["detail"]))}</td><td>{e((r["built_at"] or DASH).replace("T", " ")[:19])}</td></tr>'
+            + f'<td title="{e(r["detail"])}">{e(_short(r["detail"]))}</td></tr>'
         )
     head = "".join(f"<th>{e(h)}</th>" for h in header)
     return f'<table id="runs"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
-def _short(text: str, n: int = 110) -> str:
+def _short(text: str, n: int = 70) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 

@@ -161,7 +161,7 @@ def test_runs_index_plots_trends_and_links_each_day(tmp_path, capsys, monkeypatc
     ]
     assert all(base64.b64decode(b)[:8] == PNG_MAGIC for b, _ in images)
     for d in DAYS:
-        assert f'<a href="ds={d}/report.html">{d}</a>' in index
+        assert re.search(rf'<a href="ds={d}/report.html" title="report built [^"]+">{d}</a>', index), d
     assert index.index(">2026-11-03</a>") < index.index(">2026-11-01</a>")  # newest first
     assert index.count('class="status rejected"') == 1 and "0.5100 ± 0.0180" in index
 
