@@ -124,7 +124,7 @@ def build_run_report(cfg: Config, ds: str) -> Path:
     sections = [
         _section_steps(stats, dq),
         _section_evaluation(layout, ds, stats, metrics, assets),
-        _section_publish(stats),
+        _section_publish(stats, layout, ds),
         _section_data_quality(layout, ds, stats, out_dir),
         _section_etl(layout, ds, stats, assets),
         _section_training(layout, ds, stats, assets),
@@ -542,7 +542,8 @@ def _metrics_table(rows: dict[str, dict[str, Any]]) -> str:
 def _previous_version_metrics(layout: Layout, ds: str, stats: dict[str, Any]) -> tuple[str, dict] | None:
     """The published model's metrics on this day's held-out set (from the publish gate), else
     the previous published version's own metrics (measured on its own day: not the same set)."""
-    gate = (stats.get("publish") or {}).get("gate") or {}
+    pub = stats.get("publish") or {}
+    gate = pub.get("gate") or (_rejected_gate(layout, ds) if pub.get("decision") == "rejected" else {})
     if isinstance(gate.get("published"), int | float):
         # The publish gate evaluated the then-published version on this day's held-out set.
         metric = gate.get("metric", METRIC)
@@ -585,12 +586,27 @@ def _section_index(stats: dict[str, Any]) -> str:
     return fm.folded("Index", body)
 
 
-def _section_publish(stats: dict[str, Any]) -> str:
+def _r4(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, int | float) and not isinstance(v, bool) else num(v)
+
+
+def _rejected_gate(layout: Layout, ds: str) -> dict[str, Any]:
+    """The gate result kept in the newest refused candidate of day ``ds`` (``_rejected/<ds>-<n>/``)."""
+    root = layout.model_root / "_rejected"
+    found = sorted(
+        (int(p.name.rsplit("-", 1)[1]), p) for p in root.glob(f"{ds}-*") if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()
+    ) if root.is_dir() else []
+    return ((read_json(found[-1][1] / "manifest.json") or {}).get("gate") or {}) if found else {}
+
+
+def _section_publish(stats: dict[str, Any], layout: Layout | None = None, ds: str | None = None) -> str:
     pub = stats.get("publish")
     if pub is None:
         return '<h2>Publish decision</h2><p><b>not published</b>: the run stopped before the publish step.</p>'
     decision = "published" if pub.get("published", True) is not False else "not published"
     gate = pub.get("gate") or {}
+    if not gate and decision == "not published" and pub.get("decision") == "rejected" and layout is not None and ds:
+        gate = _rejected_gate(layout, ds)
     reason = pub.get("reason") or gate.get("reason") or pub.get("decision") or ""
     if pub.get("version"):
         decision += f" as version {pub['version']}"
@@ -598,11 +614,11 @@ def _section_publish(stats: dict[str, Any]) -> str:
     if gate:
         se = lambda k: f" ± {gate[k]:.4f}" if isinstance(gate.get(k), int | float) else ""  # noqa: E731
         rows += [
-            (f"candidate {gate.get('metric', METRIC)}", f"{num(gate.get('candidate'))}{se('candidate_se')}"),
+            (f"candidate {gate.get('metric', METRIC)}", f"{_r4(gate.get('candidate'))}{se('candidate_se')}"),
             (f"published version {gate.get('published_version') or DASH} on the same day",
-             f"{num(gate.get('published'))}{se('published_se')}" if gate.get("published") is not None else "none (first version)"),
+             f"{_r4(gate.get('published'))}{se('published_se')}" if gate.get("published") is not None else "none (first version)"),
             ("minimum allowed (drop rule)", gate.get("min_allowed")),
-            (f"best baseline ({gate.get('best_baseline_name') or DASH})", f"{num(gate.get('best_baseline'))}{se('best_baseline_se')}"),
+            (f"best baseline ({gate.get('best_baseline_name') or DASH})", f"{_r4(gate.get('best_baseline'))}{se('best_baseline_se')}"),
             ("ANN recall", gate.get("ann_recall")),
             ("held-out users", gate.get("eval_users")),
             ("decidable (margins beyond the SE)", gate.get("decidable")),

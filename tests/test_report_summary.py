@@ -137,7 +137,14 @@ def test_refused_day_says_why_in_the_summary(tmp_path):
     cfg = make_config(tmp_path)
     layout = Layout(cfg.paths)
     write_day(layout, DAYS[0], impressions=20_000, clicks=1_700, model=0.40, baseline=0.53, published=False)
+    # The refused candidate keeps the gate's numbers in its manifest (the step stats only the reason).
+    _write(layout.model_root / "_rejected" / f"{DAYS[0]}-1" / "manifest.json", {"gate": {"candidate": 0.30}})
+    _write(layout.model_root / "_rejected" / f"{DAYS[0]}-2" / "manifest.json", {"gate": {
+        "metric": "recall@50", "candidate": 0.40, "candidate_se": 0.018, "best_baseline": 0.53, "best_baseline_se": 0.0181,
+        "best_baseline_name": "popularity_7d", "passed": False}})
     page = build_run_report(cfg, DAYS[0]).read_text()
+    assert "<td>candidate recall@50</td><td>0.4000 ± 0.0180</td>" in page  # the newest refusal (-2), not -1
+    assert "<td>best baseline (popularity_7d)</td><td>0.5300 ± 0.0181</td>" in page
     summary = page[page.index('id="summary"') : page.index("<h2>Steps</h2>")]
     assert "Status: <b>rejected</b> - not published: the publish gate refused the candidate" in summary
     assert "why not published</td><td>candidate for ds=2026-11-01 not published: recall@50 0.4000" in summary
