@@ -118,3 +118,24 @@ def test_unreadable_file_on_an_earlier_catalogue_day_names_table_partition_and_f
     run_stage(cfg, spark, "2026-11-05", "click_positives")
     with pytest.raises(UnreadableFile, match=r"table items, partition ds=2026-11-01.*part-00000\.parquet"):
         run_stage(cfg, spark, "2026-11-05", "vocabulary")
+
+
+@pytest.mark.spark
+def test_feature_stats_are_bit_identical_whatever_the_partitioning(spark):
+    # The rerun fault: Spark's avg/stddev add doubles in the order partitions arrive, so the same
+    # rows split differently gave other last bits. Values spanning 16 orders of magnitude make
+    # the order visible (the premise is asserted); fit_stats must give the same bits each time.
+    from pyspark.sql import functions as F
+
+    from etl.features import fit_stats, stats_dict
+
+    rng = np.random.default_rng(5)
+    values = (rng.normal(size=4000) * 10.0 ** rng.integers(-8, 8, size=4000)).tolist()
+    df = spark.createDataFrame([(v,) for v in values], "x double")
+    layouts = [df.repartition(1), df.repartition(7, F.col("x")), df.orderBy(F.rand(3)).repartition(3)]
+    naive = {df2.agg(F.sum("x")).first()[0] for df2 in layouts}
+    assert len(naive) > 1  # the premise: a Spark sum of these doubles depends on the partitioning
+    got = [stats_dict(fit_stats(df2, ["x"]))["x"] for df2 in layouts]
+    assert got[0] == got[1] == got[2]
+    mean, std = exact_mean_std(np.array(values), np.ones(len(values)))
+    assert got[0] == (mean, std)
