@@ -43,6 +43,20 @@ def _log() -> str:
     return "\n".join(rows) + "\n"
 
 
+def _imported_without_items_file(tmp_path):
+    """The log imported with partial snapshots (no items file), a 2-day window, retire after 5."""
+    from importers.interactions import ColumnMapping, import_interactions
+
+    (tmp_path / "log.csv").write_text(_log())
+    cfg = make_config(
+        tmp_path,
+        etl={"window_days": 2, "retire_after_days": 5},
+        features={"user_categorical": [], "user_numeric": [], "item_categorical": [], "item_numeric": []},
+    )
+    import_interactions(cfg, tmp_path / "log.csv", ColumnMapping(user="user", item="item", ts="when", click="clicked"))
+    return cfg
+
+
 def _live(spark, cfg, ds: str) -> tuple[set[str], dict]:
     from etl import io
     from etl.jobs import run_stage
@@ -55,15 +69,7 @@ def _live(spark, cfg, ds: str) -> tuple[set[str], dict]:
 
 @pytest.mark.spark
 def test_item_seen_on_day_1_is_live_until_retire_after_days_then_retired(spark, tmp_path):
-    from importers.interactions import ColumnMapping, import_interactions
-
-    (tmp_path / "log.csv").write_text(_log())
-    cfg = make_config(
-        tmp_path,
-        etl={"window_days": 2, "retire_after_days": 5},
-        features={"user_categorical": [], "user_numeric": [], "item_categorical": [], "item_numeric": []},
-    )
-    import_interactions(cfg, tmp_path / "log.csv", ColumnMapping(user="user", item="item", ts="when", click="clicked"))
+    cfg = _imported_without_items_file(tmp_path)
     # Day 5: "old" was last seen on day 1 = 5 - 5 + 1, still inside the 5 days ending at D, and
     # outside the 2-day window: it is carried forward although day 5's snapshot lacks it.
     live, change = _live(spark, cfg, "2026-11-05")
@@ -102,16 +108,9 @@ def test_complete_snapshot_retires_an_absent_item_at_once(spark, tmp_path):
 def test_unreadable_file_on_an_earlier_catalogue_day_names_table_partition_and_file(spark, tmp_path):
     from contracts.layout import Layout
     from etl.jobs import run_stage
-    from importers.interactions import ColumnMapping, import_interactions
     from quality.io import UnreadableFile
 
-    (tmp_path / "log.csv").write_text(_log())
-    cfg = make_config(
-        tmp_path,
-        etl={"window_days": 2, "retire_after_days": 5},
-        features={"user_categorical": [], "user_numeric": [], "item_categorical": [], "item_numeric": []},
-    )
-    import_interactions(cfg, tmp_path / "log.csv", ColumnMapping(user="user", item="item", ts="when", click="clicked"))
+    cfg = _imported_without_items_file(tmp_path)
     # Day 1's items snapshot is outside the 2-day window but inside the catalogue days of day 5.
     bad = Layout(cfg.paths).path_for("items", "2026-11-01") / "part-00000.parquet"
     bad.write_bytes(bad.read_bytes()[:20])  # truncated: no footer
