@@ -234,14 +234,7 @@ def test_example_age_is_a_user_field_and_serving_uses_age_zero():
 
 def _write_final_examples(layout: Layout, ds: str) -> int:
     """final_examples of ds: the fixture's train_examples rows re-dated to ds (same schema)."""
-    src = layout.path_for("train_examples", ds)
-    t = pa.concat_tables([pq.read_table(f) for f in sorted(src.rglob("*.parquet"))])
-    t = t.slice(0, 600)
-    t = t.set_column(t.schema.get_field_index("event_ds"), "event_ds", pa.array([dt.date.fromisoformat(ds)] * t.num_rows, pa.date32()))
-    out = layout.path_for("final_examples", ds)
-    out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(t, out / "part-0.parquet")
-    return t.num_rows
+    return _write_final_examples_as_of(layout, ds, ds)
 
 
 @pytest.fixture(scope="module")
@@ -377,3 +370,33 @@ def test_gate_baseline_rule_uses_the_paired_se_when_known():
     assert gate_decision(0.026, None, 1.0, p, baseline_recall=0.032, **kw).passed
     g = gate_decision(0.026, None, 1.0, p, baseline_recall=0.032, baseline_diff_se=0.004, **kw)
     assert not g.passed and g.to_dict()["best_baseline_diff_se"] == 0.004
+
+
+def test_candidate_training_ends_with_the_last_training_days_own_clicks(tmp_path):
+    # The steady state: the previous run left final_examples of the last training day (11-03).
+    # The candidate then ends with passes over those rows, as the published weights of 11-03
+    # ended with 11-03's: 600 rows -> batch 64 (600 // 8 = 75 -> 64), 9 steps a pass, 1 pass.
+    cfg = make_config(
+        tmp_path, etl={"window_days": 4},
+        training={"batch_size": 256, "epochs": 1, "min_steps": 0, "shared_negatives": 64, "seed": 5},
+        features={"history_length": 10},
+    )
+    layout = Layout(cfg.paths)
+    write_synthetic_etl(layout, DS, seed=0)
+    rows = _write_final_examples_as_of(layout, DS, "2026-11-03")
+    stats = train_day(cfg, DS)
+    assert stats["last_training_day_pass"] == {"day": "2026-11-03", "rows": rows, "batch_size": 64, "epochs": 1, "steps": 9}
+    # A first run of the window (no final_examples of the last training day): no such pass.
+    shutil.rmtree(layout.path_for("final_examples", "2026-11-03"))
+    assert train_day(cfg, DS)["last_training_day_pass"] is None
+
+
+def _write_final_examples_as_of(layout: Layout, src_ds: str, ds: str) -> int:
+    """final_examples of ds: the fixture's train_examples rows of src_ds re-dated to ds."""
+    src = layout.path_for("train_examples", src_ds)
+    t = pa.concat_tables([pq.read_table(f) for f in sorted(src.rglob("*.parquet"))]).slice(0, 600)
+    t = t.set_column(t.schema.get_field_index("event_ds"), "event_ds", pa.array([dt.date.fromisoformat(ds)] * t.num_rows, pa.date32()))
+    out = layout.path_for("final_examples", ds)
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(t, out / "part-0.parquet")
+    return t.num_rows

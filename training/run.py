@@ -277,6 +277,7 @@ def train_day(
     trainer = Trainer(model, dataclasses.replace(t, batch_size=batch), negatives, device, ablate, info)
     epochs = window_epochs(t, stream.steps_per_epoch(0))
     result = trainer.fit(stream, epochs)
+    last_pass = _last_training_day_pass(cfg, layout, days[-1], cols, model, negatives, device, ablate, info, epochs)
     if info.enabled and torch.distributed.is_initialized():
         # All workers leave the process group together, right after the last collective. Workers
         # > 0 return below while worker 0 still exports; exiting with the gloo group alive could
@@ -304,6 +305,7 @@ def train_day(
         "negatives": {"hard_per_example": trainer.n_hard, "catalogue_per_example": trainer.n_easy, "shared_per_batch": trainer.shared},
         "feature_columns": dataclasses.asdict(cols),
         "table_sizes": sizes,
+        "last_training_day_pass": last_pass,
         **warm,
     }
     if not info.is_main:
@@ -324,6 +326,40 @@ def train_day(
         (tmp / "train_stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True, default=str))
     stats["model_dir"] = str(final)
     return stats
+
+
+def _last_training_day_pass(
+    cfg: Config, layout: Layout, day: str, cols: FeatureColumns, model: TwoTowerModel, negatives: Negatives,
+    device: torch.device, ablate: frozenset[str], info: DistInfo, epochs: int,
+) -> dict[str, Any] | None:
+    """End the candidate's training as the published weights' ended: with passes over the last
+    training day's own clicks (``final_examples`` of that day, written by its run).
+
+    Without it the candidate (the window in one resampled pass) is compared by the gate with a
+    published version whose last passes were on its own day, the most informative one, and
+    loses to it every steady-state day. None when ``train_on_eval_days`` is off or the day has
+    no ``final_examples`` partition (a first run of the window)."""
+    t = cfg.training
+    files = partition_files_or_none(layout, day) if t.train_on_eval_days else []
+    if not files or set(cols.user_cat + cols.user_num + cols.item_cat + cols.item_num) - set(partition_schema_names(files)):
+        return None
+    rows = count_rows(files)
+    batch = effective_batch_size(rows, t.batch_size, info.world, t.min_batches_per_epoch)
+    stream = TrainStream(
+        files, cols, cfg.features.history_length, max(cfg.etl.hard_negatives_per_request, 1), parse_ds(day),
+        batch_size=batch // info.world, read_batch_rows=t.read_batch_rows, seed=t.seed + 2, rank=info.rank, world=info.world,
+    )
+    if stream.steps_per_epoch(0) == 0:
+        return None
+    # p_j of the logQ correction: the day's own rows (the stream actually batched); sampled
+    # negatives keep the window's features as of that day (item_day_features, age 0 = the day).
+    items = np.concatenate([pq_column(f, "item_idx") for f in files])
+    size = negatives.inbatch_prob.shape[0]
+    counts = np.bincount(np.clip(items, 0, size - 1), minlength=size).astype(np.float64)
+    day_negatives = dataclasses.replace(negatives, inbatch_prob=torch.from_numpy(counts / max(counts.sum(), 1.0)), resample_weight=None)
+    passes = t.final_epochs or epochs
+    result = Trainer(model, dataclasses.replace(t, batch_size=batch), day_negatives, device, ablate, info).fit(stream, passes)
+    return {"day": day, "rows": rows, "batch_size": batch, "epochs": passes, "steps": result.steps}
 
 
 def count_rows(files: list[Path]) -> int:
