@@ -30,6 +30,7 @@ from quality import io
 from quality import suites as S
 from quality.rules import REASON_COLUMN, bad_row_condition, day_bounds_micros
 from twotower.errors import QualityGateFailed, data_error_message
+from twotower.spark import progress_enabled
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -50,8 +51,10 @@ _MAY_BE_EMPTY = ("hard_negatives", "feature_stats")
 class _Gate:
     """Collects check outcomes of one stage of one day and renders the summary."""
 
-    def __init__(self, cfg: Config, ds: str, stage: str) -> None:
+    def __init__(self, cfg: Config, ds: str, stage: str, progress: bool = False) -> None:
         self.cfg = cfg
+        # GE's progress bars: the session's decision (twotower.spark.progress_enabled).
+        self.progress = progress
         self.ds = ds
         self.stage = stage
         self.layout = Layout(cfg.paths)
@@ -242,6 +245,11 @@ class _Gate:
             )
         for m in summary["warnings"]:
             log.warning("%s ds=%s: %s", self.stage, self.ds, m)
+        log.info(
+            "%s ds=%s: %s, %d checks, %d warnings, %.1f s; Data Docs %s",
+            self.stage, self.ds, summary["status"], summary["checks"], len(summary["warnings"]),
+            summary["duration_s"], summary["data_docs"],
+        )
         return summary
 
 
@@ -256,7 +264,7 @@ def _run_in_project(gate: _Gate, run) -> Path:
 
     final = io.docs_root(gate.layout, gate.ds, gate.stage)
     with atomic_dir(final) as tmp:
-        project = GxProject(tmp, example_rows=gate.cfg.quality.example_rows)
+        project = GxProject(tmp, example_rows=gate.cfg.quality.example_rows, progress=gate.progress)
         run(project)
         project.build_docs()
     return io.data_docs_index(final)
@@ -282,7 +290,7 @@ def validate_raw(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any]:
     ds = ds_str(ds)
     if not cfg.quality.enabled:
         return _disabled(cfg, ds, RAW_STAGE)
-    gate = _Gate(cfg, ds, RAW_STAGE)
+    gate = _Gate(cfg, ds, RAW_STAGE, progress=progress_enabled(spark))
     layout = gate.layout
     contracts = raw_tables(cfg.features)
     frames: dict[str, DataFrame] = {}
@@ -561,7 +569,7 @@ def validate_outputs(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any
     ds = ds_str(ds)
     if not cfg.quality.enabled:
         return _disabled(cfg, ds, OUTPUTS_STAGE)
-    gate = _Gate(cfg, ds, OUTPUTS_STAGE)
+    gate = _Gate(cfg, ds, OUTPUTS_STAGE, progress=progress_enabled(spark))
     layout = gate.layout
     frames: dict[str, DataFrame] = {}
     for name in ETL_OUTPUTS:

@@ -2,11 +2,18 @@
 
 ``master`` comes from config (default ``local[*]``), so the same jobs run on a cluster by
 setting ``[spark] master = "spark://host:7077"`` (or ``TWOTOWER_SPARK_MASTER``).
+
+Progress is decided here, once per process, when the session is built: Spark's console
+progress bar (``spark.ui.showConsoleProgress``) is on when stderr is a terminal
+(:func:`console_progress`) and off in Airflow task logs and CI, where it would print one
+carriage-return line per refresh; ``[spark] conf`` can force either way. The data-quality
+gates read the same decision back from the session (:func:`progress_enabled`) for GE's bars.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -21,7 +28,6 @@ BASE_CONF = {
     "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
     "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
     "spark.ui.enabled": "false",
-    "spark.ui.showConsoleProgress": "false",
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.adaptive.coalescePartitions.enabled": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -45,6 +51,28 @@ BASE_CONF = {
 
 
 _HADOOP = "spark.hadoop."
+_PROGRESS = "spark.ui.showConsoleProgress"
+
+
+def console_progress(stream: IO | None = None) -> bool:
+    """Whether progress bars should be drawn: ``stream`` (default stderr) is a terminal.
+
+    False for a pipe, a file, Airflow's task-log capture, pytest's capture or a closed stream.
+    """
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
+def progress_enabled(spark: SparkSession) -> bool:
+    """The session's progress decision (``spark.ui.showConsoleProgress``, set by :func:`spark_session`)."""
+    try:
+        value = spark.sparkContext.getConf().get(_PROGRESS, "false")
+    except (AttributeError, NotImplementedError):  # Spark Connect: no SparkContext, no console bar
+        return False
+    return str(value).strip().lower() == "true"
 
 
 def shuffle_partitions(spark: SparkSession) -> int:
@@ -54,13 +82,19 @@ def shuffle_partitions(spark: SparkSession) -> int:
 
 
 def spark_session(
-    cfg: SparkConfig, app_name: str | None = None, storage_conf: dict[str, str] | None = None
+    cfg: SparkConfig,
+    app_name: str | None = None,
+    storage_conf: dict[str, str] | None = None,
+    progress: bool | None = None,
 ) -> SparkSession:
     """Get or create the process's SparkSession for this config.
 
     Args:
         storage_conf: ``spark.hadoop.*`` settings of the store the data lives in
             (``storage.stores.ObjectStore.spark_conf``); ``[spark] conf`` overrides them.
+        progress: Spark's console progress bar (and GE's bars in the gates); None decides
+            with :func:`console_progress` (on when stderr is a terminal). ``[spark] conf``
+            ``spark.ui.showConsoleProgress`` overrides it.
     """
     from pyspark.sql import SparkSession
 
@@ -71,7 +105,9 @@ def spark_session(
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
     )
     storage_conf = {**(storage_conf or {}), **{k: v for k, v in cfg.conf.items() if k.startswith(_HADOOP)}}
-    for key, value in {**BASE_CONF, **storage_conf, **cfg.conf}.items():
+    progress = console_progress() if progress is None else progress
+    base = {**BASE_CONF, _PROGRESS: "true" if progress else "false"}
+    for key, value in {**base, **storage_conf, **cfg.conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
