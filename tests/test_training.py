@@ -186,6 +186,15 @@ def test_train_day_warm_starts_from_latest(trained, tmp_path):
     assert train_day(cfg, DS, full_retrain=True)["warm_start_from"] is None
 
 
+def test_a_warm_started_model_gets_the_configured_passes_not_the_min_steps_ones(trained, tmp_path):
+    # min_steps 10,000 would raise a cold model to max_epochs (20) passes; warm-started, the
+    # model keeps training.epochs (1): more passes over rows it has seen only overfit it.
+    cfg, _version = _day_with_published_model(trained, tmp_path)
+    cfg = cfg.replace(training=dataclasses.replace(cfg.training, min_steps=10_000))
+    assert train_day(cfg, DS)["epochs"] == 1
+    assert train_day(cfg, DS, full_retrain=True)["epochs"] == 20
+
+
 def _day_with_published_model(trained, tmp_path):
     """A config whose day has ETL tables and whose LATEST is the ``trained`` model (2026-01-01)."""
     cfg_src, _ = trained

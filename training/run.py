@@ -275,7 +275,10 @@ def train_day(
             f"({info.world}): nothing to train on (check the ETL's training days)"
         )
     trainer = Trainer(model, dataclasses.replace(t, batch_size=batch), negatives, device, ablate, info)
-    epochs = window_epochs(t, stream.steps_per_epoch(0))
+    # min_steps gives a cold model on a small window enough steps; a model warm-started from the
+    # published one has had them, and more passes over the same rows only overfit it (the
+    # gate's drop rule then refuses every steady-state day on small data).
+    epochs = t.epochs if warm["warm_start_from"] else window_epochs(t, stream.steps_per_epoch(0))
     result = trainer.fit(stream, epochs)
     last_pass = _last_training_day_pass(cfg, layout, days[-1], cols, model, negatives, device, ablate, info, epochs)
     if info.enabled and torch.distributed.is_initialized():
