@@ -16,6 +16,7 @@ valid negative, never keep a shown item.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from etl.positives import hash_uniform
@@ -63,6 +64,59 @@ def hard_negatives_from_ranking_log(
         DataFrame[request_id, user_id, item_id, event_ds, stage_cut, difficulty] (contract
         ``hard_negatives`` minus ``ds``).
 
+    The same result as the ETL's incremental path: :func:`cut_candidates` and
+    :func:`excluded_pairs` per day, :func:`cap_hard_negatives` over the window's union.
+    """
+    return cap_hard_negatives(
+        cut_candidates(ranking_log, clicked_requests), excluded_pairs(shown, clicked), per_request, seed
+    )
+
+
+def cut_candidates(ranking_log: DataFrame, clicked_requests: DataFrame | None) -> DataFrame:
+    """The ranking log's cut rows (pre_rank or rank, passed = false) of the requests with a click.
+
+    Depends on one day's ranking log and clicks only, so the ETL stores it per day
+    (``hard_negative_candidates``) and a window reads it instead of the raw ranking log.
+
+    Returns:
+        DataFrame[request_id, user_id, item_id, event_ds, stage_cut, difficulty].
+    """
+    from pyspark.sql import functions as F
+
+    cuts = ranking_log.filter(F.col("stage").isin(*CUT_STAGES) & ~F.col("passed"))
+    if clicked_requests is not None:
+        # Small (one row per clicked request): Spark broadcasts it when it fits.
+        cuts = cuts.join(clicked_requests.select("request_id").distinct(), "request_id", "left_semi")
+    return cuts.select(
+        "request_id",
+        "user_id",
+        "item_id",
+        "event_ds",
+        F.col("stage").alias("stage_cut"),
+        F.when(F.col("stage") == "pre_rank", F.lit(1)).otherwise(F.lit(2)).cast("int").alias("difficulty"),
+    )
+
+
+def excluded_pairs(shown: DataFrame, clicked: DataFrame, keep: Sequence[str] = ()) -> DataFrame:
+    """DataFrame[user_key, pair_key, *keep]: 64-bit hashes of ``user_id`` and of (user_id,
+    item_id) of everything shown or clicked (distinct). Per day (``keep=("event_ds",)``) it is
+    what the ETL stores as ``shown_pairs``; the window's exclusion is the union of its days."""
+    from pyspark.sql import functions as F
+
+    cols = [F.xxhash64(F.col("user_id")).alias("user_key"), _pair_key().alias("pair_key"), *keep]
+    return shown.select(*cols).unionByName(clicked.select(*cols)).distinct()
+
+
+def cap_hard_negatives(candidates: DataFrame, excluded: DataFrame, per_request: int, seed: int) -> DataFrame:
+    """Deduplicate the candidates, drop every excluded (user, item) pair, cap per request.
+
+    Args:
+        candidates: :func:`cut_candidates` rows (one or several days).
+        excluded: :func:`excluded_pairs` rows of the whole window (duplicates allowed).
+
+    Returns:
+        DataFrame[request_id, user_id, item_id, event_ds, stage_cut, difficulty].
+
     Plan: the cuts and the excluded pairs are each shuffled once, by a hash of ``user_id`` (a
     request is one user's page and the exclusions are per user); the deduplication, the
     anti-join and the cap then run inside those partitions, sorting on 64-bit keys. Spark
@@ -75,19 +129,15 @@ def hard_negatives_from_ranking_log(
 
     if per_request < 0:
         raise ValueError(f"etl.hard_negatives_per_request must be >= 0, got {per_request}")
-    n = shuffle_partitions(ranking_log.sparkSession)
-    cuts = ranking_log.filter(F.col("stage").isin(*CUT_STAGES) & ~F.col("passed"))
-    if clicked_requests is not None:
-        # Small (one row per clicked request): Spark broadcasts it when it fits.
-        cuts = cuts.join(clicked_requests.select("request_id").distinct(), "request_id", "left_semi")
-    cuts = cuts.select(
+    n = shuffle_partitions(candidates.sparkSession)
+    cuts = candidates.select(
         _user_key(),
         "request_id",
         "user_id",
         "item_id",
         "event_ds",
-        F.col("stage").alias("stage_cut"),
-        F.when(F.col("stage") == "pre_rank", F.lit(1)).otherwise(F.lit(2)).cast("int").alias("difficulty"),
+        "stage_cut",
+        "difficulty",
         _pair_key().alias("_pair"),
         F.xxhash64("request_id").alias("_r"),
         F.xxhash64("request_id", "item_id").alias("_ri"),
@@ -98,11 +148,7 @@ def hard_negatives_from_ranking_log(
     dedup = cuts.withColumn("_prev", F.lag("_ri").over(by_item)).filter(
         F.col("_prev").isNull() | (F.col("_prev") != F.col("_ri"))
     )
-    excluded = (
-        shown.select(_user_key(), _pair_key().alias("_pair"))
-        .unionByName(clicked.select(_user_key(), _pair_key().alias("_pair")))
-        .repartition(n, "_u")
-    )
+    excluded = excluded.select(F.col("user_key").alias("_u"), F.col("pair_key").alias("_pair")).repartition(n, "_u")
     # No join hint: when every partition of the excluded pairs is small enough to become an
     # in-memory hash table, AQE picks a shuffled hash join (neither side sorted on the pair;
     # spark.sql.adaptive.maxShuffledHashJoinLocalMapThreshold in twotower.spark.BASE_CONF),
