@@ -295,7 +295,8 @@ def test_final_training_reruns_from_the_candidate_deterministically(finalised, t
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
-def test_without_final_examples_the_candidate_is_published_and_says_so(tmp_path):
+def _one_pass_day(tmp_path):
+    """Synthetic ETL tables of DS and a one-pass config (batch 256, no min_steps raise)."""
     cfg = make_config(
         tmp_path, etl={"window_days": 4},
         training={"batch_size": 256, "epochs": 1, "min_steps": 0, "shared_negatives": 64, "seed": 5},
@@ -303,6 +304,11 @@ def test_without_final_examples_the_candidate_is_published_and_says_so(tmp_path)
     )
     layout = Layout(cfg.paths)
     write_synthetic_etl(layout, DS, seed=0)
+    return cfg, layout
+
+
+def test_without_final_examples_the_candidate_is_published_and_says_so(tmp_path):
+    cfg, layout = _one_pass_day(tmp_path)
     shutil.rmtree(layout.path_for("final_examples", DS), ignore_errors=True)
     train_day(cfg, DS)
     out = train_final_day(cfg, DS)
@@ -376,13 +382,7 @@ def test_candidate_training_ends_with_the_last_training_days_own_clicks(tmp_path
     # The steady state: the previous run left final_examples of the last training day (11-03).
     # The candidate then ends with passes over those rows, as the published weights of 11-03
     # ended with 11-03's: 600 rows -> batch 64 (600 // 8 = 75 -> 64), 9 steps a pass, 1 pass.
-    cfg = make_config(
-        tmp_path, etl={"window_days": 4},
-        training={"batch_size": 256, "epochs": 1, "min_steps": 0, "shared_negatives": 64, "seed": 5},
-        features={"history_length": 10},
-    )
-    layout = Layout(cfg.paths)
-    write_synthetic_etl(layout, DS, seed=0)
+    cfg, layout = _one_pass_day(tmp_path)
     rows = _write_final_examples_as_of(layout, DS, "2026-11-03")
     stats = train_day(cfg, DS)
     assert stats["last_training_day_pass"] == {"day": "2026-11-03", "rows": rows, "batch_size": 64, "epochs": 1, "steps": 9}
