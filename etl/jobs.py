@@ -285,7 +285,11 @@ def stage_vocabulary(cfg: Config, spark: SparkSession, win: RunWindow) -> dict[s
     per_vocab = {
         r["vocab"]: {"size": r["size"], "new": r["new"], "max_id": r["max_id"]} for r in sizes.collect()
     }
-    return {"previous_partition": earlier[-1] if earlier else None, "vocabs": per_vocab}
+    return {
+        "previous_partition": earlier[-1] if earlier else None,
+        "rows": sum(v["size"] for v in per_vocab.values()),
+        "vocabs": per_vocab,
+    }
 
 
 def _users_snapshot(spark: SparkSession, cfg: Config, win: RunWindow) -> tuple[DataFrame, str]:
@@ -636,12 +640,28 @@ def run_stage(cfg: Config, spark: SparkSession, ds: str, stage: str) -> dict[str
     if stage not in _STAGES:
         raise UserError(f"unknown ETL stage {stage!r} (stages: {', '.join(ETL_STAGES)})")
     win = RunWindow.for_run(cfg, ds)
+    place = f"{ETL_STAGES.index(stage) + 1}/{len(ETL_STAGES)}"
+    log.info("ETL stage %s %s for ds=%s started (%d-day window)", place, stage, win.ds, len(win.days))
     start = time.perf_counter()
     spark.sparkContext.setJobGroup(f"etl-{stage}", f"twotower ETL {stage} ds={win.ds}")
     stats = _STAGES[stage](cfg, spark, win)
     seconds = round(time.perf_counter() - start, 3)
-    log.info("ETL stage %s for ds=%s done in %.1f s", stage, win.ds, seconds)
+    log.info("ETL stage %s %s for ds=%s done in %.1f s: %s", place, stage, win.ds, seconds, row_counts(stats))
     return {"stage": stage, "ds": win.ds, "seconds": seconds, "window": list(win.days), **stats}
+
+
+_COUNT_KEYS = frozenset({"rows", "users", "items", "requests"})
+
+
+def row_counts(stats: dict[str, Any]) -> str:
+    """The row counts of a stage's statistics for its progress line, e.g. ``rows=1,204
+    upsampled_rows=310`` or ``users=900 items=4,000``; "no row counts" when it reports none."""
+    counts = [
+        f"{key}={value:,}"
+        for key, value in stats.items()
+        if (key in _COUNT_KEYS or key.endswith("_rows")) and isinstance(value, int) and not isinstance(value, bool)
+    ]
+    return " ".join(counts) or "no row counts"
 
 
 def run_etl(cfg: Config, spark: SparkSession, ds: str) -> dict[str, Any]:

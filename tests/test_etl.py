@@ -463,3 +463,11 @@ def test_every_etl_output_is_declared_by_exactly_one_stage():
     assert tuple(STAGE_OUTPUTS) == ETL_STAGES
     declared = [t for tables in STAGE_OUTPUTS.values() for t in tables]
     assert sorted(declared) == sorted(ETL_OUTPUTS)
+
+
+def test_row_counts_lists_only_integer_counts():
+    from etl.jobs import row_counts
+
+    stats = {"rows": 1204, "upsampled_rows": 31, "users": 9, "alpha": 0.75, "flag": True, "train_days_missing": []}
+    assert row_counts(stats) == "rows=1,204 upsampled_rows=31 users=9"
+    assert row_counts({"shown_overlap_rows": True, "vocabs": {}}) == "no row counts"

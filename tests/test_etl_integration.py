@@ -83,6 +83,23 @@ def test_click_positives_match_raw_clicks(spark, etl_run):
     assert set(map(tuple, got.values)) == set(map(tuple, expected.values))
 
 
+def test_progress_lines_number_the_stage_and_give_its_row_count(spark, etl_run, caplog):
+    import logging
+
+    from etl.jobs import ETL_STAGES, run_stage
+
+    cfg, _ = etl_run
+    imp = _raw(cfg, "impressions", [D])
+    clicks = len(imp[imp.clicked][["request_id", "item_id"]].drop_duplicates())
+    with caplog.at_level(logging.INFO, logger="etl.jobs"):
+        run_stage(cfg, spark, D, "click_positives")  # a rerun: same outputs
+    lines = [r.getMessage() for r in caplog.records if r.name == "etl.jobs"]
+    n = len(ETL_STAGES)
+    assert f"ETL stage 1/{n} click_positives for ds={D} started (3-day window)" in lines
+    done = [line for line in lines if line.startswith(f"ETL stage 1/{n} click_positives for ds={D} done in ")]
+    assert len(done) == 1 and done[0].endswith(f": rows={clicks:,}"), done
+
+
 def test_item_day_features_hold_every_item_per_training_day_as_of_that_day(spark, etl_run):
     # Reference from the raw impressions: clicks_1d of item i as of day t = distinct clicked
     # (request, i) on day t-1, as log1p, standardised with the day's feature_stats.
