@@ -107,7 +107,8 @@ def _input_scans(spark, cfg, stage: str, ds: str):
             imp.filter(F.col("clicked")).select("request_id", "item_id", "user_id", "ts", "liked", "event_ds")
         ]
     if stage == "hard_negatives":
-        ranking, _ = io.read_raw_days(spark, cfg, "ranking_log", list(win.train_days))
+        # Outputs were deleted first, so the stage computes every window day's per-day outputs.
+        ranking, _ = io.read_raw_days(spark, cfg, "ranking_log", list(win.days))
         shown, _ = io.read_raw_days(spark, cfg, "impressions", list(win.days))
         cuts = ranking.filter(F.col("stage").isin(*CUT_STAGES) & ~F.col("passed"))
         return [
