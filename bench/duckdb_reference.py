@@ -1,10 +1,13 @@
 """A DuckDB reference implementation of the ETL stages, for bench/bench_etl.py.
 
 Same inputs (the raw Parquet partitions), the same transforms in SQL (quality row rules,
-dedup, resampling by a seeded hash, hash-free exact anti-join, interleaved cap, vocabulary
+dedup, resampling by a seeded hash, anti-join on 64-bit pair hashes, interleaved cap, vocabulary
 numbering, features, clicks^alpha with the same numpy Vose alias, train/eval sets) and the
-same kind of outputs (Parquet files), so the timing ratio compares engines on equal work. It
-is a benchmark reference, not a second pipeline: it writes under its own output folder.
+same kind of outputs (Parquet files), so the timing ratio compares engines on equal work. The
+hard-negative stage is incremental as in Spark: per-day candidates and shown-pair hashes for
+day D (and for window days that have none yet), the window assembled from those stored
+per-day tables. It is a benchmark reference, not a second pipeline: it writes under its own
+output folder.
 """
 
 from __future__ import annotations
@@ -105,26 +108,64 @@ class DuckDbEtl:
                 f"SELECT f, count(*) FROM (SELECT item_id, count(*) f FROM {src} GROUP BY 1) GROUP BY 1"
             ).fetchall()
 
+    def _per_day_path(self, table: str, d: str) -> Path:
+        return self.out / table / f"ds={d}.parquet"
+
+    def hard_negative_per_day(self, d: str) -> None:
+        """Day d's per-day outputs, as the Spark stage stores them: its cut rows of requests
+        clicked that day (``hard_negative_candidates``) and its shown or clicked (user, item)
+        as 64-bit hashes (``shown_pairs``). Reads only day d's raw partitions."""
+        pos = f"(SELECT * FROM {self._view('click_positives')} WHERE event_ds = DATE '{d}')"
+        for table in ("hard_negative_candidates", "shown_pairs"):
+            self._per_day_path(table, d).parent.mkdir(parents=True, exist_ok=True)
+        ranking = self._ranking([d]) if (self.raw / "ranking_log" / f"ds={d}").is_dir() else None
+        cuts = (
+            f"""SELECT request_id, user_id, item_id, event_ds, stage AS stage_cut,
+                       CASE WHEN stage = 'pre_rank' THEN 1 ELSE 2 END AS difficulty
+                FROM ({ranking}) WHERE stage IN ('pre_rank', 'rank') AND NOT passed
+                  AND request_id IN (SELECT request_id FROM {pos})"""
+            if ranking
+            else "SELECT ''::VARCHAR request_id, ''::VARCHAR user_id, ''::VARCHAR item_id, DATE '2000-01-01' event_ds, "
+            "''::VARCHAR stage_cut, 0 difficulty WHERE false"
+        )
+        self.con.execute(
+            f"COPY ({cuts}) TO '{self._per_day_path('hard_negative_candidates', d)}' (FORMAT parquet, COMPRESSION zstd)"
+        )
+        self.con.execute(
+            f"""COPY (SELECT DISTINCT hash(user_id) AS user_key, hash(user_id, item_id) AS pair_key
+                      FROM (SELECT user_id, item_id FROM ({self._impressions([d])}) UNION ALL SELECT user_id, item_id FROM {pos}))
+                TO '{self._per_day_path('shown_pairs', d)}' (FORMAT parquet, COMPRESSION zstd)"""
+        )
+
     def hard_negatives(self, cap: int = 4) -> None:
-        pos = self._view("click_positives")
+        """Incremental, like the Spark stage: the per-day outputs of day D and of every window
+        day that has none yet (a first run: all of them) from the raw logs, then the window
+        assembled from the stored per-day tables (dedup, anti-join on the pair hash, cap)."""
+        have = [d for d in self.days if (self.raw / "impressions" / f"ds={d}").is_dir()]
+        for d in have:
+            if d == self.ds or not all(
+                self._per_day_path(t, d).is_file() for t in ("hard_negative_candidates", "shown_pairs")
+            ):
+                self.hard_negative_per_day(d)
+
+        def window(table: str) -> str:
+            files = ", ".join(f"'{self._per_day_path(table, d)}'" for d in have)
+            return f"read_parquet([{files}])"
+
         self._copy(
-            f"""WITH cuts AS (
-                  SELECT request_id, user_id, item_id, event_ds, stage AS stage_cut,
-                         CASE WHEN stage = 'pre_rank' THEN 1 ELSE 2 END AS difficulty
-                  FROM ({self._ranking(self.train_days)}) WHERE stage IN ('pre_rank', 'rank') AND NOT passed
-                    AND request_id IN (SELECT request_id FROM {pos} WHERE event_ds <= DATE '{self.train_days[-1]}')),
-                excluded AS (SELECT user_id, item_id FROM ({self._impressions(self.days)})
-                             UNION ALL SELECT user_id, item_id FROM {pos}),
-                kept AS (SELECT * FROM cuts ANTI JOIN excluded USING (user_id, item_id)),
-                dedup AS (SELECT * FROM kept QUALIFY row_number() OVER (PARTITION BY request_id, item_id ORDER BY difficulty) = 1),
+            f"""WITH dedup AS (SELECT * FROM {window("hard_negative_candidates")}
+                               QUALIFY row_number() OVER (PARTITION BY request_id, item_id ORDER BY difficulty) = 1),
+                kept AS (SELECT * FROM dedup ANTI JOIN {window("shown_pairs")} s
+                         ON s.user_key = hash(dedup.user_id) AND s.pair_key = hash(dedup.user_id, dedup.item_id)),
                 k AS (SELECT *, row_number() OVER (PARTITION BY request_id, difficulty
-                        ORDER BY hash({self.seed}, request_id, item_id), item_id) AS kk FROM dedup)
+                        ORDER BY hash({self.seed}, request_id, item_id), item_id) AS kk FROM kept)
             SELECT request_id, user_id, item_id, event_ds, stage_cut, difficulty FROM k
             QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY kk, difficulty DESC) <= {cap}""",
             "hard_negatives",
         )
         hn = self._view("hard_negatives")
         self.con.execute(f"SELECT difficulty, count(*) FROM {hn} GROUP BY 1").fetchall()
+        # The exact-string proof the Spark stage runs (etl.verify_hard_negatives).
         self.con.execute(
             f"SELECT count(*) FROM {hn} SEMI JOIN ({self._impressions(self.days)}) i USING (user_id, item_id)"
         ).fetchall()

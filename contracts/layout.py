@@ -130,6 +130,13 @@ class Layout:
 COMPLETE_SNAPSHOT_MARKER = "_COMPLETE_SNAPSHOT"
 
 
+# A per-day ETL output partition (``etl.io.PER_DAY_SOURCES``) holds this small JSON file: the
+# fingerprint (data file names, sizes, modification stamps) of the raw partitions it was
+# derived from. A later run recomputes the day when the raw partitions no longer match it.
+# The leading underscore keeps it out of Spark's and pyarrow's reads of the partition.
+SOURCE_MARKER = "_SOURCE.json"
+
+
 def mark_complete_snapshot(folder: Path) -> None:
     """Declare the items partition being written in ``folder`` a complete catalogue snapshot."""
     (Path(folder) / COMPLETE_SNAPSHOT_MARKER).write_text("every live item of the day is in this snapshot\n")

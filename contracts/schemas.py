@@ -267,6 +267,36 @@ HARD_NEGATIVES = Table(
     ),
 )
 
+HARD_NEGATIVE_CANDIDATES = Table(
+    name="hard_negative_candidates",
+    doc=(
+        "Per event day: the ranking log's cut rows (pre_rank or rank, passed = false) of that "
+        "day's requests with a click, before any exclusion or cap. Computed when the day is "
+        "processed, and again when its raw partitions change (the partition's _SOURCE.json "
+        "fingerprint, docs/etl.md); a window's hard_negatives are assembled from these and "
+        "shown_pairs, never from the raw ranking log of earlier days. Empty without a ranking log."
+    ),
+    columns=(
+        Column("request_id", "string"),
+        Column("user_id", "string"),
+        Column("item_id", "string"),
+        Column("event_ds", "date"),
+        Column("stage_cut", "string"),
+        Column("difficulty", "int32"),
+    ),
+)
+
+SHOWN_PAIRS = Table(
+    name="shown_pairs",
+    doc=(
+        "Per event day: every (user, item) shown or clicked that day, as 64-bit hashes "
+        "(xxhash64 of user_id; of user_id and item_id), distinct. The exclusion of a window's "
+        "hard negatives is the union of its days (a hash collision can only remove a valid "
+        "negative, never keep a shown item). Recomputed like hard_negative_candidates."
+    ),
+    columns=(Column("user_key", "int64"), Column("pair_key", "int64")),
+)
+
 ITEM_SAMPLING = Table(
     name="item_sampling",
     doc=(
@@ -426,6 +456,8 @@ ETL_OUTPUTS = {
     for t in (
         CLICK_POSITIVES,
         RESAMPLED_POSITIVES,
+        HARD_NEGATIVE_CANDIDATES,
+        SHOWN_PAIRS,
         HARD_NEGATIVES,
         ITEM_SAMPLING,
         VOCABULARY,

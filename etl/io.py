@@ -8,11 +8,13 @@ ETL apply the same row rules. Writes replace whole day partitions atomically (se
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
-from contracts.layout import COMPLETE_SNAPSHOT_MARKER, Layout, ds_str
+from contracts.layout import COMPLETE_SNAPSHOT_MARKER, SOURCE_MARKER, Layout, ds_str
 from contracts.schemas import ETL_OUTPUTS, raw_tables
 from twotower.errors import DataError, data_error_message
 
@@ -24,6 +26,17 @@ if TYPE_CHECKING:
 # Column every multi-day read adds: the partition's day (DateType).
 EVENT_DS = "event_ds"
 PARTITION_COLUMN = "ds"
+
+# Per-day ETL outputs (docs/etl.md, "Per-day outputs and reruns"): partition ds=t is derived
+# from these raw partitions of day t only, and stores their fingerprint (SOURCE_MARKER).
+PER_DAY_SOURCES: dict[str, tuple[str, ...]] = {
+    "click_positives": ("impressions",),
+    "hard_negative_candidates": ("impressions", "ranking_log"),
+    "shown_pairs": ("impressions",),
+}
+# Partition listings and marker reads run this many at a time (an object store answers each
+# in one round trip; a 240-day window must not wait for 240 of them in a row).
+_LISTING_THREADS = 8
 
 
 def _bad_row_condition(table: str, cfg: Config, ds: str) -> Column | None:
@@ -188,7 +201,51 @@ def output_days(cfg: Config, table: str) -> list[str]:
     return Layout(cfg.paths).partitions(table)
 
 
-def write_partitions(df: DataFrame, cfg: Config, table: str, days: Sequence[str]) -> None:
+def source_fingerprints(
+    cfg: Config, table: str, days: Sequence[str], params: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Day -> the fingerprint (JSON text) of the raw partitions that per-day output ``table``'s
+    partition of that day is derived from (``PER_DAY_SOURCES``): every data file's name, size
+    and modification stamp (local: mtime in ns; object store: ETag), plus ``params``, the
+    settings the derivation depends on. A re-export of a raw partition, or a day's raw
+    partition appearing or disappearing, changes it; reading it costs one listing per partition.
+    """
+    layout = Layout(cfg.paths)
+    sources = PER_DAY_SOURCES[table]
+    days = [ds_str(d) for d in days]
+    keys = [(t, d) for d in days for t in sources]
+    with ThreadPoolExecutor(_LISTING_THREADS) as pool:
+        stamps = dict(zip(keys, pool.map(lambda k: layout.store.data_file_stamps(layout.path_for(*k)), keys), strict=True))
+    return {
+        d: json.dumps(
+            {
+                "table": table,
+                "ds": d,
+                "params": dict(params or {}),
+                "sources": {t: [list(s) for s in stamps[(t, d)]] for t in sources},
+            },
+            sort_keys=True,
+            indent=1,
+        )
+        for d in days
+    }
+
+
+def stale_days(cfg: Config, table: str, fingerprints: Mapping[str, str]) -> list[str]:
+    """The days of ``fingerprints`` whose partition of per-day output ``table`` is missing, or
+    was written from other raw partitions (its ``SOURCE_MARKER`` differs or is absent: an
+    output written before markers existed is recomputed once). Sorted."""
+    layout = Layout(cfg.paths)
+    existing = set(output_days(cfg, table))
+    have = [d for d in fingerprints if d in existing]
+    with ThreadPoolExecutor(_LISTING_THREADS) as pool:
+        stored = dict(zip(have, pool.map(lambda d: layout.store.read_text(layout.path_for(table, d) / SOURCE_MARKER), have), strict=True))
+    return sorted(d for d, fp in fingerprints.items() if stored.get(d) != fp)
+
+
+def write_partitions(
+    df: DataFrame, cfg: Config, table: str, days: Sequence[str], *, sources: Mapping[str, str] | None = None
+) -> None:
     """Replace the partitions ``days`` of ETL output ``table`` with the rows of ``df``.
 
     With several days, ``df`` needs a string column ``ds`` naming each row's partition (dropped
@@ -205,6 +262,10 @@ def write_partitions(df: DataFrame, cfg: Config, table: str, days: Sequence[str]
         df: rows to write.
         table: ETL output name (``contracts.schemas.ETL_OUTPUTS``).
         days: the partitions this write owns (a listed day with no rows becomes empty).
+        sources: per-day outputs only: day -> :func:`source_fingerprints` text, taken *before*
+            the raw partitions were read, stored as ``SOURCE_MARKER`` in the day's partition
+            (committed with its data files). A raw re-export racing the read thus leaves a
+            fingerprint that no longer matches, and the next run recomputes the day.
     """
     from pyspark.sql import functions as F
 
@@ -213,6 +274,12 @@ def write_partitions(df: DataFrame, cfg: Config, table: str, days: Sequence[str]
     days = [ds_str(d) for d in days]
     if not days:
         return
+    if (sources is not None) != (table in PER_DAY_SOURCES) or (sources is not None and set(days) - set(sources)):
+        raise ValueError(
+            f"{table}: a per-day output ({', '.join(PER_DAY_SOURCES)}) is written with the source "
+            f"fingerprint of every day it writes, any other output without one (days {days}, "
+            f"fingerprints for {sorted(sources or ())})"
+        )
     layout = Layout(cfg.paths)
     store = layout.store
     root = layout.table_root(table)
@@ -234,6 +301,8 @@ def write_partitions(df: DataFrame, cfg: Config, table: str, days: Sequence[str]
             part = staging / f"{PARTITION_COLUMN}={day}"
             if not store.is_dir(part):
                 _write_empty(df.sparkSession, empty_schema, store.uri(part))
+            if sources is not None:
+                store.write_text(part / SOURCE_MARKER, sources[day])
             store.commit_dir(part, layout.path_for(table, day))
     finally:
         store.remove_dir(staging)

@@ -45,7 +45,7 @@ OUTPUTS_STAGE = "validate_outputs"
 STAGES = (RAW_STAGE, OUTPUTS_STAGE)
 _PREFIXES = (USER_CAT_PREFIX, USER_NUM_PREFIX, ITEM_CAT_PREFIX, ITEM_NUM_PREFIX)
 # ETL outputs that may legitimately be empty (no ranking log; no numeric features).
-_MAY_BE_EMPTY = ("hard_negatives", "feature_stats")
+_MAY_BE_EMPTY = ("hard_negatives", "hard_negative_candidates", "feature_stats")
 
 
 class _Gate:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 # Folders under the remote prefix that mirror each local root.
 REMOTE_DIRS = {"data_root": "data", "reports_root": "reports", "artifact_root": "artifacts"}
 _IO_THREADS = 8
+# Clients are built lazily and then shared by the listing threads (etl.io); boto3's default
+# session is not safe to build clients from concurrently.
+_CLIENT_LOCK = threading.Lock()
 
 
 def _is_data_file(rel: str) -> bool:
@@ -58,6 +62,9 @@ class Store(Protocol):
     def is_file(self, path: Path) -> bool: ...
     def child_dirs(self, path: Path) -> list[str]: ...
     def data_files(self, path: Path) -> list[str]: ...
+    def data_file_stamps(self, path: Path) -> list[tuple[str, int, str]]: ...
+    def read_text(self, path: Path) -> str | None: ...
+    def write_text(self, path: Path, text: str) -> None: ...
     def row_count(self, path: Path) -> int | None: ...
     def commit_dir(self, staged: Path, final: Path) -> None: ...
     def remove_dir(self, path: Path) -> None: ...
@@ -88,6 +95,29 @@ class LocalStore:
             return []
         rels = (p.relative_to(path).as_posix() for p in path.rglob("*.parquet"))
         return sorted(r for r in rels if _is_data_file(r))
+
+    def data_file_stamps(self, path: Path) -> list[tuple[str, int, str]]:
+        """(relative name, size, modification time in ns) of each data file of a partition,
+        sorted: what changes when a producer rewrites the partition's files."""
+        path = Path(path)
+        out = []
+        for rel in self.data_files(path):
+            st = (path / rel).stat()
+            out.append((rel, st.st_size, str(st.st_mtime_ns)))
+        return out
+
+    def read_text(self, path: Path) -> str | None:
+        """A small text file's content, or None when it does not exist."""
+        try:
+            return Path(path).read_text()
+        except FileNotFoundError:
+            return None
+
+    def write_text(self, path: Path, text: str) -> None:
+        """Write a small text file (callers write into a staged folder before its commit, so
+        readers see it together with the data files)."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
 
     def row_count(self, path: Path) -> int | None:
         """Rows of a partition from its Parquet footers (no data read); None if absent."""
@@ -170,11 +200,12 @@ class ObjectStore:
     def fs(self) -> pafs.S3FileSystem:
         import pyarrow.fs as pafs
 
-        if not hasattr(self, "_fs"):
-            kwargs = {"region": self.region}
-            if self.endpoint:
-                kwargs["endpoint_override"] = self.endpoint
-            self._fs = pafs.S3FileSystem(**kwargs)
+        with _CLIENT_LOCK:
+            if not hasattr(self, "_fs"):
+                kwargs = {"region": self.region}
+                if self.endpoint:
+                    kwargs["endpoint_override"] = self.endpoint
+                self._fs = pafs.S3FileSystem(**kwargs)
         return self._fs
 
     # -- queries ----------------------------------------------------------------------
@@ -194,10 +225,11 @@ class ObjectStore:
     @property
     def client(self):
         """A boto3 S3 client (listings with ETags); pyarrow's client does the data transfers."""
-        if not hasattr(self, "_client"):
-            import boto3
+        with _CLIENT_LOCK:
+            if not hasattr(self, "_client"):
+                import boto3
 
-            self._client = boto3.client("s3", endpoint_url=self.endpoint or None, region_name=self.region)
+                self._client = boto3.client("s3", endpoint_url=self.endpoint or None, region_name=self.region)
         return self._client
 
     def list_files(self, path: Path) -> list[RemoteFile]:
@@ -234,6 +266,18 @@ class ObjectStore:
 
     def data_files(self, path: Path) -> list[str]:
         return [f.rel for f in self.list_files(path) if _is_data_file(f.rel)]
+
+    def data_file_stamps(self, path: Path) -> list[tuple[str, int, str]]:
+        """(relative name, size, ETag) of each data file of a partition, sorted (one listing):
+        the ETag changes whenever the object's bytes do."""
+        return [(f.rel, f.size, f.etag) for f in self.list_files(path) if _is_data_file(f.rel)]
+
+    def read_text(self, path: Path) -> str | None:
+        data = self.get_bytes(path)
+        return None if data is None else data.decode()
+
+    def write_text(self, path: Path, text: str) -> None:
+        self.put_bytes(path, text.encode())
 
     def row_count(self, path: Path) -> int | None:
         import pyarrow.parquet as pq

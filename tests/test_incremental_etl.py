@@ -1,0 +1,154 @@
+"""Incremental hard negatives: per-day outputs (hard_negative_candidates, shown_pairs) assembled
+into a window equal a from-scratch computation over the raw logs; a rerun of a middle day
+with changed input reaches every later window; a raw re-export nobody reran is detected by
+the stored source fingerprint and recomputed; a rerun is idempotent.
+
+The reference is ``etl.hard_negatives.hard_negatives_from_ranking_log`` applied to the raw
+ranking log and impressions of the whole window at once (the pre-incremental path, clicks
+taken straight from the raw impressions, no per-day output read), compared row for row with
+``exceptAll`` both ways.
+"""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from contracts.layout import Layout
+from tests.conftest import make_config
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+START = "2026-11-01"
+DAYS = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05"]
+COLS = ["request_id", "user_id", "item_id", "event_ds", "stage_cut", "difficulty"]
+
+
+def _from_scratch(spark, cfg, ds: str):
+    """Hard negatives of ds's window straight from the raw logs (no per-day output read)."""
+    from etl import io
+    from etl.hard_negatives import hard_negatives_from_ranking_log
+    from etl.jobs import RunWindow
+
+    win = RunWindow.for_run(cfg, ds)
+    ranking, _ = io.read_raw_days(spark, cfg, "ranking_log", win.days)
+    shown, _ = io.read_raw_days(spark, cfg, "impressions", win.days)
+    clicks = shown.filter("clicked")
+    return hard_negatives_from_ranking_log(
+        ranking, shown.select("user_id", "item_id"), clicks.select("user_id", "item_id"), clicks.select("request_id"),
+        cfg.etl.hard_negatives_per_request, cfg.etl.seed,
+    )
+
+
+def _rows(df) -> list[tuple]:
+    """The rows as a sorted list of tuples (duplicates kept, so a doubled row is seen)."""
+    return sorted(tuple(r) for r in df.select(*COLS).collect())
+
+
+def _assert_equals_from_scratch(spark, cfg, ds: str) -> list[tuple]:
+    from etl import io
+
+    got = _rows(io.read_output(spark, cfg, "hard_negatives", ds))
+    expected = _rows(_from_scratch(spark, cfg, ds))
+    assert expected, f"the reference for ds={ds} is empty: the comparison would prove nothing"
+    assert got == expected, f"ds={ds}: {len(got)} incremental rows vs {len(expected)} from scratch"
+    return got
+
+
+def _run(spark, cfg, ds: str) -> tuple[dict, dict]:
+    """(click_positives stats, hard_negatives stats) of one run of day ds."""
+    from etl.jobs import run_stage
+
+    return run_stage(cfg, spark, ds, "click_positives"), run_stage(cfg, spark, ds, "hard_negatives")
+
+
+def _re_export(cfg, table: str, ds: str) -> None:
+    """The producer re-exports a raw partition with the first half of each file's rows."""
+    for f in sorted(Layout(cfg.paths).path_for(table, ds).glob("*.parquet")):
+        t = pq.read_table(f)
+        pq.write_table(t.slice(0, t.num_rows // 2), f)
+
+
+def _per_day_counts(spark, cfg) -> dict[tuple[str, str], int]:
+    from etl import io
+
+    return {
+        (table, d): io.read_output(spark, cfg, table, d).count()
+        for table in ("hard_negative_candidates", "shown_pairs")
+        for d in io.output_days(cfg, table)
+    }
+
+
+@pytest.fixture
+def simulated(tmp_path):
+    import logsim
+
+    cfg = make_config(tmp_path, etl={"window_days": 3})
+    logsim.simulate(cfg, "tiny", START, len(DAYS), 11)
+    return cfg
+
+
+def test_incremental_windows_equal_from_scratch_and_a_rerun_is_idempotent(spark, simulated):
+    cfg = simulated
+    # Day 3 computes the per-day outputs of days 1-3; days 4 and 5 only their own.
+    assert _run(spark, cfg, DAYS[2])[1]["per_day_outputs_computed"] == DAYS[:3]
+    for ds in DAYS[3:]:
+        positives, hard = _run(spark, cfg, ds)
+        assert positives["days_written"] == [ds] and hard["per_day_outputs_computed"] == [ds]
+        assert hard["stale_days_recomputed"] == []
+        _assert_equals_from_scratch(spark, cfg, ds)
+
+    # Rerunning day 5 rewrites only day 5's per-day outputs: same rows, nothing doubled.
+    per_day = _per_day_counts(spark, cfg)
+    before = _assert_equals_from_scratch(spark, cfg, DAYS[4])
+    _, hard = _run(spark, cfg, DAYS[4])
+    assert hard["per_day_outputs_computed"] == [DAYS[4]]
+    assert _per_day_counts(spark, cfg) == per_day
+    assert _assert_equals_from_scratch(spark, cfg, DAYS[4]) == before
+
+
+def test_a_rerun_middle_day_with_changed_input_reaches_every_later_window(spark, simulated):
+    from etl import io
+
+    cfg = simulated
+    for ds in DAYS[2:]:
+        _run(spark, cfg, ds)
+    before = {ds: _rows(io.read_output(spark, cfg, "hard_negatives", ds)) for ds in DAYS[2:]}
+
+    # The producer re-exports day 3 with half of its ranking log; day 3 is rerun (it rewrites
+    # its per-day outputs), then the later days whose window holds it (a backfill 4..5).
+    _re_export(cfg, "ranking_log", DAYS[2])
+    assert _run(spark, cfg, DAYS[2])[1]["per_day_outputs_computed"] == [DAYS[2]]
+    for ds in DAYS[3:]:
+        # The later days read day 3's new per-day outputs; nothing but their own is recomputed.
+        assert _run(spark, cfg, ds)[1]["per_day_outputs_computed"] == [ds]
+    for ds in DAYS[2:]:
+        after = _assert_equals_from_scratch(spark, cfg, ds)
+        assert after != before[ds], f"the change of {DAYS[2]} did not reach the window of ds={ds}"
+
+
+def test_a_re_export_nobody_reran_is_recomputed_by_the_next_window(spark, simulated):
+    """Day 2's ranking log and day 3's impressions are re-exported and their days are not
+    rerun: the next run (day 4) finds their per-day outputs' source fingerprints stale and
+    recomputes them (and day 3's click positives) instead of silently using the old ones."""
+    from etl import io
+
+    cfg = simulated
+    for ds in DAYS[2:4]:
+        _run(spark, cfg, ds)
+    before = _rows(io.read_output(spark, cfg, "hard_negatives", DAYS[3]))
+
+    _re_export(cfg, "ranking_log", DAYS[1])
+    _re_export(cfg, "impressions", DAYS[2])
+    positives, hard = _run(spark, cfg, DAYS[3])
+    assert positives["stale_days_recomputed"] == [DAYS[2]]
+    assert positives["days_written"] == [DAYS[2], DAYS[3]]
+    assert hard["stale_days_recomputed"] == [DAYS[1], DAYS[2]]
+    assert hard["per_day_outputs_computed"] == DAYS[1:4]
+    after = _assert_equals_from_scratch(spark, cfg, DAYS[3])
+    assert after != before
+
+    # The fingerprints now match again: the next run recomputes nothing but its own day.
+    positives, hard = _run(spark, cfg, DAYS[4])
+    assert positives["stale_days_recomputed"] == [] and hard["per_day_outputs_computed"] == [DAYS[4]]
+    _assert_equals_from_scratch(spark, cfg, DAYS[4])
