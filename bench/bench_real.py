@@ -30,7 +30,11 @@ Protocol (rolling origin; nothing after a cutoff is seen by any method):
   regularisation and alpha (recall@50). MIND: c = the last day, L = 1 day; ALS picked on the
   day before;
 * the project runs with its defaults (twotower.toml's training settings; MIND: configs/mind.toml)
-  and no feature columns on MovieLens. Its catalogue: ``--items-file`` lists the items known
+  and no feature columns on MovieLens; on MovieLens with the popularity prior
+  (``training.prior = "validated"``, L = 7 days): the ``--prior-runs`` (3) days before c - 1 are
+  run first (``twotower etl`` + ``twotower train``, nothing published) so that the reported
+  day's beta is chosen by the pipeline's own rule on their evaluations, and the published
+  version is also scored with the prior off (the same weights: "two-tower, prior off"). Its catalogue: ``--items-file`` lists the items known
   before c, so every day's item snapshot (the index's "active" catalogue) holds them all. If
   the publish gate refuses the candidate, that is recorded and the version is published with
   ``twotower index --force`` so the table still has a figure, marked "not published". Users
@@ -177,8 +181,10 @@ def run_project(work: Path, import_cmd: list[str], ds: str, env: dict[str, str],
                 earlier_days: tuple[str, ...] = ()) -> dict[str, Any]:
     """import + run (+ a forced index when the gate refuses); returns timings, status and the version dir.
 
-    ``earlier_days`` are run first, oldest first (their evaluations are the popularity prior's
-    records); a refusal or failure there is recorded and does not stop the reported day.
+    ``earlier_days`` are run first, oldest first, as ``twotower etl`` + ``twotower train`` (ETL,
+    candidate, its evaluation on that day: the popularity prior's grid records; nothing is
+    published, so the reported day's run starts cold as without them); a failure there is
+    recorded and does not stop the reported day.
     With ``reuse``, a previous run's ``project.json`` in ``work`` is returned instead (re-scoring only).
     """
     if reuse and (work / "project.json").is_file():
@@ -196,10 +202,15 @@ def run_project(work: Path, import_cmd: list[str], ds: str, env: dict[str, str],
         return out
     out["earlier_runs"] = []
     for day in earlier_days:
-        r = run_measured(NICE + [TWOTOWER, *config, "run", "--ds", day], cwd=work, env=env, log_path=work / f"run-{day}.log")
-        r.pop("stdout")
-        out["earlier_runs"].append({"ds": day, **{k: r[k] for k in ("rc", "wall_s", "load_before", "load_after")}})
-        log(f"  earlier day {day}: rc {r['rc']} in {r['wall_s']:.0f} s")
+        steps = {}
+        for step in ("etl", "train"):
+            r = run_measured(NICE + [TWOTOWER, *config, step, "--ds", day], cwd=work, env=env, log_path=work / f"{step}-{day}.log")
+            r.pop("stdout")
+            steps[step] = {k: r[k] for k in ("rc", "wall_s", "load_before", "load_after")}
+            if r["rc"] != 0:
+                break
+        out["earlier_runs"].append({"ds": day, **steps})
+        log(f"  earlier day {day}: " + ", ".join(f"{k} rc {v['rc']} in {v['wall_s']:.0f} s" for k, v in steps.items()))
     run = run_measured(NICE + [TWOTOWER, *config, "run", "--ds", ds], cwd=work, env=env, log_path=work / "run.log")
     run.pop("stdout")
     out["run"] = {k: run[k] for k in ("rc", "wall_s", "load_before", "load_after", "peak_tree_rss_mb", "peak_process_rss_mb", "cpu_s")}
