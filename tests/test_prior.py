@@ -237,3 +237,34 @@ def test_reference_client_ranks_by_blended_score(tmp_path):
         assert [it["item_id"] for it in g["items"]] == [it["item_id"] for it in w["items"]], g["user_id"]
         np.testing.assert_allclose([it["score"] for it in g["items"]], [it["score"] for it in w["items"]], rtol=1e-5, atol=1e-6)
     assert any(it["item_id"] == "N3" for it in got[0]["items"])  # the popular item rises
+
+
+def test_daily_evaluation_records_the_grid_and_the_next_day_uses_it(tmp_path):
+    """The wiring on a trained model (training.fixtures' ETL tables): day D's evaluation records
+    recall@50 for every beta of the grid with beta 0 chosen (no earlier record), so its model
+    figure is the grid's beta-0 entry; a later day scored with D's record as its only one uses
+    the beta that record favours, and its model figure is that beta's grid entry."""
+    from training.fixtures import write_synthetic_etl
+    from training.run import train_day
+
+    d1, d2 = "2026-11-04", "2026-11-05"
+    cfg = make_config(
+        tmp_path, etl={"window_days": 4},
+        training={"batch_size": 256, "epochs": 1, "min_steps": 1, "shared_negatives": 128, "seed": 11,
+                  "prior": "validated", "prior_days": 3, "prior_grid": [0.0, 1.0, 8.0], "warm_start": False},
+    )
+    layout = Layout(cfg.paths)
+    write_synthetic_etl(layout, d1, seed=0)
+    train_day(cfg, d1)
+    m1 = json.loads((layout.model_dir(d1) / "metrics.json").read_text())
+    p1 = m1["prior"]
+    assert p1["beta"] == 0.0 and p1["chosen_on"] == [] and [g["beta"] for g in p1["grid"]] == [0.0, 1.0, 8.0]
+    assert p1["grid"][0]["recall@50"] == pytest.approx(m1["model"]["recall@50"])
+    assert p1["grid_users"] == m1["model"]["users_scored"]
+    write_synthetic_etl(layout, d2, seed=0)
+    train_day(cfg, d2)
+    m2 = json.loads((layout.model_dir(d2) / "metrics.json").read_text())
+    best = max(p1["grid"], key=lambda g: (g["recall@50"], -g["beta"]))["beta"]
+    assert m2["prior"]["beta"] == best and m2["prior"]["chosen_on"] == [d1]
+    chosen = next(g for g in m2["prior"]["grid"] if g["beta"] == best)
+    assert chosen["recall@50"] == pytest.approx(m2["model"]["recall@50"])
