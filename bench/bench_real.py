@@ -30,7 +30,11 @@ Protocol (rolling origin; nothing after a cutoff is seen by any method):
   regularisation and alpha (recall@50). MIND: c = the last day, L = 1 day; ALS picked on the
   day before;
 * the project runs with its defaults (twotower.toml's training settings; MIND: configs/mind.toml)
-  and no feature columns on MovieLens. Its catalogue: ``--items-file`` lists the items known
+  and no feature columns on MovieLens; on MovieLens with the popularity prior
+  (``training.prior = "validated"``, L = 7 days): the ``--prior-runs`` (3) days before c - 1 are
+  run first (``twotower etl`` + ``twotower train``, nothing published) so that the reported
+  day's beta is chosen by the pipeline's own rule on their evaluations, and the published
+  version is also scored with the prior off (the same weights: "two-tower, prior off"). Its catalogue: ``--items-file`` lists the items known
   before c, so every day's item snapshot (the index's "active" catalogue) holds them all. If
   the publish gate refuses the candidate, that is recorded and the version is published with
   ``twotower index --force`` so the table still has a figure, marked "not published". Users
@@ -92,7 +96,16 @@ eval_days = 1
 example_age_buckets = 60
 time_decay_half_life_days = 14.0
 temperature = 0.1
+# The popularity prior of the served score, its beta chosen by the pipeline's own rule on the
+# daily evaluations BEFORE each run day (the bench runs the {prior_runs} days before c - 1 first).
+# Its count window (7 days, not 28) was picked on the validation fold only (docs/training.md,
+# "Popularity prior").
+prior = "{prior}"
+prior_days = 7
 """
+# Days run before the reported day so that its popularity prior has earlier grid records to
+# choose beta from (a production root has them from its daily runs).
+ML_PRIOR_RUNS = 3
 
 # Ids only (the reported folds) and, on the last fold, the users' and movies' own attributes
 # (users.dat, movies.dat beside ratings.dat): the issue asks that features never make it worse.
@@ -164,9 +177,14 @@ def _tail(path: Path, n: int = 12) -> list[str]:
         return []
 
 
-def run_project(work: Path, import_cmd: list[str], ds: str, env: dict[str, str], config: list[str], inputs, reuse: bool = False) -> dict[str, Any]:
+def run_project(work: Path, import_cmd: list[str], ds: str, env: dict[str, str], config: list[str], inputs, reuse: bool = False,
+                earlier_days: tuple[str, ...] = ()) -> dict[str, Any]:
     """import + run (+ a forced index when the gate refuses); returns timings, status and the version dir.
 
+    ``earlier_days`` are run first, oldest first, as ``twotower etl`` + ``twotower train`` (ETL,
+    candidate, its evaluation on that day: the popularity prior's grid records; nothing is
+    published, so the reported day's run starts cold as without them); a failure there is
+    recorded and does not stop the reported day.
     With ``reuse``, a previous run's ``project.json`` in ``work`` is returned instead (re-scoring only).
     """
     if reuse and (work / "project.json").is_file():
@@ -182,6 +200,17 @@ def run_project(work: Path, import_cmd: list[str], ds: str, env: dict[str, str],
     if imp["rc"] != 0:
         out.update(status="import failed", error=_tail(work / "import.log"))
         return out
+    out["earlier_runs"] = []
+    for day in earlier_days:
+        steps = {}
+        for step in ("etl", "train"):
+            r = run_measured(NICE + [TWOTOWER, *config, step, "--ds", day], cwd=work, env=env, log_path=work / f"{step}-{day}.log")
+            r.pop("stdout")
+            steps[step] = {k: r[k] for k in ("rc", "wall_s", "load_before", "load_after")}
+            if r["rc"] != 0:
+                break
+        out["earlier_runs"].append({"ds": day, **steps})
+        log(f"  earlier day {day}: " + ", ".join(f"{k} rc {v['rc']} in {v['wall_s']:.0f} s" for k, v in steps.items()))
     run = run_measured(NICE + [TWOTOWER, *config, "run", "--ds", ds], cwd=work, env=env, log_path=work / "run.log")
     run.pop("stdout")
     out["run"] = {k: run[k] for k in ("rc", "wall_s", "load_before", "load_after", "peak_tree_rss_mb", "peak_process_rss_mb", "cpu_s")}
@@ -214,17 +243,26 @@ def run_project(work: Path, import_cmd: list[str], ds: str, env: dict[str, str],
     return out
 
 
-def project_scorer(version_dir: str, fold: ev.Fold) -> tuple[Any, dict[str, Any]]:
-    """``score_batch(rows)`` from the published version: user tower (cold start for unknown users) + index search."""
+def project_scorer(version_dir: str, fold: ev.Fold, without_prior: bool = False) -> tuple[Any, dict[str, Any]]:
+    """``score_batch(rows)`` from the published version: user tower (cold start for unknown users) + index search.
+
+    ``without_prior``: the same weights ranked by the cosine alone (plain ``user_tower.pt`` and
+    an exact index over ``item_embeddings.npy``): what the version would serve with beta 0.
+    """
     import pyarrow.parquet as pq
+    import torch
 
     from indexing.artifacts import LoadedVersion
-    from indexing.builder import normalized
+    from indexing.builder import exact_index, normalized
     from indexing.query import cold_start_inputs, embed_users, user_inputs
 
     v = LoadedVersion.load(Path(version_dir))
     mc = v.model_config
     index = v.index
+    if without_prior:
+        v.__dict__["user_tower"] = torch.jit.load(str(v.path / "user_tower.pt"), map_location="cpu").eval()
+        ids = pq.read_table(v.path / "item_ids.parquet", columns=["item_idx"]).column("item_idx").to_numpy().astype(np.int64)
+        index = exact_index(v.item_embeddings(), ids)
     ntotal = int(index.ntotal)
     known_users = set(v.user_rows(list(fold.user_ids))["user_id"])
     cold = embed_users(v.user_tower, cold_start_inputs(mc, 1))[0]
@@ -240,6 +278,7 @@ def project_scorer(version_dir: str, fold: ev.Fold) -> tuple[Any, dict[str, Any]
         "users_known": int(np.isin(fold.user_ids, list(known_users)).sum()),
         "users_cold_start": int((~np.isin(fold.user_ids, list(known_users))).sum()),
         "gate": v.manifest.get("gate"),
+        "prior": {k: val for k, val in (v.manifest.get("prior") or {}).items() if k != "score"} or None,
         "own_eval": {"model_recall@50": ((v.manifest.get("metrics") or {}).get("model") or {}).get("recall@50"),
                      "baselines_recall@50": {n: (b or {}).get("recall@50") for n, b in ((v.manifest.get("metrics") or {}).get("baselines") or {}).items()}},
     }
@@ -305,6 +344,9 @@ def evaluate_fold(fold: ev.Fold, project: dict[str, Any], als: dict[str, Any]) -
             m = ev.evaluate(fold, score)
             m["published"] = published
             res["methods"]["two-tower (published)" if published else "two-tower (NOT published, forced)"] = m
+            if info.get("prior"):  # the same weights without the prior: the prior's own effect, paired
+                off_score, _ = project_scorer(project["version_dir"], fold, without_prior=True)
+                res["methods"]["two-tower, prior off (same weights)"] = ev.evaluate(fold, off_score)
         except Exception as exc:  # keep the baselines and the other folds; the error is a result
             project["scoring_error"] = repr(exc)
             log(f"  scoring the published version failed: {exc!r}")
@@ -324,7 +366,8 @@ def evaluate_fold(fold: ev.Fold, project: dict[str, Any], als: dict[str, Any]) -
 # -- MovieLens --------------------------------------------------------------------------------
 
 
-def run_movielens(path: Path, cutoffs: list[str], scratch: Path, save, reuse: bool) -> dict[str, Any]:
+def run_movielens(path: Path, cutoffs: list[str], scratch: Path, save, reuse: bool, prior_runs: int = ML_PRIOR_RUNS,
+                  features: bool = True) -> dict[str, Any]:
     events = load_movielens(path)
     window_s = ML_TEST_DAYS * ev.DAY_S
     first_day = ts_day(int(events["ts"].min()))
@@ -344,25 +387,28 @@ def run_movielens(path: Path, cutoffs: list[str], scratch: Path, save, reuse: bo
         log(f"fold {cutoff}: {fold.summary()}")
         work = scratch / f"ml-{cutoff}"
         ds = ts_day(c - ev.DAY_S)
-        window = (dt.date.fromisoformat(ds) - dt.date.fromisoformat(first_day)).days + 1
+        earlier = tuple(ts_day(c - (k + 1) * ev.DAY_S) for k in range(prior_runs, 0, -1))
+        # The window of the earliest run starts at the first rating (a later run's drops as many first days).
+        window = (dt.date.fromisoformat(ds) - dt.date.fromisoformat(first_day)).days + 1 - prior_runs
 
         def inputs(work: Path = work, c: int = c, fold: ev.Fold = fold, window: int = window) -> None:
             before = events[events["ts"] < c]
             before[["user_id", "item_id", "rating", "ts"]].rename(columns={"user_id": "user", "item_id": "item"}).to_csv(work / "ratings.csv", index=False)
             pd.DataFrame({"item": fold.item_ids}).to_csv(work / "items.csv", index=False)
-            (work / "ml.toml").write_text(ML_TOML.format(root=work, window=window, features_toml=ML_IDS_ONLY))
+            (work / "ml.toml").write_text(ML_TOML.format(root=work, window=window, features_toml=ML_IDS_ONLY,
+                                                         prior="validated" if prior_runs else "off", prior_runs=prior_runs))
         env = {"TWOTOWER_DATA_ROOT": str(work / "data"), "TWOTOWER_ARTIFACT_ROOT": str(work / "artifacts"),
                "TWOTOWER_REPORTS_ROOT": str(work / "reports"), "TQDM_DISABLE": "1"}
         cmd = ["import", "interactions", "--file", "ratings.csv", "--user-col", "user", "--item-col", "item",
                "--ts-col", "ts", "--ts-format", "unix", "--rating-col", "rating", "--rating-threshold", "4",
                "--items-file", "items.csv"]
         log(f"  twotower import + run --ds {ds} (etl.window_days {window}) in {work}")
-        project = run_project(work, cmd, ds, env, ["--config", str(work / "ml.toml")], inputs, reuse)
+        project = run_project(work, cmd, ds, env, ["--config", str(work / "ml.toml")], inputs, reuse, earlier)
         if not project.get("reused"):
             (work / "project.json").write_text(json.dumps(project, indent=1))
         log(f"  project: {project.get('status')} in {project.get('wall_s')} s")
         res = evaluate_fold(fold, project, als)
-        if cutoff == cutoffs[-1] and (path.parent / "users.dat").is_file() and (path.parent / "movies.dat").is_file():
+        if features and cutoff == cutoffs[-1] and (path.parent / "users.dat").is_file() and (path.parent / "movies.dat").is_file():
             res["with_features"] = _movielens_with_features(path.parent, events, fold, c, window, ds, scratch, reuse)
             res["methods"].update(res["with_features"].pop("methods"))
         res["load_average_after"] = load_average()
@@ -395,7 +441,7 @@ def _movielens_with_features(directory: Path, events: pd.DataFrame, fold: ev.Fol
         items = pd.DataFrame({"item": fold.item_ids.astype(str)}).merge(movies, on="item", how="left")
         items.to_csv(work / "items.csv", index=False)
         users[users["user"].isin(set(before["user_id"].astype(str)))].to_csv(work / "users.csv", index=False)
-        (work / "ml.toml").write_text(ML_TOML.format(root=work, window=window, features_toml=ML_WITH_FEATURES))
+        (work / "ml.toml").write_text(ML_TOML.format(root=work, window=window, features_toml=ML_WITH_FEATURES, prior="off", prior_runs=0))
 
     env = {"TWOTOWER_DATA_ROOT": str(work / "data"), "TWOTOWER_ARTIFACT_ROOT": str(work / "artifacts"),
            "TWOTOWER_REPORTS_ROOT": str(work / "reports"), "TQDM_DISABLE": "1"}
@@ -502,6 +548,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scratch", type=Path, default=REPO / "var" / "bench" / "real")
     p.add_argument("--out", "--json-out", type=Path, help="also write the JSON result here (partial results after every fold)")
     p.add_argument("--reuse-runs", action="store_true", help="re-score the project runs left in --scratch instead of re-running them")
+    p.add_argument("--prior-runs", type=int, default=ML_PRIOR_RUNS,
+                   help="MovieLens: days run before each reported day for the popularity prior's records (0 = prior off)")
+    p.add_argument("--skip-features", action="store_true", help="MovieLens: no attribute-features variant")
     a = p.parse_args(argv)
     started = utc_now()
     t0 = time.perf_counter()
@@ -515,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
             write_json(a.out, {**result, "partial": True})
 
     if a.ml1m and a.ml1m.is_file():
-        ml = run_movielens(a.ml1m, list(ML_CUTOFFS[-n:]), a.scratch, save, a.reuse_runs)
+        ml = run_movielens(a.ml1m, list(ML_CUTOFFS[-n:]), a.scratch, save, a.reuse_runs, a.prior_runs, not a.skip_features)
         ml["summary"] = summary_rows(ml["folds"])
         ratios = [f.get("ratio_recall@50_vs_recent") for f in ml["folds"] if f.get("ratio_recall@50_vs_recent")]
         ml["ratio_recall@50_vs_recent_mean"] = float(np.mean(ratios)) if ratios else None

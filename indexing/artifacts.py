@@ -44,6 +44,9 @@ INDEX_FILE = "index.faiss"
 ITEM_IDS_FILE = "item_ids.parquet"
 ITEM_EMBEDDINGS_FILE = "item_embeddings.npy"
 USER_TOWER_FILE = "user_tower.pt"
+# With the popularity prior on (manifest ``prior``): the user tower wrapped to emit the index's
+# query [u/|u|, 1]/sqrt(2); serving uses it instead of user_tower.pt (docs/artifacts.md).
+QUERY_TOWER_FILE = "query_tower.pt"
 ITEM_TOWER_FILE = "item_tower.pt"
 MODEL_CONFIG_FILE = "model_config.json"
 USER_FEATURES_FILE = "user_features.parquet"
@@ -218,7 +221,9 @@ class LoadedVersion:
     def user_tower(self):
         import torch
 
-        tower = torch.jit.load(str(self.path / USER_TOWER_FILE), map_location="cpu")
+        # The query tower when the index carries the prior column: its output matches index.d.
+        name = QUERY_TOWER_FILE if (self.path / QUERY_TOWER_FILE).is_file() else USER_TOWER_FILE
+        tower = torch.jit.load(str(self.path / name), map_location="cpu")
         tower.eval()
         return tower
 

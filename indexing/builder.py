@@ -125,11 +125,37 @@ def normalized(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def build_index(vectors: np.ndarray, ids: np.ndarray, spec: IndexSpec, seed: int = 1234):
+# A query [u/|u|, 1] scaled to unit norm: normalising it again (every client does) is a no-op.
+PRIOR_QUERY_SCALE = float(1.0 / np.sqrt(2.0))
+
+
+def prior_item_vectors(vectors: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """float32 [N, d+1]: ``[v_i / |v_i|, w_i]`` for the popularity prior (training.prior).
+
+    With queries from :func:`prior_queries` the inner product is ``(cos(u, i) + w_i) / sqrt(2)``;
+    ``w_i = beta * tau * log(1 + c_i)`` makes that ``tau / sqrt(2) * (cos / tau + beta log(1 + c_i))``,
+    the blended score up to a positive factor, so the index ranks by it exactly. Build the
+    index with ``normalize=False`` (normalising would fold w_i into the cosine part).
+    """
+    w = np.asarray(weights, dtype=np.float32).reshape(-1, 1)
+    x = normalized(vectors)
+    if w.shape[0] != x.shape[0]:
+        raise ValueError(f"popularity prior: {w.shape[0]} item weights for {x.shape[0]} item vectors")
+    return np.ascontiguousarray(np.hstack([x, w]), dtype=np.float32)
+
+
+def prior_queries(queries: np.ndarray) -> np.ndarray:
+    """float32 [Q, d+1]: ``[u / |u|, 1] / sqrt(2)`` (unit norm), the query side of :func:`prior_item_vectors`."""
+    q = normalized(queries)
+    return np.ascontiguousarray(np.hstack([q, np.ones((q.shape[0], 1), np.float32)]) * PRIOR_QUERY_SCALE, dtype=np.float32)
+
+
+def build_index(vectors: np.ndarray, ids: np.ndarray, spec: IndexSpec, seed: int = 1234, normalize: bool = True):
     """Build a FAISS index of ``vectors`` labelled by ``ids``.
 
     Args:
-        vectors: float32 [N, d]; normalised here (cosine = inner product).
+        vectors: float32 [N, d]; normalised here (cosine = inner product) unless ``normalize``
+            is False (vectors of :func:`prior_item_vectors`, which carry the prior column).
         ids: int64 [N] labels (the items' ``item_idx``), unique.
         spec: from :func:`choose_index`.
         seed: k-means seed for IVF/PQ training (reproducible builds).
@@ -139,7 +165,7 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, spec: IndexSpec, seed: int
     """
     import faiss
 
-    x = normalized(vectors)
+    x = normalized(vectors) if normalize else np.array(vectors, dtype=np.float32, order="C", copy=True)
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     if x.ndim != 2 or ids.shape != (x.shape[0],):
         raise ValueError(f"vectors {x.shape} and ids {ids.shape} do not match: expected [N, d] and [N]")
@@ -169,9 +195,9 @@ def apply_search_params(index, spec: IndexSpec) -> None:
         faiss.downcast_index(index.index).hnsw.efSearch = int(spec.params["efSearch"])
 
 
-def exact_index(vectors: np.ndarray, ids: np.ndarray):
-    """The exact reference: ``IDMap,Flat`` inner product on normalised vectors."""
-    return build_index(vectors, ids, IndexSpec("flat", "IDMap,Flat"))
+def exact_index(vectors: np.ndarray, ids: np.ndarray, normalize: bool = True):
+    """The exact reference: ``IDMap,Flat`` inner product on (normalised) vectors."""
+    return build_index(vectors, ids, IndexSpec("flat", "IDMap,Flat"), normalize=normalize)
 
 
 def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:

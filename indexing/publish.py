@@ -99,7 +99,15 @@ def build_index_for_day(cfg: Config, ds: str) -> dict[str, Any]:
     """
     import time
 
-    from indexing.builder import build_index, choose_index, exact_index, measure_ann, tune_search_params
+    from indexing.builder import (
+        build_index,
+        choose_index,
+        exact_index,
+        measure_ann,
+        prior_item_vectors,
+        prior_queries,
+        tune_search_params,
+    )
 
     ds = ds_str(ds)
     layout = Layout(cfg.paths)
@@ -129,9 +137,11 @@ def build_index_for_day(cfg: Config, ds: str) -> dict[str, Any]:
         )
     tower_check = _check_item_tower(layout, ds, model_dir, model_config, item_idx, emb)
 
+    prior = index_prior(cfg, layout, ds, metrics, model_config, _item_id)
+    vectors, normalize = (emb, True) if prior is None else (prior_item_vectors(emb, prior.pop("weights")), False)
     t0 = time.perf_counter()
-    spec = choose_index(emb.shape[0], emb.shape[1], cfg.index)
-    index = build_index(emb, item_idx, spec, seed=cfg.training.seed)
+    spec = choose_index(vectors.shape[0], vectors.shape[1], cfg.index)
+    index = build_index(vectors, item_idx, spec, seed=cfg.training.seed, normalize=normalize)
     build_seconds = time.perf_counter() - t0
     source = "eval_user_embeddings"
     if queries.shape[0] == 0:
@@ -139,7 +149,9 @@ def build_index_for_day(cfg: Config, ds: str) -> dict[str, Any]:
         rows = np.random.default_rng(0).choice(emb.shape[0], size=min(2000, emb.shape[0]), replace=False)
         queries, source = emb[rows], "item_embeddings (no held-out users)"
         log.warning("ds=%s: no held-out user embeddings; ANN recall measured with %d item vectors", ds, len(rows))
-    reference = exact_index(emb, item_idx)
+    if prior is not None:
+        queries = prior_queries(queries)
+    reference = exact_index(vectors, item_idx, normalize=normalize)
     # Tune on the even rows, measure on the odd ones: the stored recall is not the tuned-on one.
     tune_q, measure_q = (queries[0::2], queries[1::2]) if len(queries) >= 2 else (queries, queries)
     t1 = time.perf_counter()
@@ -160,7 +172,7 @@ def build_index_for_day(cfg: Config, ds: str) -> dict[str, Any]:
     import faiss
     import pyarrow.parquet as pq
 
-    from indexing.serving_bundle import write_serving_bundle
+    from indexing.serving_bundle import write_query_tower, write_serving_bundle
 
     staging = layout.model_root / art.STAGING / ds
     with atomic_dir(staging) as tmp:
@@ -169,7 +181,9 @@ def build_index_for_day(cfg: Config, ds: str) -> dict[str, Any]:
                 shutil.copy2(f, tmp / f.name)
         faiss.write_index(index, str(tmp / art.INDEX_FILE))
         pq.write_table(pq.read_table(user_features), tmp / art.USER_FEATURES_FILE)
-        write_serving_bundle(layout, ds, tmp, model_config, spec.to_dict())  # serving/: embed users from raw features
+        if prior is not None:  # queries [u/|u|, 1]/sqrt(2): what the index's extra column needs
+            write_query_tower(tmp / art.USER_TOWER_FILE, tmp / art.QUERY_TOWER_FILE)
+        write_serving_bundle(layout, ds, tmp, model_config, spec.to_dict(), prior)  # serving/: embed users from raw features
         manifest = {
             "format_version": FORMAT_VERSION,
             "version": ds,
@@ -184,6 +198,7 @@ def build_index_for_day(cfg: Config, ds: str) -> dict[str, Any]:
             "ntotal": int(index.ntotal),
             "dimension": int(index.d),
             "metrics": metrics,
+            "prior": prior,
             "ann": ann,
             "tower_check": tower_check,
             "files": checksum_dir(tmp),
@@ -198,6 +213,42 @@ def build_index_for_day(cfg: Config, ds: str) -> dict[str, Any]:
         "ann": ann,
         "tower_check": tower_check,
         "files": len(manifest["files"]),
+    }
+
+
+def index_prior(cfg: Config, layout: Layout, ds: str, metrics: dict, model_config: dict, item_id: np.ndarray) -> dict[str, Any] | None:
+    """The popularity prior the index carries (training.prior), or None for today's plain index.
+
+    beta is the one the day's evaluation used (``metrics.json`` ``prior.beta``: the gate's
+    figure and the index agree); the counts are distinct users over the ``prior.days`` days up
+    to the last day the published weights saw (D after the continued training on D). Returns
+    the manifest's ``prior`` entry plus ``weights`` float32 [N] = beta * tau * log(1 + c_i) in
+    ``item_ids.parquet`` order.
+    """
+    from training.data import distinct_click_users
+    from training.evaluate import training_days
+
+    recorded = metrics.get("prior") or {}
+    beta = float(recorded.get("beta") or 0.0)
+    if beta == 0.0:
+        return None
+    tau = float(model_config["temperature"])
+    trained = (model_config.get("extra") or {}).get("trained_days") or training_days(cfg, ds)
+    days = int(recorded.get("days") or cfg.training.prior_days)
+    counts, found = distinct_click_users(layout, day_range(trained[-1], days), item_id)
+    if not found:
+        raise PipelineError(
+            f"popularity prior for ds={ds}: beta {beta} but no click_positives partition among the {days} days up to "
+            f"{trained[-1]}; run the ETL for those days or set training.prior = \"off\""
+        )
+    weights = (beta * tau * np.log1p(counts)).astype(np.float32)
+    return {
+        "beta": beta, "days": days, "temperature": tau, "count_days": found,
+        "chosen_on": recorded.get("chosen_on", []), "chosen_on_users": recorded.get("chosen_on_users"),
+        "gate_count_days": recorded.get("count_days", []),
+        "weight_max": float(weights.max(initial=0.0)), "items_with_clicks": int((counts > 0).sum()),
+        "score": "(cos(u, i) + beta * tau * log(1 + c_i)) / sqrt(2); query [u/|u|, 1]/sqrt(2), item [v/|v|, beta*tau*log(1 + c_i)]",
+        "weights": weights,
     }
 
 

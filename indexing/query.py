@@ -101,7 +101,8 @@ def recommend(version, user_ids: list[str], k: int = 50) -> list[dict[str, Any]]
 
     Returns:
         One dict per user: ``user_id``, ``known`` (False = cold start), ``items``: list of
-        ``{"rank", "item_id", "item_idx", "score"}`` sorted by descending score (cosine).
+        ``{"rank", "item_id", "item_idx", "score"}`` sorted by descending score (cosine; with
+        the popularity prior ``(cos + beta tau log(1 + c_i)) / sqrt(2)``, docs/artifacts.md).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -138,8 +139,11 @@ def smoke_query(version, n_users: int) -> dict[str, Any]:
     """Query the first ``n_users`` users of the version; raise if anything looks wrong.
 
     Checks: every user gets ``min(10, ntotal)`` results, all labels map to catalogue item ids,
-    scores are finite, non-increasing and within [-1, 1] (+ rounding).
+    scores are finite, non-increasing and within [-1, 1] (+ rounding); with the popularity
+    prior (manifest ``prior``) within [-(1 + w_max), 1 + w_max] / sqrt(2).
     """
+    prior = version.manifest.get("prior") or {}
+    bound = (1.0 + float(prior["weight_max"])) / np.sqrt(2.0) + 1e-3 if prior else 1.001
     users = version.first_user_ids(max(1, n_users))
     users.append("__twotower_smoke_unknown_user__")  # the cold-start path must work too
     k = min(10, version.index.ntotal)
@@ -152,8 +156,8 @@ def smoke_query(version, n_users: int) -> dict[str, Any]:
             problem = f"{len(items)} results instead of {k}"
         elif any(it["item_id"] is None for it in items):
             problem = "a result label has no item id in item_ids.parquet"
-        elif not np.all(np.isfinite(scores)) or np.any(np.abs(scores) > 1.001):
-            problem = f"scores outside [-1, 1]: {scores[:5]}"
+        elif not np.all(np.isfinite(scores)) or np.any(np.abs(scores) > bound):
+            problem = f"scores outside [-{bound:.4f}, {bound:.4f}]: {scores[:5]}"
         elif np.any(np.diff(scores) > 1e-5):
             problem = "scores not sorted"
         if problem:

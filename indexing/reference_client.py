@@ -10,7 +10,9 @@ how each tower input is built (docs/artifacts.md, "Serving a version")::
 A user is a JSON object: ``user_id``, one key per raw user feature (bundle ``feature`` names),
 ``history`` = raw ids of the items the user clicked, newest first. Missing keys and unknown
 values take the out-of-vocabulary id 0 (numeric: the training mean). A JSON list queries a batch.
-Prints ``[{"user_id", "items": [{"rank", "item_id", "score"}]}]``; scores are cosine similarities.
+Prints ``[{"user_id", "items": [{"rank", "item_id", "score"}]}]``; scores are cosine similarities,
+or, when the version carries the popularity prior (bundle ``user_tower.file`` = query_tower.pt),
+``(cos + beta * tau * log(1 + c_i)) / sqrt(2)`` (docs/artifacts.md, "How the score is formed").
 """
 
 import argparse

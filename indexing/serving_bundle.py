@@ -58,7 +58,32 @@ def _schema(path: Path) -> str | None:
         return None
 
 
-def write_serving_bundle(layout: Layout, ds: str, version_dir: Path, model_config: dict[str, Any], index: dict[str, Any]) -> dict[str, Any]:
+def write_query_tower(user_tower: Path, out: Path) -> None:
+    """TorchScript ``query_tower.pt``: the user tower followed by ``[u/|u|, 1] / sqrt(2)``.
+
+    The index with the popularity prior holds ``[v_i/|v_i|, w_i]`` (indexing.builder.prior_item_vectors),
+    so a query needs the extra 1; built into the served tower, every client (the reference
+    client, ``twotower query``) ranks by the blended score without knowing about the prior.
+    Same four inputs as the user tower; output float32 [B, d + 1], unit norm.
+    """
+    import torch
+
+    class QueryTower(torch.nn.Module):
+        def __init__(self, tower: torch.nn.Module) -> None:
+            super().__init__()
+            self.tower = tower
+
+        def forward(self, user_idx: torch.Tensor, user_cat: torch.Tensor, user_num: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
+            u = torch.nn.functional.normalize(self.tower(user_idx, user_cat, user_num, hist), dim=1)
+            one = torch.ones(u.shape[0], 1, dtype=u.dtype, device=u.device)
+            return torch.cat([u, one], dim=1) * 0.7071067811865476
+
+    tower = torch.jit.load(str(user_tower), map_location="cpu").eval()
+    torch.jit.save(torch.jit.script(QueryTower(tower)), str(out))
+
+
+def write_serving_bundle(layout: Layout, ds: str, version_dir: Path, model_config: dict[str, Any], index: dict[str, Any],
+                         prior: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``serving/`` into ``version_dir`` (a staged version); returns the bundle.
 
     Args:
@@ -67,6 +92,8 @@ def write_serving_bundle(layout: Layout, ds: str, version_dir: Path, model_confi
         version_dir: the version being staged (``user_tower.pt`` already in it).
         model_config: the model's ``model_config.json`` (column order, history length).
         index: ``IndexSpec.to_dict()`` of the version's index (kind, params).
+        prior: the manifest's popularity-prior entry, None without one; with it the served
+            tower is ``query_tower.pt`` (``query_tower.pt`` already in ``version_dir``).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -111,6 +138,15 @@ def write_serving_bundle(layout: Layout, ds: str, version_dir: Path, model_confi
 
     h = int(model_config.get("history_length", 0))
     dim = int(model_config.get("dim", 0))
+    tower_file = "query_tower.pt" if prior else "user_tower.pt"
+    output_note = "L2-normalised user embedding"
+    metric = "inner product of L2-normalised vectors (cosine); normalise the user embedding (faiss.normalize_L2)"
+    if prior:
+        dim += 1
+        output_note = "[u/|u|, 1] / sqrt(2) (unit norm): the user embedding and the popularity prior's constant"
+        metric = (f"inner product = (cos(u, i) + beta * tau * log(1 + c_i)) / sqrt(2), beta {prior['beta']}, tau "
+                  f"{prior['temperature']}, c_i = distinct users clicking i on {prior['count_days'][0]}..{prior['count_days'][-1]}; "
+                  "the query tower's output is already unit norm (normalising it again changes nothing)")
     bundle = {
         "format_version": FORMAT_VERSION,
         "version": ds,
@@ -118,9 +154,9 @@ def write_serving_bundle(layout: Layout, ds: str, version_dir: Path, model_confi
         "missing": missing,
         "oov_id": OOV_ID,
         "user_tower": {
-            "file": "user_tower.pt",
+            "file": tower_file,
             "load": "torch.jit.load(path, map_location='cpu').eval(); call it with the four inputs in this order",
-            "schema": _schema(Path(version_dir) / "user_tower.pt"),
+            "schema": _schema(Path(version_dir) / tower_file),
             "inputs": [
                 {"name": "user_idx", "dtype": "int64", "shape": ["B"], "vocab": USER_VOCAB,
                  "rule": "id of the raw user_id in vocab user_id; unknown or missing -> 0"},
@@ -132,7 +168,7 @@ def write_serving_bundle(layout: Layout, ds: str, version_dir: Path, model_confi
                  "rule": "raw ids of the items the user clicked, newest first -> ids in vocab item_id; unknown ids dropped; "
                          "the first `length` kept; right-padded with 0 to `width`"},
             ],
-            "output": {"dtype": "float32", "shape": ["B", dim], "note": "L2-normalised user embedding"},
+            "output": {"dtype": "float32", "shape": ["B", dim], "note": output_note},
         },
         "item_tower": {
             "file": "item_tower.pt",
@@ -149,7 +185,7 @@ def write_serving_bundle(layout: Layout, ds: str, version_dir: Path, model_confi
         "index": {
             "file": "index.faiss",
             "load": "faiss.read_index(path); then faiss.ParameterSpace().set_index_parameter(index, name, value) per search_params",
-            "metric": "inner product of L2-normalised vectors (cosine); normalise the user embedding (faiss.normalize_L2)",
+            "metric": metric,
             "kind": index.get("kind"),
             "factory": index.get("factory"),
             "search_params": {k: (index.get("params") or {})[k] for k in SEARCH_PARAMS.get(index.get("kind"), ()) if k in (index.get("params") or {})},

@@ -494,6 +494,25 @@ def days_clicks(layout: Layout, days: list[str], catalogue: Catalogue) -> tuple[
     return total, found
 
 
+def distinct_click_users(layout: Layout, days: list[str], item_ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Distinct users who clicked each item on ``days`` (``click_positives``), per entry of
+    ``item_ids`` [N] (strings), and the days found. A user clicking an item on two days counts
+    once: the popularity prior counts people, not repeat clicks."""
+    found = [d for d in days if layout.path_for("click_positives", d).is_dir()]
+    parts = []
+    for day in found:
+        for f in partition_files(layout, "click_positives", day):
+            parts.append(pq.read_table(f, columns=["user_id", "item_id"]))
+    if not parts:
+        return np.zeros(len(item_ids)), found
+    pairs = pa.concat_tables(parts).group_by(["item_id", "user_id"]).aggregate([])
+    counts = pc.value_counts(pairs.column("item_id").combine_chunks())
+    pos = pc.index_in(pa.array(np.asarray(item_ids, dtype=object), pa.string()), value_set=counts.field("values"))
+    hit = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False)
+    per_value = counts.field("counts").to_numpy().astype(np.float64)
+    return np.where(hit >= 0, per_value[np.maximum(hit, 0)], 0.0), found
+
+
 def table_sizes(layout: Layout, ds: str, cols: FeatureColumns) -> dict[str, int]:
     """Embedding-table sizes from ``vocabulary`` (max id + 1 per vocab)."""
     t = read_table(layout, "vocabulary", ds, columns=["vocab", "id"])

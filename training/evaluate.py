@@ -14,6 +14,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,13 @@ from training.data import (
     Catalogue,
     EvalSet,
     days_clicks,
+    distinct_click_users,
     load_catalogue,
     load_eval_set,
     load_item_sampling,
 )
-from twotower.config import Config
+from training.prior import GridRecord, PriorChoice, choose_beta, record_from_metrics
+from twotower.config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -282,17 +285,102 @@ def _context(cfg: Config, ds: str, model_cfg: dict[str, Any] | None):
 def evaluate_model_dir(cfg: Config, ds: str, model_dir: Path) -> dict[str, Any]:
     """Evaluate any exported model directory (candidate or published version) on day ds's
     held-out set. Only the TorchScript towers and model_config.json are used, so an older
-    version works: ids beyond its tables map to OOV inside the towers."""
+    version works: ids beyond its tables map to OOV inside the towers. With the popularity
+    prior on, the model is scored with day ds's beta and counts (:func:`prior_context`), the
+    same as the candidate, so the gate compares the two weights under one serving rule."""
     model_dir = Path(model_dir)
     user, item, model_cfg = _load_towers(model_dir)
-    _layout, catalogue, ev, rows, _clicks, ranker = _context(cfg, ds, model_cfg)
-    return {"model": _model_metrics(ranker, embed_users(user, ev), embed_items(item, catalogue, rows)), **ranker.counts()}
+    layout, catalogue, ev, rows, _clicks, ranker = _context(cfg, ds, model_cfg)
+    prior = prior_context(cfg, layout, ds, catalogue.item_id[rows], float(model_cfg["temperature"]))
+    out = {"model": _model_metrics(ranker, embed_users(user, ev), embed_items(item, catalogue, rows), prior), **ranker.counts()}
+    if prior is not None:
+        out["prior"] = prior.to_dict()
+    return out
 
 
-def _model_metrics(ranker: Ranker, user_emb: np.ndarray, item_emb: np.ndarray) -> dict[str, float]:
+@dataclass(frozen=True)
+class PriorContext:
+    """The popularity prior of one evaluation (training.prior).
+
+    Attributes:
+        choice: beta and the earlier days it was chosen on.
+        days: L, the days the counts cover.
+        count_days: the ``click_positives`` days counted (ending at the last training day).
+        counts: float64 [N] distinct users per candidate item (catalogue order of the ranker).
+        temperature: the model's tau (the prior is in units of cos / tau).
+    """
+
+    choice: PriorChoice
+    days: int
+    count_days: list[str]
+    counts: np.ndarray
+    temperature: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": "validated", "days": self.days, "count_days": self.count_days, "temperature": self.temperature,
+                **self.choice.to_dict()}
+
+
+def prior_record_days(cfg: Config, ds: str) -> list[str]:
+    """The earlier days whose grid records day ds pools, newest first: each one's evaluation
+    days all precede ds's (``etl.eval_days`` back), so no record has seen ds's held-out clicks."""
+    last = day_range(ds, cfg.etl.eval_days + 1)[0]
+    return list(reversed(day_range(last, cfg.training.prior_history_days)))
+
+
+def prior_records(cfg: Config, layout: Layout, ds: str) -> list[GridRecord]:
+    """Grid records in the ``metrics.json`` of the days :func:`prior_record_days` names."""
+    out = []
+    for day in prior_record_days(cfg, ds):
+        path = layout.model_dir(day) / "metrics.json"
+        if path.is_file():
+            rec = record_from_metrics(day, json.loads(path.read_text()))
+            if rec is not None:
+                out.append(rec)
+    return out
+
+
+def prior_context(cfg: Config, layout: Layout, ds: str, item_ids: np.ndarray, temperature: float) -> PriorContext | None:
+    """Day ds's prior for scoring the model on ds (None when ``training.prior`` is off): beta
+    chosen on earlier days' records, counts of the ``prior_days`` days up to the last training
+    day (what the candidate's weights saw)."""
+    t = cfg.training
+    if t.prior == "off":
+        return None
+    if t.prior_days < 1 or not t.prior_grid:
+        raise ConfigError(
+            f"training.prior_days ({t.prior_days}) must be >= 1 and training.prior_grid ({list(t.prior_grid)}) non-empty "
+            'when training.prior = "validated"'
+        )
+    choice = choose_beta(prior_records(cfg, layout, ds), t.prior_grid)
+    counts, found = distinct_click_users(layout, day_range(training_days(cfg, ds)[-1], t.prior_days), item_ids)
+    log.info("ds=%s: popularity prior beta %s (chosen on %s), counts over %s", ds, choice.beta, list(choice.chosen_on) or "no record", found)
+    return PriorContext(choice, t.prior_days, found, counts, temperature)
+
+
+def _model_metrics(ranker: Ranker, user_emb: np.ndarray, item_emb: np.ndarray, prior: PriorContext | None = None,
+                   beta: float | None = None) -> dict[str, float]:
+    """The model's metrics; with a prior, ranked by ``cos / tau + beta log(1 + c)`` (beta: the
+    prior's choice unless given). beta 0 ranks by the cosine alone, exactly as without a prior."""
     items = torch.from_numpy(item_emb).to(ranker.device)
     users = torch.from_numpy(user_emb).to(ranker.device)
-    return ranker.run(lambda rows: users[rows] @ items.T)
+    b = (prior.choice.beta if beta is None else beta) if prior is not None else 0.0
+    if b == 0.0:
+        return ranker.run(lambda rows: users[rows] @ items.T)
+    term = torch.from_numpy(b * np.log1p(prior.counts)).to(ranker.device, torch.float32)
+    tau = prior.temperature
+    return ranker.run(lambda rows: (users[rows] @ items.T) / tau + term[None, :])
+
+
+def prior_grid(ranker: Ranker, user_emb: np.ndarray, item_emb: np.ndarray, prior: PriorContext, grid: tuple[float, ...]) -> dict[str, Any]:
+    """recall@50 (and its SE) of every beta of ``grid`` on this day: the record later days choose from."""
+    rows = []
+    users = 0
+    for b in grid:
+        m = _model_metrics(ranker, user_emb, item_emb, prior, beta=float(b))
+        rows.append({"beta": float(b), "recall@50": m["recall@50"], "recall@50_se": m["recall@50_se"]})
+        users = int(m["users_scored"])
+    return {"grid": rows, "grid_users": users}
 
 
 def evaluate_with_baselines(cfg: Config, ds: str, model_dir: Path) -> dict[str, Any]:
@@ -301,11 +389,15 @@ def evaluate_with_baselines(cfg: Config, ds: str, model_dir: Path) -> dict[str, 
     user, item, model_cfg = _load_towers(model_dir)
     layout, catalogue, ev, rows, window_clicks, ranker = _context(cfg, ds, model_cfg)
     out: dict[str, Any] = {"ds": ds_str(ds), **ranker.counts()}
-    out["model"] = _model_metrics(ranker, embed_users(user, ev), embed_items(item, catalogue, rows))
+    user_emb, item_emb = embed_users(user, ev), embed_items(item, catalogue, rows)
+    prior = prior_context(cfg, layout, ds, catalogue.item_id[rows], float(model_cfg["temperature"]))
+    out["model"] = _model_metrics(ranker, user_emb, item_emb, prior)
     model_r50 = ranker.last_recall50
     out["baselines"], out["baseline_days"] = popularity_baselines(
         cfg, layout, ds, catalogue, rows, window_clicks, ranker, model_r50
     )
+    if prior is not None:
+        out["prior"] = {**prior.to_dict(), **prior_grid(ranker, user_emb, item_emb, prior, cfg.training.prior_grid)}
     out["oracle"] = _oracle(layout, ranker, ev, catalogue.item_id[rows])
     m50 = out["model"]["recall@50"]
     best_name = max(out["baselines"], key=lambda k: out["baselines"][k]["recall@50"])

@@ -282,6 +282,21 @@ class TrainingConfig:
     # Tail items for recall@50_tail: items outside the most-clicked head holding this share of
     # the training clicks. Cold items (recall@50_cold): no training clicks at all.
     head_click_share: float = 0.5
+    # Popularity prior of the served score: score = cos / temperature + beta * log(1 + c_i), c_i
+    # = distinct users who clicked item i in the last prior_days days up to the last day the
+    # weights saw (the logQ-corrected softmax removes popularity from cos by design). "off":
+    # beta = 0, today's model and index. "validated": every day's evaluation records recall@50
+    # for each beta of prior_grid, and day D uses the beta with the best recall@50 pooled over
+    # the records of the prior_history_days days before D (never D itself; 0 without a record);
+    # the gate's figure and the published index use that beta (docs/training.md, "Popularity
+    # prior").
+    prior: Literal["off", "validated"] = "off"
+    # L of the prior's counts, in days (7 was better than 28 on the MovieLens validation fold).
+    prior_days: int = 7
+    # Betas the daily evaluation scores (units of cos / temperature); include 0 (no prior).
+    prior_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+    # Earlier days whose grid records day D pools to choose its beta.
+    prior_history_days: int = 7
     # Streaming frequency estimator (logq = "streaming"): buckets H (0 = 2 x item table size),
     # hash functions m and learning rate alpha (Yi et al. 2019, Algorithm 3).
     freq_buckets: int = 0

@@ -106,6 +106,19 @@ def _popularity_inputs(cfg: Config, layout: Layout, ds: str) -> list[Path]:
     return [layout.path_for("click_positives", d) for d in day_range(last, max(POPULARITY_DAYS.values()))]
 
 
+def _prior_inputs(cfg: Config, layout: Layout, ds: str) -> list[Path]:
+    """What the popularity prior reads (nothing when it is off): the earlier days' grid records
+    (their metrics.json) and click_positives of the counted days, up to day ds itself (the
+    index counts through the last day the published weights saw)."""
+    from contracts.layout import day_range
+    from training.evaluate import prior_record_days
+
+    if cfg.training.prior == "off":
+        return []
+    records = [layout.model_dir(d) / "metrics.json" for d in prior_record_days(cfg, ds)]
+    return [*records, *(layout.path_for("click_positives", d) for d in day_range(ds, cfg.training.prior_days + cfg.etl.eval_days))]
+
+
 def _report_inputs(layout: Layout, ds: str) -> list[Path]:
     from quality.io import summary_path
     from twotower.rundays import published_days
@@ -218,7 +231,8 @@ def evaluate(cfg: Config, ds: str) -> dict[str, Any]:
 
     ds = ds_str(ds)
     layout = Layout(cfg.paths)
-    pulled = [*etl_outputs(layout, ds), *_popularity_inputs(cfg, layout, ds), layout.model_dir(ds), layout.truth_dir]
+    pulled = [*etl_outputs(layout, ds), *_popularity_inputs(cfg, layout, ds), *_prior_inputs(cfg, layout, ds),
+              layout.model_dir(ds), layout.truth_dir]
     with sync.working_copy(cfg.paths, pulled, [layout.model_dir(ds)]):
         stats = evaluate_day(cfg, ds)
     return _record(cfg, ds, "evaluate", stats)
@@ -246,7 +260,7 @@ def build_index(cfg: Config, ds: str) -> dict[str, Any]:
     ds = ds_str(ds)
     layout = Layout(cfg.paths)
     staged = layout.model_root / STAGING / ds
-    with sync.working_copy(cfg.paths, [*etl_outputs(layout, ds), layout.model_dir(ds)], [staged]):
+    with sync.working_copy(cfg.paths, [*etl_outputs(layout, ds), *_prior_inputs(cfg, layout, ds), layout.model_dir(ds)], [staged]):
         stats = build_index_for_day(cfg, ds)
     return _record(cfg, ds, "build_index", stats)
 
@@ -266,7 +280,7 @@ def publish(cfg: Config, ds: str, force: bool = False) -> dict[str, Any]:
             raise PublishGap(reason)
     layout = Layout(cfg.paths)
     # The whole model root: the gate compares with the published version, retention prunes.
-    sync.pull(cfg.paths, [layout.model_root, *etl_outputs(layout, ds), layout.truth_dir])
+    sync.pull(cfg.paths, [layout.model_root, *etl_outputs(layout, ds), *_prior_inputs(cfg, layout, ds), layout.truth_dir])
     try:
         stats = publish_day(cfg, ds, force=force)
     except PipelineError as exc:  # rejected by the publish gate: keep the reason for the run report

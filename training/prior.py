@@ -1,0 +1,112 @@
+"""The popularity prior of the served score and the rule that picks its weight.
+
+The in-batch softmax with the logQ correction (``s(u, i) - log p_i``) trains scores from which
+item popularity has been removed by design; on real logs popularity, and what is rising now,
+carries much of tomorrow's clicks. Production retrieval adds it back at serving::
+
+    score(u, i) = cos(u, i) / tau + beta * log(1 + c_i)
+
+``c_i`` = distinct users who clicked item i in the last ``L`` days up to the last day the
+weights saw; ``beta = 0`` is the model alone. ``beta`` is never chosen on the day it is judged
+on: every daily evaluation (candidate trained through D-1, scored on D) records recall@50 for
+each beta of a grid (one extra score term, no retraining), and day D takes the beta with the
+best recall@50 pooled over the earlier days' records (:func:`choose_beta`), so the gate's
+figure on D is an honest out-of-sample estimate of what the published index serves.
+
+Pure numpy: the readers of ``click_positives`` and ``metrics.json`` live in ``training.data``
+and ``training.evaluate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MODES = ("off", "validated")
+
+
+def prior_term(counts: np.ndarray, beta: float) -> np.ndarray:
+    """float64 [N]: ``beta * log(1 + c_i)`` for click counts ``counts`` [N] (>= 0)."""
+    c = np.asarray(counts, dtype=np.float64)
+    if c.size and c.min() < 0:
+        raise ValueError(f"popularity prior: click counts must be >= 0, got min {c.min()}")
+    return float(beta) * np.log1p(c)
+
+
+def blended_scores(cos: np.ndarray, counts: np.ndarray, beta: float, temperature: float) -> np.ndarray:
+    """float64 [B, N]: ``cos / temperature + beta * log(1 + c)``.
+
+    Args:
+        cos: [B, N] cosine similarities of B users with N items.
+        counts: [N] distinct-user click counts of the items.
+        beta: weight of the prior, in units of the model's logits (cos / temperature).
+        temperature: the model's softmax temperature (> 0).
+    """
+    if temperature <= 0:
+        raise ValueError(f"popularity prior: temperature must be > 0, got {temperature}")
+    return np.asarray(cos, dtype=np.float64) / temperature + prior_term(counts, beta)[None, :]
+
+
+@dataclass(frozen=True)
+class GridRecord:
+    """One earlier day's evaluation of the grid: recall@50 per beta over ``users`` users."""
+
+    day: str
+    users: int
+    recall_at_50: dict[float, float]
+
+
+@dataclass(frozen=True)
+class PriorChoice:
+    """The beta day D uses and where it came from.
+
+    Attributes:
+        beta: the chosen weight (0 = no prior).
+        chosen_on: the earlier evaluation days whose records were pooled (empty: no record, beta 0).
+        users: evaluation users summed over those days.
+        pooled: beta -> recall@50 pooled over those days (users-weighted mean).
+    """
+
+    beta: float
+    chosen_on: tuple[str, ...] = ()
+    users: int = 0
+    pooled: dict[float, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "beta": self.beta,
+            "chosen_on": list(self.chosen_on),
+            "chosen_on_users": self.users,
+            "pooled_recall@50": [{"beta": b, "recall@50": r} for b, r in sorted(self.pooled.items())],
+        }
+
+
+def choose_beta(records: Sequence[GridRecord], grid: Sequence[float]) -> PriorChoice:
+    """The grid's beta with the best recall@50 pooled over ``records`` (earlier days only).
+
+    Pooling weights each day by its evaluation users (the same as scoring all their users
+    together), so a day with 15 users does not count like one with 500. Only betas present in
+    every used record compete; records without users are skipped. Ties go to the smaller
+    ``|beta|`` (the plainer model); no usable record gives beta 0.
+    """
+    used = [r for r in records if r.users > 0 and r.recall_at_50]
+    betas = [float(b) for b in grid if all(float(b) in r.recall_at_50 for r in used)]
+    if not used or not betas:
+        return PriorChoice(beta=0.0)
+    total = sum(r.users for r in used)
+    pooled = {b: sum(r.users * r.recall_at_50[b] for r in used) / total for b in betas}
+    best = min(betas, key=lambda b: (-pooled[b], abs(b), b))
+    return PriorChoice(beta=best, chosen_on=tuple(sorted(r.day for r in used)), users=total, pooled=pooled)
+
+
+def record_from_metrics(day: str, metrics: dict[str, Any]) -> GridRecord | None:
+    """The grid record in a day's ``metrics.json`` (``prior.grid``), or None when it has none."""
+    prior = metrics.get("prior") or {}
+    grid = prior.get("grid") or []
+    if not grid:
+        return None
+    users = int(prior.get("grid_users") or 0)
+    return GridRecord(day=day, users=users, recall_at_50={float(g["beta"]): float(g["recall@50"]) for g in grid})
