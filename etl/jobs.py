@@ -229,6 +229,12 @@ def stage_hard_negatives(cfg: Config, spark: SparkSession, win: RunWindow) -> di
     cand_sources = io.source_fingerprints(cfg, "hard_negative_candidates", win.days)
     pair_sources = io.source_fingerprints(cfg, "shown_pairs", win.days)
     todo, stale = _per_day_todo(cfg, win, {"hard_negative_candidates": cand_sources, "shown_pairs": pair_sources})
+    ranking_days = [d for d in win.days if io.has_partition(cfg, "ranking_log", d)]
+    if not ranking_days:
+        # Nothing to exclude from while no window day has a ranking log (e.g. an imported
+        # ratings log): only D's per-day outputs (the outputs gate checks them); the other days'
+        # are computed when a ranking log first appears in a window (their partitions are missing).
+        todo = [win.ds]
     impressions, no_imp = io.read_raw_days(spark, cfg, "impressions", todo, required_days=[win.ds])
     # A window day without raw impressions keeps what it has (or stays without per-day outputs).
     todo = [d for d in todo if d not in no_imp]
@@ -250,7 +256,6 @@ def stage_hard_negatives(cfg: Config, spark: SparkSession, win: RunWindow) -> di
     pairs = excluded_pairs(shown, clicked, keep=("event_ds",))
     io.write_partitions(pairs.select("user_key", "pair_key", day), cfg, "shown_pairs", todo, sources=pair_sources)
 
-    ranking_days = [d for d in win.days if io.has_partition(cfg, "ranking_log", d)]
     stats.update(ranking_log_present=bool(ranking_days), ranking_log_days_missing=[d for d in win.days if d not in ranking_days])
     if not ranking_days:
         schema = HARD_NEGATIVES.spark_schema()

@@ -152,3 +152,29 @@ def test_a_re_export_nobody_reran_is_recomputed_by_the_next_window(spark, simula
     positives, hard = _run(spark, cfg, DAYS[4])
     assert positives["stale_days_recomputed"] == [] and hard["per_day_outputs_computed"] == [DAYS[4]]
     _assert_equals_from_scratch(spark, cfg, DAYS[4])
+
+
+def test_a_window_without_ranking_log_computes_only_its_day_until_a_ranking_log_lands(spark, simulated):
+    """No ranking log in the window (e.g. an imported ratings log): only D's per-day outputs
+    are written (the outputs gate checks D's); once a ranking log lands, the next window
+    computes the missing days and the stale day, and equals the from-scratch result."""
+    import shutil
+
+    from etl import io
+
+    cfg = simulated
+    root = Layout(cfg.paths).table_root("ranking_log")
+    aside = root.parent / "ranking_log_aside"
+    shutil.move(root, aside)
+    _, hard = _run(spark, cfg, DAYS[2])
+    assert hard["ranking_log_present"] is False and hard["rows"] == 0
+    assert hard["per_day_outputs_computed"] == [DAYS[2]]
+    assert io.output_days(cfg, "shown_pairs") == [DAYS[2]]
+
+    shutil.move(aside, root)
+    _, hard = _run(spark, cfg, DAYS[3])
+    # Day 2 had no partition, day 3's fingerprint names no ranking log: both recomputed
+    # (stale_days_recomputed lists the days other than D whose partition was missing or stale).
+    assert hard["per_day_outputs_computed"] == DAYS[1:4]
+    assert hard["stale_days_recomputed"] == DAYS[1:3]
+    _assert_equals_from_scratch(spark, cfg, DAYS[3])
