@@ -248,6 +248,16 @@ RESAMPLED_POSITIVES = Table(
     ),
 )
 
+# The columns of a hard negative (and of a candidate before the exclusions and the cap).
+_HARD_NEGATIVE_COLUMNS = (
+    Column("request_id", "string"),
+    Column("user_id", "string"),
+    Column("item_id", "string"),
+    Column("event_ds", "date"),
+    Column("stage_cut", "string", doc="pre_rank or rank: the stage that cut the item."),
+    Column("difficulty", "int32", doc="1 = cut at pre_rank, 2 = cut at rank."),
+)
+
 HARD_NEGATIVES = Table(
     name="hard_negatives",
     doc=(
@@ -257,14 +267,7 @@ HARD_NEGATIVES = Table(
         "Empty when there is no ranking log."
     ),
     unique=("request_id", "item_id"),
-    columns=(
-        Column("request_id", "string"),
-        Column("user_id", "string"),
-        Column("item_id", "string"),
-        Column("event_ds", "date"),
-        Column("stage_cut", "string", doc="pre_rank or rank: the stage that cut the item."),
-        Column("difficulty", "int32", doc="1 = cut at pre_rank, 2 = cut at rank."),
-    ),
+    columns=_HARD_NEGATIVE_COLUMNS,
 )
 
 HARD_NEGATIVE_CANDIDATES = Table(
@@ -276,14 +279,7 @@ HARD_NEGATIVE_CANDIDATES = Table(
         "fingerprint, docs/etl.md); a window's hard_negatives are assembled from these and "
         "shown_pairs, never from the raw ranking log of earlier days. Empty without a ranking log."
     ),
-    columns=(
-        Column("request_id", "string"),
-        Column("user_id", "string"),
-        Column("item_id", "string"),
-        Column("event_ds", "date"),
-        Column("stage_cut", "string"),
-        Column("difficulty", "int32"),
-    ),
+    columns=_HARD_NEGATIVE_COLUMNS,
 )
 
 SHOWN_PAIRS = Table(
