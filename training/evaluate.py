@@ -32,7 +32,7 @@ from training.data import (
     load_eval_set,
     load_item_sampling,
 )
-from training.prior import GridRecord, PriorChoice, choose_beta, record_from_metrics
+from training.prior import GridRecord, PriorChoice, choose_beta, prior_term, record_from_metrics
 from twotower.config import Config, ConfigError
 
 log = logging.getLogger(__name__)
@@ -367,7 +367,7 @@ def _model_metrics(ranker: Ranker, user_emb: np.ndarray, item_emb: np.ndarray, p
     b = (prior.choice.beta if beta is None else beta) if prior is not None else 0.0
     if b == 0.0:
         return ranker.run(lambda rows: users[rows] @ items.T)
-    term = torch.from_numpy(b * np.log1p(prior.counts)).to(ranker.device, torch.float32)
+    term = torch.from_numpy(prior_term(prior.counts, b)).to(ranker.device, torch.float32)
     tau = prior.temperature
     return ranker.run(lambda rows: (users[rows] @ items.T) / tau + term[None, :])
 

@@ -25,8 +25,6 @@ from typing import Any
 
 import numpy as np
 
-MODES = ("off", "validated")
-
 
 def prior_term(counts: np.ndarray, beta: float) -> np.ndarray:
     """float64 [N]: ``beta * log(1 + c_i)`` for click counts ``counts`` [N] (>= 0)."""
