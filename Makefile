@@ -25,7 +25,7 @@ help:
 	@echo "make run    - set up, simulate sample logs if none, run one day through the Airflow DAG"
 	@echo "make test   - set up and run the test suite"
 	@echo "make bench  - run every benchmark -> bench/results/<date>.json + docs/benchmarks.md (BENCH_ARGS=--quick: subset)"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff + import-linter (the package layers, docs/architecture.md)"
 	@echo "make screenshots - headless-Chromium screenshots of the reports under the reports root -> docs/screenshots/"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -58,9 +58,10 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 docs: $(STAMP)
-	$(BIN)/python -m contracts.docs > docs/data-contracts.md
+	$(BIN)/python -m twotower.contract_docs > docs/data-contracts.md
 	$(BIN)/python -m twotower.config_docs > docs/config.md
 
 # Headless-Chromium screenshots of the runs under the reports root (after `make run`; needs

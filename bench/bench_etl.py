@@ -157,11 +157,11 @@ def main() -> int:
 
     import logsim
     from bench.duckdb_reference import DuckDbEtl
-    from contracts.layout import Layout
+    from core.config import SparkConfig
+    from core.spark import spark_session
     from etl.jobs import ETL_STAGES, STAGE_OUTPUTS, run_stage
+    from storage.layout import Layout
     from tests.conftest import make_config
-    from twotower.config import SparkConfig
-    from twotower.spark import spark_session
 
     root = Path(args.root) / args.preset
     cfg = make_config(

@@ -153,7 +153,7 @@ def train_synthetic_model(n_items: int, seed: int) -> Path:
     signal (training.fixtures), written to a temp dir; returns its model dir."""
     import tempfile
 
-    from contracts.layout import Layout
+    from storage.layout import Layout
     from tests.conftest import make_config
     from training.fixtures import write_synthetic_etl
     from training.run import train_day

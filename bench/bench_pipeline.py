@@ -61,7 +61,7 @@ _STEP_CHILD = r"""
 import json, logging, os, sys, time
 os.environ.setdefault("TQDM_DISABLE", "1")
 logging.basicConfig(level=logging.WARNING)
-from twotower.config import load_config
+from core.config import load_config
 from twotower import pipeline
 config, step, ds, kw = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 cfg = load_config(config)
@@ -79,8 +79,8 @@ print(json.dumps({{"startup_s": startup, "inner_s": inner, "stats": out}}, defau
 _SESSION_CHILD = r"""
 import json, sys, time
 t = time.perf_counter()
-from twotower.config import load_config
-from twotower.spark import spark_session
+from core.config import load_config
+from core.spark import spark_session
 cfg = load_config(sys.argv[1])
 s = spark_session(cfg.spark)
 s.range(1).count()
@@ -232,7 +232,7 @@ def profile_top(path: Path, n: int = 25) -> list[dict[str, Any]]:
 
 
 def bench_preset(preset: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
-    from twotower.config import load_config
+    from core.config import load_config
 
     root = scratch / preset
     resume = args.resume_from
@@ -248,7 +248,7 @@ def bench_preset(preset: str, args: argparse.Namespace, scratch: Path) -> dict[s
     import datetime as dt
 
     ds = (dt.date.fromisoformat(start) + dt.timedelta(days=days - 1)).isoformat()
-    from contracts.layout import Layout
+    from storage.layout import Layout
 
     result: dict[str, Any] = {"preset": preset, "ds": ds, "window_days": days,
                               "data_root": str(cfg.paths.data_root), "model_dir": str(Layout(cfg.paths).model_dir(ds)),

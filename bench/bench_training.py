@@ -67,13 +67,14 @@ def main() -> int:
 
     import torch
 
-    from contracts.layout import Layout, parse_ds
+    from contracts.days import parse_ds
+    from core.config import load_config
+    from storage.layout import Layout
     from training.data import FeatureColumns, TrainStream, load_catalogue, partition_files, table_sizes
     from training.evaluate import training_days
     from training.loop import Trainer
     from training.run import _negatives, _setup, _spec, dist_info_from_env, partition_schema_names
     from training.towers import TwoTowerModel
-    from twotower.config import load_config
 
     cfg = load_config()
     if args.batch_size:

@@ -2,7 +2,7 @@
 
 One neutral definition per table (:class:`Table` of :class:`Column`) renders to a pyarrow
 schema (simulator, importers, training) and a Spark ``StructType`` (ETL, quality), and
-``docs/data-contracts.md`` is generated from these constants (``python -m contracts.docs``;
+``docs/data-contracts.md`` is generated from these constants (``python -m twotower.contract_docs``;
 a test fails when the document is stale).
 
 Raw tables are Parquet partitioned by day: ``<data_root>/raw/<table>/ds=YYYY-MM-DD/``. The
@@ -196,7 +196,7 @@ def items_table(categorical: Iterable[str] = (), numeric: Iterable[str] = ()) ->
 
 
 def raw_tables(features) -> dict[str, Table]:
-    """All raw tables for a :class:`twotower.config.FeaturesConfig`."""
+    """All raw tables for a :class:`core.config.FeaturesConfig`."""
     return {
         "impressions": IMPRESSIONS,
         "ranking_log": RANKING_LOG,

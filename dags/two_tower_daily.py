@@ -37,7 +37,7 @@ from typing import Any
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, TriggerRule, dag, get_current_context, task
 
-from twotower.spark import BASE_CONF
+from core.spark import BASE_CONF
 
 DAG_ID = "two_tower_daily"
 SPARK_CONN_ID = "twotower_spark"
@@ -64,7 +64,7 @@ RAW_POKE_INTERVAL = dt.timedelta(minutes=5)
 
 def _run_day() -> str:
     """The day this run processes (``ds`` param > logical date > last complete day)."""
-    from twotower.rundays import run_day_for
+    from core.published import run_day_for
 
     ctx = get_current_context()
     return run_day_for(ctx["params"].get("ds"), ctx.get("logical_date"), ctx["dag_run"].run_after)
@@ -74,9 +74,9 @@ def _run_step(step: str, **kwargs: Any) -> dict[str, Any]:
     """Load the config once, run ``twotower.pipeline.<step>(cfg, ds)`` and turn a gate into a failure."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    from core.config import load_config
+    from core.errors import PipelineError
     from twotower import pipeline
-    from twotower.config import load_config
-    from twotower.errors import PipelineError
 
     cfg = load_config()
     ds = _run_day()
@@ -117,8 +117,8 @@ def two_tower_daily():
         Reschedule mode frees the worker slot between pokes; after the timeout the task fails
         (AirflowSensorTimeout, not retried) and nothing downstream runs.
         """
+        from core.config import load_config
         from twotower import pipeline
-        from twotower.config import load_config
 
         return pipeline.raw_landed(load_config(), _run_day())
 
@@ -133,9 +133,9 @@ def two_tower_daily():
         """
         from airflow.sdk.exceptions import AirflowFailException
 
-        from contracts.layout import Layout
-        from twotower.config import load_config
-        from twotower.rundays import publish_gap
+        from core.config import load_config
+        from core.published import publish_gap
+        from storage.layout import Layout
 
         ctx = get_current_context()
         prev = ctx["ti"].get_previous_dagrun()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twotower.spark import shuffle_partitions
+from core.spark import shuffle_partitions
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -82,7 +82,7 @@ def build_train_examples(
     The positives are partitioned by ``user_id`` once; the history and the hard negatives
     arrive partitioned the same way and every join key starts with ``user_id`` (a request is
     one user's page), so Spark joins them without shuffling again (with
-    ``spark.sql.requireAllClusterKeysForCoPartition`` false, ``twotower.spark.BASE_CONF``).
+    ``spark.sql.requireAllClusterKeysForCoPartition`` false, ``core.spark.BASE_CONF``).
     """
     from pyspark.sql import functions as F
 

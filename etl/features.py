@@ -36,7 +36,7 @@ from etl.vocab import ITEM_VOCAB, USER_VOCAB, encode, item_feature_vocab, user_f
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from twotower.config import FeaturesConfig
+    from core.config import FeaturesConfig
 
 AGE, CLICKS_1D, CLICKS_7D = FRESHNESS_FEATURES
 FRESHNESS_LOOKBACK_DAYS = 7

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from core.spark import shuffle_partitions
 from etl.positives import hash_uniform
-from twotower.spark import shuffle_partitions
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -121,7 +121,7 @@ def cap_hard_negatives(candidates: DataFrame, excluded: DataFrame, per_request: 
     request is one user's page and the exclusions are per user); the deduplication, the
     anti-join and the cap then run inside those partitions, sorting on 64-bit keys. Spark
     keeps the anti-join inside the partitions when ``spark.sql.requireAllClusterKeysForCoPartition``
-    is false (``twotower.spark.BASE_CONF``); otherwise the result is the same, with two more
+    is false (``core.spark.BASE_CONF``); otherwise the result is the same, with two more
     shuffles.
     """
     from pyspark.sql import Window
@@ -151,7 +151,7 @@ def cap_hard_negatives(candidates: DataFrame, excluded: DataFrame, per_request: 
     excluded = excluded.select(F.col("user_key").alias("_u"), F.col("pair_key").alias("_pair")).repartition(n, "_u")
     # No join hint: when every partition of the excluded pairs is small enough to become an
     # in-memory hash table, AQE picks a shuffled hash join (neither side sorted on the pair;
-    # spark.sql.adaptive.maxShuffledHashJoinLocalMapThreshold in twotower.spark.BASE_CONF),
+    # spark.sql.adaptive.maxShuffledHashJoinLocalMapThreshold in core.spark.BASE_CONF),
     # otherwise a sort-merge join, which spills. Forcing the hash join ran a 4 GB driver out of
     # memory on the large preset (12M pairs per partition).
     kept = dedup.join(excluded, ["_u", "_pair"], "left_anti")

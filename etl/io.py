@@ -1,6 +1,6 @@
 """The only module of the ETL that reads or writes storage.
 
-Paths come from :class:`contracts.layout.Layout`. Reads apply the contract schema; raw reads
+Paths come from :class:`storage.layout.Layout`. Reads apply the contract schema; raw reads
 drop the rows data quality quarantines (``quality.rules.bad_row_condition``), so quality and
 ETL apply the same row rules. Writes replace whole day partitions atomically (see
 :func:`write_partitions`).
@@ -14,14 +14,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from contracts.layout import COMPLETE_SNAPSHOT_MARKER, SOURCE_MARKER, Layout, ds_str
+from contracts.days import ds_str
 from contracts.schemas import ETL_OUTPUTS, raw_tables
-from twotower.errors import DataError, data_error_message
+from core.errors import DataError, data_error_message
+from storage.layout import COMPLETE_SNAPSHOT_MARKER, SOURCE_MARKER, Layout
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-    from twotower.config import Config
+    from core.config import Config
 
 # Column every multi-day read adds: the partition's day (DateType).
 EVENT_DS = "event_ds"

@@ -18,14 +18,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from contracts.layout import day_range, ds_str, parse_ds
+from contracts.days import day_range, ds_str, parse_ds
+from core.errors import DataError, UserError, data_error_message
 from etl import io
-from twotower.errors import DataError, UserError, data_error_message
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from twotower.config import Config
+    from core.config import Config
 
 log = logging.getLogger(__name__)
 

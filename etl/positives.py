@@ -19,7 +19,7 @@ import numpy as np
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-    from twotower.config import EtlConfig
+    from core.config import EtlConfig
 
 # 2**53: uniform doubles from the low bits of a 64-bit hash.
 _TWO_53 = 9007199254740992

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from contracts.schemas import IMPRESSIONS, raw_tables
-from twotower.errors import DataError, UserError
+from core.errors import DataError, UserError
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.errors import UserError
 from importers.common import day_stats, examples, input_error, split_days
-from twotower.errors import UserError
 
 TS_FORMATS = ("unix", "unix_ms", "iso")
 _TRUE = {"1", "true", "t", "yes", "y", "1.0"}

@@ -1,5 +1,5 @@
 """All storage of the importers: reading input files (TSV lines, CSV, Parquet) and writing the
-validated days into the raw layout (``contracts.layout``), one atomic partition per table."""
+validated days into the raw layout (``storage.layout``), one atomic partition per table."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from contracts.layout import Layout, atomic_dir, mark_complete_snapshot, remove_dir
 from importers.common import input_error, require_file
 from storage import sync
+from storage.layout import Layout, atomic_dir, mark_complete_snapshot, remove_dir
 
 log = logging.getLogger(__name__)
 

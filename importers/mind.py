@@ -27,8 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.errors import UserError
 from importers.common import day_stats, examples, input_error, split_days
-from twotower.errors import UserError
 
 BEHAVIOR_COLUMNS = ("impression_id", "user_id", "time", "history", "impressions")
 NEWS_COLUMNS = (
@@ -224,7 +224,7 @@ def import_mind(
     id_prefix: str = "",
 ) -> dict[str, Any]:
     """Validate the whole input, then write each day (atomically). Returns statistics."""
-    from contracts.layout import parse_ds
+    from contracts.days import parse_ds
     from importers import io
 
     t0 = time.perf_counter()

@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from contracts.layout import Layout, atomic_write_text, parse_ds
+from contracts.days import parse_ds
+from core.errors import UserError
 from indexing.checksums import TamperedArtifact, verify_checksums
 from indexing.manifest import STATUS_PUBLISHED, read_manifest
-from twotower.errors import UserError
+from storage.layout import Layout, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,16 @@ def read_latest(layout: Layout) -> str | None:
     if not is_version_name(name):
         raise TamperedArtifact(f"{layout.latest_pointer}: holds {name!r}, not a version name (YYYY-MM-DD)")
     return name
+
+
+def pull_published(layout: Layout, version: str | None = None) -> list[Path]:
+    """Pull ``LATEST`` and one published version (default: the one ``LATEST`` names) into the
+    working copy: what a serving host or a warm start needs, without the rest of the model root.
+    Returns the pulled version folder (empty list when nothing is published)."""
+    from storage import sync
+
+    sync.pull(layout.paths, [layout.latest_pointer])
+    return sync.pull_version(layout, version if version is not None else read_latest(layout))
 
 
 def write_latest(layout: Layout, version: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from twotower.config import IndexConfig
+from core.config import IndexConfig
 
 # Below this many inverted lists IVF is not worth it: use exact search instead.
 MIN_IVF_LISTS = 16

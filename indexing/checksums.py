@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from twotower.errors import PipelineError
+from core.errors import PipelineError
 
 MANIFEST_NAME = "manifest.json"
 _CHUNK = 1 << 20

@@ -40,7 +40,10 @@ from typing import Any
 
 import numpy as np
 
-from contracts.layout import Layout, atomic_dir, day_range, ds_str
+from contracts.days import day_range, ds_str
+from core.config import Config, PublishConfig
+from core.errors import PipelineError
+from core.version import code_version, utc_now
 from indexing import artifacts as art
 from indexing.checksums import checksum_dir, verify_checksums
 from indexing.manifest import (
@@ -48,13 +51,10 @@ from indexing.manifest import (
     STATUS_PUBLISHED,
     STATUS_REJECTED,
     STATUS_STAGED,
-    code_version,
     read_manifest,
-    utc_now,
     write_manifest,
 )
-from twotower.config import Config, PublishConfig
-from twotower.errors import PipelineError
+from storage.layout import Layout, atomic_dir
 
 log = logging.getLogger(__name__)
 

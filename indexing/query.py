@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from contracts.schemas import USER_CAT_PREFIX, USER_NUM_PREFIX
-from twotower.errors import PipelineError
+from core.errors import PipelineError
 
 OOV = 0
 

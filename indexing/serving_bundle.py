@@ -29,8 +29,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from contracts.layout import Layout
 from contracts.schemas import ITEM_CAT_PREFIX, ITEM_NUM_PREFIX, OOV_ID, USER_CAT_PREFIX, USER_NUM_PREFIX
+from storage.layout import Layout
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from contracts.layout import Layout, atomic_dir, mark_complete_snapshot, parse_ds
+from contracts.days import parse_ds
 from contracts.schemas import RAW_TABLE_NAMES, raw_tables
 from logsim import io
 from logsim.funnel import chunk_tables, personal_pools, request_ids, simulate_chunk
@@ -39,6 +39,7 @@ from logsim.world import (
     rng_for,
 )
 from storage import sync
+from storage.layout import Layout, atomic_dir, mark_complete_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ WEEKDAY_AMPLITUDE = 0.08
 
 
 def _check_features(features) -> None:
-    from twotower.errors import UserError
+    from core.errors import UserError
 
     wanted = {
         "user_categorical": (features.user_categorical, USER_FEATURES["categorical"]),
@@ -228,7 +229,7 @@ def simulate(cfg, preset: str | Preset, start: str | dt.date, days: int, seed: i
     Returns:
         JSON-serialisable stats: per-day rows/CTR/pass rates, the top-1% items' click share, time.
     """
-    from twotower.errors import UserError
+    from core.errors import UserError
 
     t0 = time.perf_counter()
     try:

@@ -1,4 +1,4 @@
-"""All storage of the simulator: raw-table partitions (Parquet, via ``contracts.layout``) and the
+"""All storage of the simulator: raw-table partitions (Parquet, via ``storage.layout``) and the
 ground-truth files under ``Layout.truth_dir`` (layout described in :mod:`logsim.truth`)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from contracts.layout import atomic_write_text
+from storage.layout import atomic_write_text
 
 WORLD_FILE = "world.json"
 USERS_FILE = "users.npz"
@@ -47,7 +47,7 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 def write_world(root: Path, meta: dict[str, Any]) -> None:
     """Write world.json, refusing to mix two different simulated worlds in one data root."""
-    from twotower.errors import UserError
+    from core.errors import UserError
 
     path = Path(root) / WORLD_FILE
     if path.is_file():

@@ -4,7 +4,7 @@
 Each gate reads the day's partitions, builds the suites (:mod:`quality.suites`), runs them in
 one Great Expectations project (:mod:`quality.runner`), applies severities, quarantines what
 it may, writes a JSON summary and Data Docs under ``Layout.dq_dir(ds)``, and raises
-:class:`twotower.errors.QualityGateFailed` when a critical check failed (after writing the
+:class:`core.errors.QualityGateFailed` when a critical check failed (after writing the
 reports, so the failure is visible). Warnings are reported, never raised.
 """
 
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contracts.layout import Layout, atomic_dir, day_range, ds_str
+from contracts.days import day_range, ds_str
 from contracts.schemas import (
     ETL_OUTPUTS,
     ITEM_CAT_PREFIX,
@@ -26,17 +26,18 @@ from contracts.schemas import (
     USER_NUM_PREFIX,
     raw_tables,
 )
+from core.errors import QualityGateFailed, data_error_message
+from core.spark import progress_enabled
 from quality import io
 from quality import suites as S
 from quality.rules import REASON_COLUMN, bad_row_condition, day_bounds_micros
-from twotower.errors import QualityGateFailed, data_error_message
-from twotower.spark import progress_enabled
+from storage.layout import Layout, atomic_dir
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from core.config import Config
     from quality.runner import CheckResult
-    from twotower.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class _Gate:
 
     def __init__(self, cfg: Config, ds: str, stage: str, progress: bool = False) -> None:
         self.cfg = cfg
-        # GE's progress bars: the session's decision (twotower.spark.progress_enabled).
+        # GE's progress bars: the session's decision (core.spark.progress_enabled).
         self.progress = progress
         self.ds = ds
         self.stage = stage

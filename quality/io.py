@@ -1,4 +1,4 @@
-"""All reading and writing of the quality package, through :class:`contracts.layout.Layout`.
+"""All reading and writing of the quality package, through :class:`storage.layout.Layout`.
 
 Reads raw partitions and ETL outputs as Spark DataFrames, trailing-day row counts from Parquet
 footers (no Spark job), writes quarantine partitions (Spark, temp dir + rename) and the JSON
@@ -13,8 +13,9 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contracts.layout import Layout, atomic_write_text, ds_str
-from twotower.errors import DataError, data_error_message
+from contracts.days import ds_str
+from core.errors import DataError, data_error_message
+from storage.layout import Layout, atomic_write_text
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts.layout import Layout, ds_str
+from contracts.days import ds_str
 from quality import io
+from storage.layout import Layout
 
 STAGES = ("validate_raw", "validate_outputs")
 

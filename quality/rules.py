@@ -18,13 +18,13 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from contracts.layout import parse_ds
+from contracts.days import parse_ds
 from contracts.schemas import RANKING_STAGES
 
 if TYPE_CHECKING:
     from pyspark.sql import Column
 
-    from twotower.config import Config
+    from core.config import Config
 
 # Name of the column the quarantine adds to each set-aside row.
 REASON_COLUMN = "dq_reason"

@@ -9,7 +9,7 @@ Every validation is stored under the run name of the day (``RunIdentifier(run_na
 data asset named after the table; :func:`quality.docs.finish_site` then makes the site work
 offline and adds the example offending rows of failed checks to their pages. GE's progress
 bars follow ``progress`` (decided once, where the Spark session is built:
-:func:`twotower.spark.console_progress`); one INFO line per suite either way.
+:func:`core.spark.console_progress`); one INFO line per suite either way.
 """
 
 from __future__ import annotations

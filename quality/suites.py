@@ -12,7 +12,7 @@ aggregation pass as every other expectation of the suite. Table-level properties
 expectations (columns, types, row counts, sums, compound uniqueness).
 
 Severities:
-  * ``critical``: a failure stops the run (:class:`twotower.errors.QualityGateFailed`);
+  * ``critical``: a failure stops the run (:class:`core.errors.QualityGateFailed`);
   * ``warning``: reported, the run goes on;
   * ``quarantine``: row rules of raw tables; failing rows are set aside when they are at most
     ``quality.quarantine_max_fraction`` of the partition, otherwise the check is critical;
@@ -39,7 +39,7 @@ from quality.rules import RowRule, row_rules
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-    from twotower.config import Config
+    from core.config import Config
 
 Severity = Literal["critical", "warning", "quarantine", "threshold"]
 FLAG_PREFIX = "dq_"

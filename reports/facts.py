@@ -14,7 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from contracts.layout import Layout
+from storage.layout import Layout
 
 DQ_STEPS = ("validate_raw", "validate_outputs")
 # Pipeline steps in run order (the ETL stages are inserted after validate_raw).

@@ -32,7 +32,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from contracts.layout import Layout, atomic_write_text, ds_str
+from contracts.days import ds_str
+from core.config import Config
+from core.errors import PipelineError
 from reports import format as fm
 from reports.facts import (
     DQ_STEPS,
@@ -55,8 +57,7 @@ from reports.facts import (
 )
 from reports.format import DASH, Raw, dur, e, grid, kv_table, num, pct
 from reports.trends import INDEX_NAME, SUMMARY_NAME, build_index_page, load_run_summaries
-from twotower.config import Config
-from twotower.errors import PipelineError
+from storage.layout import Layout, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def build_run_report(cfg: Config, ds: str) -> Path:
         manifest = read_json(layout.version_dir(ds) / "manifest.json") or {}
         facts["code_version"], facts["config_hash"] = manifest.get("code_version"), manifest.get("config_hash")
     if not facts.get("code_version"):  # no step finished (a failed gate): the code building this report
-        from indexing.manifest import code_version
+        from core.version import code_version
 
         facts["code_version"], facts["config_hash"] = f"{code_version()} (report build)", cfg.hash()
     trailing = [s["facts"] for s in load_run_summaries(layout) if s["ds"] < ds and s.get("facts")][-TRAILING_DAYS:]
@@ -551,7 +552,7 @@ def _previous_version_metrics(layout: Layout, ds: str, stats: dict[str, Any]) ->
         if isinstance(gate.get("published_se"), int | float):
             row[f"{metric}_se"] = gate["published_se"]
         return f"previous version {gate.get('published_version')} (same held-out day)", row
-    from twotower.rundays import published_days
+    from core.published import published_days
 
     earlier = [d for d in published_days(layout) if d < ds]
     if not earlier:

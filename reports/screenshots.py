@@ -13,10 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from contracts.layout import Layout
 from reports.browser import screenshot
 from reports.facts import read_json
 from reports.trends import INDEX_NAME, load_run_summaries
+from storage.layout import Layout
 
 
 def _newest(runs: list[dict], state: str, day: str | None) -> str | None:
@@ -62,7 +62,7 @@ def take_screenshots(layout: Layout, out: Path, published: str | None = None, re
 
 
 def main(argv: list[str] | None = None) -> int:
-    from twotower.config import load_config
+    from core.config import load_config
 
     ap = argparse.ArgumentParser(prog="python -m reports.screenshots", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", help="TOML config (its [paths] reports_root is where the runs are)")

@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from contracts.layout import Layout, atomic_write_text
 from reports import format as fm
 from reports.facts import day_facts, load_dq_summaries, load_metrics, load_stage_stats, read_json
 from reports.format import DASH, dur, e, num, pct
+from storage.layout import Layout, atomic_write_text
 
 SUMMARY_NAME = "summary.json"
 INDEX_NAME = "index.html"

@@ -21,8 +21,8 @@ paths_json=$("$BIN/twotower" config --paths)
 data_root=$(printf '%s' "$paths_json" | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["data_root"])')
 last_day() {
   "$BIN/python" - <<'EOF'
-from contracts.layout import Layout
-from twotower.config import load_config
+from storage.layout import Layout
+from core.config import load_config
 
 days = Layout(load_config().paths).partitions("impressions")
 print(days[-1] if days else "")
@@ -57,10 +57,10 @@ import json
 import sys
 import time
 
-from contracts.layout import Layout
+from storage.layout import Layout
 from indexing.artifacts import read_latest
 from reports.run_report import etl_steps, load_dq_summaries, load_stage_stats, report_path, run_status
-from twotower.config import load_config
+from core.config import load_config
 
 ds, rc, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 cfg = load_config()

@@ -4,7 +4,7 @@
 
 * ``remote = ""`` (default): :class:`LocalStore`. ``data_root``, ``reports_root`` and
   ``artifact_root`` are the store; Spark reads and writes them directly; partitions and
-  versions are replaced with atomic renames (``contracts.layout``).
+  versions are replaced with atomic renames (``storage.layout``).
 * ``remote = "s3://bucket/prefix"``: :class:`ObjectStore`. The store is the object store::
 
       s3://bucket/prefix/data/...        mirrors data_root
@@ -129,13 +129,13 @@ class LocalStore:
 
     def commit_dir(self, staged: Path, final: Path) -> None:
         """Replace ``final`` with ``staged`` (two renames: readers see old or new, never half)."""
-        from contracts.layout import replace_dir
+        from storage.layout import replace_dir
 
         Path(final).parent.mkdir(parents=True, exist_ok=True)
         replace_dir(Path(staged), Path(final))
 
     def remove_dir(self, path: Path) -> None:
-        from contracts.layout import remove_dir
+        from storage.layout import remove_dir
 
         remove_dir(Path(path))
 

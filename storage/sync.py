@@ -194,17 +194,13 @@ def working_copy(paths_cfg, pull_paths: Iterable[Path] = (), push_paths: Iterabl
     push(paths_cfg, list(push_paths))
 
 
-def pull_version(layout, version: str | None = None) -> list[Path]:
-    """Pull ``LATEST`` and one published version (default: the one ``LATEST`` names).
+def pull_version(layout, version: str | None) -> list[Path]:
+    """Pull one published version folder (``None``: nothing published, nothing pulled).
 
-    What a serving host or a warm start needs, without the rest of the model root.
-    Returns the pulled version folder (empty list when nothing is published).
+    Which version ``LATEST`` names is the versions store's business
+    (``indexing.artifacts.pull_published`` pulls the pointer, reads it and calls this).
+    Returns the pulled version folder (empty list when there is none).
     """
-    from indexing.artifacts import read_latest  # the pointer's one reader (validates the name)
-
-    pull(layout.paths, [layout.latest_pointer])
-    if version is None:
-        version = read_latest(layout)
     if not version:
         return []
     folder = layout.version_dir(version)

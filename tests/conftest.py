@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from twotower.config import Config, config_from_dict
+from core.config import Config, config_from_dict
 
 REPO = Path(__file__).resolve().parent.parent
 # Real logs beside the project (../shared/data); tests that need them skip if absent.
@@ -21,8 +21,8 @@ os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
 @pytest.fixture(scope="session")
 def spark():
     """The one SparkSession of the test session: local[2], 4 shuffle partitions, UI off."""
-    from twotower.config import SparkConfig
-    from twotower.spark import spark_session
+    from core.config import SparkConfig
+    from core.spark import spark_session
 
     session = spark_session(
         SparkConfig(master="local[2]", shuffle_partitions=4, driver_memory="2g"), app_name="twotower-tests"

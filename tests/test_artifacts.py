@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from contracts.layout import Layout
 from indexing import artifacts as art
 from indexing.checksums import TamperedArtifact, checksum_dir, verify_checksums
 from indexing.publish import build_index_for_day, publish_day
+from storage.layout import Layout
 from tests.conftest import make_config
 from tests.test_index_support import make_candidate, metrics_evaluator
 from twotower.cli import main

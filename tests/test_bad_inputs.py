@@ -19,10 +19,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from contracts.layout import Layout
+from core.errors import QualityGateFailed
+from storage.layout import Layout
 from tests.conftest import make_config
 from twotower import pipeline
-from twotower.errors import QualityGateFailed
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -106,9 +106,9 @@ def test_complete_snapshot_retires_an_absent_item_at_once(spark, tmp_path):
 
 @pytest.mark.spark
 def test_unreadable_file_on_an_earlier_catalogue_day_names_table_partition_and_file(spark, tmp_path):
-    from contracts.layout import Layout
     from etl.jobs import run_stage
     from quality.io import UnreadableFile
+    from storage.layout import Layout
 
     cfg = _imported_without_items_file(tmp_path)
     # Day 1's items snapshot is outside the 2-day window but inside the catalogue days of day 5.

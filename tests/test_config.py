@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from core.config import Config, ConfigError, load_config
 from tests.conftest import REPO
-from twotower.config import Config, ConfigError, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -83,7 +83,7 @@ def test_config_reference_is_generated_from_code():
 def test_every_config_key_is_documented_by_a_comment():
     import typing
 
-    from twotower.config import Config
+    from core.config import Config
     from twotower.config_docs import _field_comments
 
     hints = typing.get_type_hints(Config)

@@ -7,9 +7,10 @@ import datetime as dt
 import pytest
 
 from contracts import schemas
-from contracts.docs import render
-from contracts.layout import Layout, atomic_dir, day_range, parse_ds
+from contracts.days import day_range, parse_ds
+from storage.layout import Layout, atomic_dir
 from tests.conftest import REPO
+from twotower.contract_docs import render
 
 
 def test_data_contract_doc_is_generated_from_code():

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from contracts.schemas import IMPRESSIONS
+from core.config import Config
 from quality import docs
 from quality import suites as S
 from quality.runner import GxProject
-from twotower.config import Config
 
 pytestmark = pytest.mark.spark
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.layout import Layout
+from storage.layout import Layout
 from tests.conftest import TINY_MODEL_TOML
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -207,7 +207,7 @@ def stack(tmp_path_factory, request):
 
 
 def _cfg(st: AirflowStack):
-    from twotower.config import load_config
+    from core.config import load_config
 
     return load_config(st.config, env=st.env)
 

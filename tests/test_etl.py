@@ -123,8 +123,8 @@ def _positives(spark, counts: dict[str, int]):
 def test_resampling_rule_and_top_share_moves_down(spark):
     from pyspark.sql import functions as F
 
+    from core.config import EtlConfig
     from etl.positives import click_distribution, item_click_counts, resample_positives
-    from twotower.config import EtlConfig
 
     cfg = EtlConfig(hot_threshold=100, cold_threshold=3, max_upsample=3, seed=5)
     # hot: 400 clicks -> keep prob sqrt(100/400) = 0.5 (binomial: 200 +- 10 sd);
@@ -426,10 +426,10 @@ def test_raw_reader_drops_the_rows_quality_quarantines(spark, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from contracts.layout import Layout
+    from core.errors import DataError
     from etl import io
+    from storage.layout import Layout
     from tests.conftest import make_config
-    from twotower.errors import DataError
 
     cfg = make_config(tmp_path)
     part = Layout(cfg.paths).path_for("impressions", "2026-11-02")

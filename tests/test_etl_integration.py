@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
-from contracts.layout import Layout
 from contracts.schemas import ETL_OUTPUTS
+from storage.layout import Layout
 from tests.conftest import make_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -267,8 +267,8 @@ def test_rerun_gives_identical_outputs_and_next_day_keeps_vocabulary_ids(spark, 
 
 def test_missing_ranking_log_gives_empty_hard_negatives_and_missing_impressions_fail(spark, tmp_path):
     import logsim
+    from core.errors import DataError
     from etl.jobs import run_stage
-    from twotower.errors import DataError
 
     cfg = make_config(tmp_path, etl={"window_days": 2})
     logsim.simulate(cfg, "tiny", START, 2, 3)

@@ -26,11 +26,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from contracts.layout import Layout
+from core.errors import QualityGateFailed
+from storage.layout import Layout
 from tests.conftest import REPO, TINY_MODEL_TOML, make_config
 from tests.test_bad_inputs import _dq_show, _failed, _read, _write
 from twotower import pipeline
-from twotower.errors import QualityGateFailed
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

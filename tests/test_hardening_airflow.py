@@ -112,7 +112,7 @@ def test_raw_landed_waits_for_every_required_table(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from contracts.layout import Layout
+    from storage.layout import Layout
     from twotower import pipeline
 
     cfg = make_config(tmp_path)

@@ -11,13 +11,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from contracts.layout import Layout
 from contracts.schemas import IMPRESSIONS, raw_tables
+from core.errors import UserError
 from importers.common import InputError
 from importers.interactions import ColumnMapping, FeatureFile, import_interactions
 from importers.mind import UNKNOWN, import_mind
+from storage.layout import Layout
 from tests.conftest import SHARED_DATA, make_config
-from twotower.errors import UserError
 
 MIND = SHARED_DATA / "mind_small_subset"
 MIND_FEATURES = {

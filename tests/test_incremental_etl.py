@@ -14,7 +14,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from contracts.layout import Layout
+from storage.layout import Layout
 from tests.conftest import make_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from core.config import IndexConfig
 from indexing.builder import (
     IndexSpec,
     build_index,
@@ -17,7 +18,6 @@ from indexing.builder import (
     recall_at_k,
     tune_search_params,
 )
-from twotower.config import IndexConfig
 
 
 def cfg(**kw) -> IndexConfig:

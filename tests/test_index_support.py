@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from contracts.layout import Layout
-from twotower.config import Config
+from core.config import Config
+from storage.layout import Layout
 
 DIM = 16
 HIST = 5

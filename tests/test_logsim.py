@@ -10,13 +10,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from contracts.layout import Layout
 from contracts.schemas import RANKING_STAGES, raw_tables
+from core.errors import UserError
 from logsim.engine import simulate
 from logsim.presets import PRESETS
 from logsim.truth import Truth
+from storage.layout import Layout
 from tests.conftest import make_config
-from twotower.errors import UserError
 
 START = "2026-11-01"
 DAYS = ("2026-11-01", "2026-11-02", "2026-11-03")

@@ -107,10 +107,10 @@ def test_daily_pipeline_on_object_storage(spark, tmp_path, s3_endpoint):
     import pyarrow.parquet as pq
 
     import logsim
-    from contracts.layout import Layout
     from contracts.schemas import ETL_OUTPUTS, RAW_TABLE_NAMES
+    from core.config import load_config
     from etl.jobs import run_etl
-    from twotower.config import load_config
+    from storage.layout import Layout
 
     bucket = new_bucket(s3_endpoint, "twotower-e2e")
     remote = f"s3://{bucket}/{PREFIX}"

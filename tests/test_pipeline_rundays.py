@@ -1,4 +1,4 @@
-"""Date semantics and the publish-gap rule (twotower.rundays), and its use in pipeline.publish."""
+"""Date semantics and the publish-gap rule (core.published), and its use in pipeline.publish."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from contracts.layout import Layout
+from core.published import PublishGap, publish_gap, published_days, run_day_for
+from storage.layout import Layout
 from tests.conftest import make_config
 from twotower import pipeline
-from twotower.rundays import PublishGap, publish_gap, published_days, run_day_for
 
 UTC = dt.UTC
 
@@ -74,7 +74,7 @@ def test_pipeline_publish_refuses_a_gap_without_touching_the_index(tmp_path):
 
 @pytest.mark.spark
 def test_run_day_without_logs_fails_at_validate_raw_and_still_reports(spark, tmp_path):
-    from twotower.errors import PipelineError
+    from core.errors import PipelineError
 
     cfg = make_config(tmp_path)
     with pytest.raises(PipelineError):

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from contracts.layout import Layout
 from indexing import artifacts as art
 from indexing.builder import IndexSpec, build_index, prior_item_vectors, prior_queries
 from indexing.publish import build_index_for_day, publish_day
 from indexing.query import recommend
+from storage.layout import Layout
 from tests.conftest import make_config
 from tests.test_index_support import make_candidate, metrics_evaluator
 from training.data import distinct_click_users

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from twotower.spark import console_progress, progress_enabled
+from core.spark import console_progress, progress_enabled
 
 
 def test_console_progress_only_on_a_terminal(tmp_path):

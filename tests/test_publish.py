@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.layout import Layout
+from core.config import PublishConfig
 from indexing import artifacts as art
 from indexing.publish import (
     CRASH_EXIT_CODE,
@@ -23,9 +23,9 @@ from indexing.publish import (
     gate_decision,
     publish_day,
 )
+from storage.layout import Layout
 from tests.conftest import REPO, make_config
 from tests.test_index_support import make_candidate, metrics_evaluator
-from twotower.config import PublishConfig
 
 D1, D2, D3, D4 = "2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"
 

@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from contracts.layout import Layout
 from indexing import artifacts as art
 from indexing.publish import PublishRejected, build_index_for_day, publish_day
 from indexing.query import recommend
+from storage.layout import Layout
 from tests.conftest import make_config
 from training.fixtures import write_synthetic_etl
 from training.run import train_day

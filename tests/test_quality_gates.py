@@ -6,12 +6,12 @@ import json
 
 import pytest
 
+from core.errors import QualityGateFailed
 from quality import suites as S
 from quality.gates import _Gate, window_days
 from quality.report import day_summary, render_text
 from quality.runner import CheckResult
 from tests.conftest import make_config
-from twotower.errors import QualityGateFailed
 
 DS = "2026-11-04"
 

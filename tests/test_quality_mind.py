@@ -10,9 +10,9 @@ import tomllib
 
 import pytest
 
-from contracts.layout import Layout
+from core.config import config_from_dict
+from storage.layout import Layout
 from tests.conftest import REPO, SHARED_DATA
-from twotower.config import config_from_dict
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

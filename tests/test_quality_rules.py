@@ -11,9 +11,9 @@ import math
 import pytest
 
 from contracts.schemas import IMPRESSIONS, ITEM_SAMPLING, RANKING_LOG, users_table
+from core.config import Config
 from quality import suites as S
 from quality.rules import bad_row_condition, day_bounds_micros, row_rules
-from twotower.config import Config
 
 pytestmark = pytest.mark.spark
 

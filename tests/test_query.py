@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from contracts.layout import Layout
 from indexing import artifacts as art
 from indexing.publish import build_index_for_day, publish_day
 from indexing.query import recommend, user_inputs
+from storage.layout import Layout
 from tests.conftest import make_config
 from tests.test_index_support import HIST, make_candidate, metrics_evaluator
 from twotower.cli import main

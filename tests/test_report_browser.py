@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from contracts.layout import Layout
 from reports.browser import dump_dom, find_chromium, screenshot
 from reports.run_report import build_run_report
+from storage.layout import Layout
 from tests.conftest import make_config
 from tests.test_report_summary import DAYS, write_day
 

@@ -8,10 +8,10 @@ import base64
 import json
 import re
 
-from contracts.layout import Layout
 from reports.facts import day_facts, warnings_for
 from reports.format import dur, listing, num
 from reports.run_report import build_run_report
+from storage.layout import Layout
 from tests.conftest import make_config
 
 DAYS = ("2026-11-01", "2026-11-02", "2026-11-03")

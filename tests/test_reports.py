@@ -8,8 +8,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from contracts.layout import Layout
 from reports.run_report import build_run_report, run_status
+from storage.layout import Layout
 from tests.conftest import make_config
 
 DS = "2026-11-03"

@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from contracts.layout import Layout
 from indexing import artifacts as art
 from indexing.publish import build_index_for_day, publish_day
 from indexing.query import recommend
+from storage.layout import Layout
 from tests.conftest import make_config
 from tests.test_index_support import N_REGIONS, make_candidate, metrics_evaluator
 

@@ -162,10 +162,10 @@ def _row_multiset(path: Path | str, filesystem=None) -> collections.Counter:
 
 def test_etl_on_standalone_cluster_equals_local_mode(spark, tmp_path, standalone_cluster):
     import logsim
-    from contracts.layout import Layout
     from contracts.schemas import ETL_OUTPUTS
+    from core.config import load_config
     from etl.jobs import run_etl
-    from twotower.config import load_config
+    from storage.layout import Layout
 
     url, master_log = standalone_cluster
     local_root, cluster_root = tmp_path / "local", tmp_path / "cluster"

@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from contracts.layout import Layout
+from core.config import ConfigError, config_from_dict
 from storage import sync
+from storage.layout import Layout
 from storage.stores import LocalStore, ObjectStore
 from tests.conftest import make_config, new_bucket
-from twotower.config import ConfigError, config_from_dict
 
 _bucket_ids = itertools.count()
 
@@ -203,8 +203,8 @@ def test_source_fingerprint_sees_a_re_export_and_commits_with_its_partition(layo
     the partition's commit."""
     from types import SimpleNamespace
 
-    from contracts.layout import SOURCE_MARKER
     from etl import io
+    from storage.layout import SOURCE_MARKER
 
     cfg = SimpleNamespace(paths=layout.paths)
     store, day = layout.store, "2026-11-02"

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from contracts.layout import Layout
+from storage.layout import Layout
 from tests.conftest import make_config
 from training.data import EvalSet
 from training.evaluate import Ranker, evaluate_model_dir, tail_and_cold
@@ -155,7 +155,7 @@ def test_ablation_writes_beside_the_candidate(tmp_path):
     assert stats["negatives"]["hard_per_example"] == 0
     assert stats["model_dir"].endswith("ds=2026-11-04.ablate-hard_negatives+logq+resampling")
     assert not Layout(cfg.paths).model_dir(DS).exists()
-    from twotower.errors import UserError
+    from core.errors import UserError
 
     with pytest.raises(UserError, match="unknown switch"):
         train_day(cfg, DS, ablate=frozenset({"bogus"}))

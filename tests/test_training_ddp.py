@@ -60,12 +60,13 @@ def _env() -> dict[str, str]:
 def _grads_worker(config: str, out: str) -> None:
     import torch
 
-    from contracts.layout import Layout, parse_ds
+    from contracts.days import parse_ds
+    from core.config import load_config
+    from storage.layout import Layout
     from training.data import FeatureColumns, TrainStream, load_catalogue, partition_files, table_sizes, take
     from training.loop import Trainer
     from training.run import _negatives, _setup, _spec, dist_info_from_env, partition_schema_names
     from training.towers import TwoTowerModel
-    from twotower.config import load_config
 
     cfg = load_config(config)
     info = dist_info_from_env()
@@ -100,7 +101,7 @@ def _grads_worker(config: str, out: str) -> None:
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    from contracts.layout import Layout
+    from storage.layout import Layout
     from tests.conftest import make_config
     from training.fixtures import write_synthetic_etl
 

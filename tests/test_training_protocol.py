@@ -17,15 +17,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from contracts.layout import Layout
+from core.config import PublishConfig, TrainingConfig
 from indexing.publish import _data_window, gate_decision
+from storage.layout import Layout
 from tests.conftest import make_config
 from training.data import Catalogue, EvalSet
 from training.evaluate import Ranker, missing_targets_per_user, popularity_baselines, standard_error
 from training.fixtures import write_synthetic_etl
 from training.run import effective_batch_size, evaluate_day, train_day, train_final_day, window_epochs
 from training.towers import ModelSpec, TwoTowerModel
-from twotower.config import PublishConfig, TrainingConfig
 
 DS = "2026-11-04"
 

@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 import torch
 from torch import Tensor
 
-from contracts.layout import Layout, ds_str
+from contracts.days import ds_str
 from contracts.schemas import ITEM_CAT_PREFIX, ITEM_NUM_PREFIX, USER_CAT_PREFIX, USER_NUM_PREFIX
-from twotower.errors import DataError, data_error_message
+from core.errors import DataError, data_error_message
+from storage.layout import Layout
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from contracts.layout import Layout, day_range, ds_str
+from contracts.days import day_range, ds_str
+from core.config import Config, ConfigError
+from storage.layout import Layout
 from training.data import (
     Catalogue,
     EvalSet,
@@ -33,7 +35,6 @@ from training.data import (
     load_item_sampling,
 )
 from training.prior import GridRecord, PriorChoice, choose_beta, prior_term, record_from_metrics
-from twotower.config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -474,6 +475,6 @@ def _oracle(layout: Layout, ranker: Ranker, ev: EvalSet, item_ids: np.ndarray) -
 
 
 def write_metrics(model_dir: Path, metrics: dict[str, Any]) -> None:
-    from contracts.layout import atomic_write_text
+    from storage.layout import atomic_write_text
 
     atomic_write_text(Path(model_dir) / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True, default=float))

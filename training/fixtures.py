@@ -16,7 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from contracts.layout import Layout, day_range
+from contracts.days import day_range
+from storage.layout import Layout
 
 
 def _write(layout: Layout, table: str, ds: str, t: pa.Table, shards: int = 1) -> None:

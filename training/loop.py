@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from core.config import TrainingConfig
 from training.data import Batch, Catalogue, ItemDayFeatures, TrainStream
 from training.frequency import StreamingFrequencyEstimator
 from training.losses import (
@@ -33,7 +34,6 @@ from training.losses import (
 )
 from training.samplers import AliasSampler
 from training.towers import TwoTowerModel
-from twotower.config import TrainingConfig
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from contracts.layout import Layout, atomic_dir, atomic_write_text, day_range, ds_str, parse_ds
+from contracts.days import day_range, ds_str, parse_ds
 from contracts.schemas import FRESHNESS_FEATURES
+from core.config import Config
+from core.errors import DataError, UserError
+from storage.layout import Layout, atomic_dir, atomic_write_text
 from training.data import (
     FeatureColumns,
     TrainStream,
@@ -38,8 +41,6 @@ from training.frequency import StreamingFrequencyEstimator
 from training.loop import ABLATIONS, DistInfo, Negatives, Trainer
 from training.samplers import AliasSampler
 from training.towers import ModelSpec, TwoTowerModel
-from twotower.config import Config
-from twotower.errors import DataError, UserError
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from twotower.config import Config, ConfigError, load_config
-from twotower.errors import PipelineError, UserError
+from core.config import Config, ConfigError, load_config
+from core.errors import PipelineError, UserError
 
 # Stage packages that add subcommands, in the order they appear in --help.
-COMMAND_MODULES: tuple[str, ...] = ("twotower.cli_config", "twotower.cli_pipeline", "twotower.cli_runs", "indexing.cli", "logsim.cli", "importers.cli", "etl.cli", "training.cli", "quality.cli")
+COMMAND_MODULES: tuple[str, ...] = ("twotower.commands.config", "twotower.commands.pipeline", "twotower.commands.runs", "twotower.commands.indexing", "twotower.commands.logsim", "twotower.commands.importers", "twotower.commands.etl", "twotower.commands.training", "twotower.commands.quality")
 
 
 # Exit code of a command whose stdout was closed by the reader (128 + SIGPIPE).

@@ -1,4 +1,4 @@
-"""Render the configuration reference ``docs/config.md`` from :mod:`twotower.config`:
+"""Render the configuration reference ``docs/config.md`` from :mod:`core.config`:
 ``python -m twotower.config_docs`` (``make docs``). A test fails when the file is stale.
 
 Each key's description is the comment block directly above its field in ``config.py``,
@@ -12,8 +12,8 @@ import dataclasses
 import inspect
 import typing
 
-from twotower import config as config_module
-from twotower.config import Config
+from core import config as config_module
+from core.config import Config
 
 HEADER = """# Configuration reference
 

@@ -7,7 +7,7 @@ D's logs), does its work through the stage package, writes its statistics to
 imported inside the steps, so importing this module (as DAG files do) is cheap.
 
 Order: validate_raw -> etl stages -> validate_outputs -> train -> evaluate -> train_final ->
-build_index -> publish -> report. A step raises :class:`twotower.errors.PipelineError` (data-quality gate,
+build_index -> publish -> report. A step raises :class:`core.errors.PipelineError` (data-quality gate,
 publish gate, bad input) to stop everything downstream; nothing is published then.
 
 Storage: with ``[paths] remote`` set, Spark steps read and write the object store directly;
@@ -28,11 +28,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from contracts.layout import Layout, atomic_write_text, ds_str
+from contracts.days import ds_str
 from contracts.schemas import ETL_OUTPUTS
+from core.config import Config
+from core.errors import PipelineError
 from storage import sync
-from twotower.config import Config
-from twotower.errors import PipelineError
+from storage.layout import Layout, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def _locked(step: str) -> Callable:
 
 
 def _spark(cfg: Config):
-    from twotower.spark import spark_session
+    from core.spark import spark_session
 
     store = Layout(cfg.paths).store
     return spark_session(cfg.spark, storage_conf=store.spark_conf() if store.remote else None)
@@ -73,7 +74,7 @@ def _spark(cfg: Config):
 def _record(cfg: Config, ds: str, step: str, stats: dict[str, Any]) -> dict[str, Any]:
     """Write a step's statistics (returned unchanged) for the run report, with ``run_info``:
     the step's wall seconds (under its run lock), finish time, code version and config hash."""
-    from indexing.manifest import code_version, utc_now
+    from core.version import code_version, utc_now
 
     started = _step_started.get()
     run_info = {
@@ -99,7 +100,7 @@ def etl_outputs(layout: Layout, ds: str) -> list[Path]:
 
 def _popularity_inputs(cfg: Config, layout: Layout, ds: str) -> list[Path]:
     """click_positives of the 28 days before the evaluation days: the popularity bars."""
-    from contracts.layout import day_range
+    from contracts.days import day_range
     from training.evaluate import POPULARITY_DAYS, training_days
 
     last = training_days(cfg, ds)[-1]
@@ -110,7 +111,7 @@ def _prior_inputs(cfg: Config, layout: Layout, ds: str) -> list[Path]:
     """What the popularity prior reads (nothing when it is off): the earlier days' grid records
     (their metrics.json) and click_positives of the counted days, up to day ds itself (the
     index counts through the last day the published weights saw)."""
-    from contracts.layout import day_range
+    from contracts.days import day_range
     from training.evaluate import prior_record_days
 
     if cfg.training.prior == "off":
@@ -120,8 +121,8 @@ def _prior_inputs(cfg: Config, layout: Layout, ds: str) -> list[Path]:
 
 
 def _report_inputs(layout: Layout, ds: str) -> list[Path]:
+    from core.published import published_days
     from quality.io import summary_path
-    from twotower.rundays import published_days
 
     model_dir = layout.model_dir(ds)
     earlier = [d for d in published_days(layout) if d < ds]
@@ -217,7 +218,9 @@ def train(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_retra
 
     ds = ds_str(ds)
     layout = Layout(cfg.paths)
-    sync.pull_version(layout)  # the warm start
+    from indexing.artifacts import pull_published
+
+    pull_published(layout)  # the warm start
     sync.pull(cfg.paths, etl_outputs(layout, ds))
     stats = train_day(cfg, ds, ablate=ablate, full_retrain=full_retrain, evaluate=False)
     sync.push(cfg.paths, [Path(stats["model_dir"])])
@@ -268,11 +271,11 @@ def build_index(cfg: Config, ds: str) -> dict[str, Any]:
 @_locked("publish")
 def publish(cfg: Config, ds: str, force: bool = False) -> dict[str, Any]:
     """Quality gate, then the atomic publish of the staged version and the LATEST switch."""
+    from core.published import PublishGap, publish_gap
     from indexing.publish import publish_day
-    from twotower.rundays import PublishGap, publish_gap
 
     ds = ds_str(ds)
-    # A failed or rejected day blocks later days from publishing on top of it (twotower.rundays).
+    # A failed or rejected day blocks later days from publishing on top of it (core.published).
     if not (force or cfg.publish.allow_gaps):
         reason = publish_gap(Layout(cfg.paths), ds)
         if reason:

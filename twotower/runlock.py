@@ -30,9 +30,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from contracts.layout import Layout, ds_str
-from twotower.config import Config
-from twotower.errors import PipelineError
+from contracts.days import ds_str
+from core.config import Config
+from core.errors import PipelineError
+from storage.layout import Layout
 
 
 class RunInProgress(PipelineError):

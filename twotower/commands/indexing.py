@@ -9,8 +9,8 @@ import argparse
 import json
 import logging
 
+from core.config import Config
 from storage import sync
-from twotower.config import Config
 
 
 def _quiet_faiss() -> None:
@@ -56,8 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _index(cfg: Config, args: argparse.Namespace) -> int:
     _quiet_faiss()
-    from contracts.layout import Layout
     from indexing.publish import build_index_for_day, publish_day
+    from storage.layout import Layout
     from twotower.cli import print_json
     from twotower.pipeline import etl_outputs
 
@@ -80,8 +80,8 @@ def _index(cfg: Config, args: argparse.Namespace) -> int:
 
 def _list(cfg: Config, args: argparse.Namespace) -> int:
     _quiet_faiss()
-    from contracts.layout import Layout
     from indexing import artifacts as art
+    from storage.layout import Layout
     from twotower.cli import print_json
 
     layout = Layout(cfg.paths)
@@ -109,8 +109,8 @@ def _list(cfg: Config, args: argparse.Namespace) -> int:
 
 def _show(cfg: Config, args: argparse.Namespace) -> int:
     _quiet_faiss()
-    from contracts.layout import Layout
     from indexing import artifacts as art
+    from storage.layout import Layout
     from twotower.cli import print_json
 
     layout = Layout(cfg.paths)
@@ -140,8 +140,8 @@ def _show(cfg: Config, args: argparse.Namespace) -> int:
 
 def _rollback(cfg: Config, args: argparse.Namespace) -> int:
     _quiet_faiss()
-    from contracts.layout import Layout
     from indexing.artifacts import rollback
+    from storage.layout import Layout
 
     layout = Layout(cfg.paths)
     with sync.working_copy(cfg.paths, [layout.model_root], [layout.model_root]):
@@ -152,16 +152,16 @@ def _rollback(cfg: Config, args: argparse.Namespace) -> int:
 
 def _query(cfg: Config, args: argparse.Namespace) -> int:
     _quiet_faiss()
-    from contracts.layout import Layout
-    from indexing.artifacts import load_version
+    from core.errors import UserError
+    from indexing.artifacts import load_version, pull_published
     from indexing.query import recommend
+    from storage.layout import Layout
     from twotower.cli import print_json
-    from twotower.errors import UserError
 
     if args.k < 1:
         raise UserError(f"-k must be >= 1, got {args.k}")
     layout = Layout(cfg.paths)
-    sync.pull_version(layout, args.version)
+    pull_published(layout, args.version)
     version = load_version(layout, args.version, verify=True)
     res = recommend(version, [args.user_id], k=args.k)[0]
     if args.json:

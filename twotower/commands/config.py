@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from contracts.layout import Layout
-from twotower.config import Config
+from core.config import Config
+from storage.layout import Layout
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,4 +1,4 @@
-"""The one place a SparkSession is built, from :class:`twotower.config.SparkConfig`.
+"""The one place a SparkSession is built, from :class:`core.config.SparkConfig`.
 
 ``master`` comes from config (default ``local[*]``), so the same jobs run on a cluster by
 setting ``[spark] master = "spark://host:7077"`` (or ``TWOTOWER_SPARK_MASTER``).
@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from twotower.config import SparkConfig
+    from core.config import SparkConfig
 
 # Settings every job relies on; config [spark].conf may add to or override them.
 BASE_CONF = {

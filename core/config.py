@@ -145,7 +145,7 @@ class EtlConfig:
     # Catalogue retirement: an item stays in the catalogue of day D (indexed, sampled as a
     # negative, a candidate in evaluation) while it appeared in an items snapshot or was clicked
     # in the last ``retire_after_days`` days, with its last known features. An items partition
-    # marked complete by its producer (``contracts.layout.COMPLETE_SNAPSHOT_MARKER``) retires
+    # marked complete by its producer (``storage.layout.COMPLETE_SNAPSHOT_MARKER``) retires
     # every item it does not list at once.
     retire_after_days: int = 90
     # Parquet training shards: target rows per file.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from twotower.config import Config
+from core.config import Config
 
 
 def _names(text: str | None) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from twotower.config import Config
+from core.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from twotower.config import Config
+from core.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,10 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _etl(cfg: Config, args: argparse.Namespace) -> int:
-    from contracts.layout import ds_str
+    from contracts.days import ds_str
+    from core.errors import UserError
     from twotower import pipeline
     from twotower.cli import print_json
-    from twotower.errors import UserError
 
     try:
         ds = ds_str(args.ds)

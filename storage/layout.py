@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from contracts.days import ds_str
 from contracts.schemas import ETL_OUTPUTS, RAW_TABLE_NAMES
 
 RAW = "raw"
@@ -31,28 +32,8 @@ ETL = "etl"
 QUARANTINE = "quarantine"
 
 
-def parse_ds(ds: str | dt.date) -> dt.date:
-    """Validate a day string ``YYYY-MM-DD`` (or pass a date through)."""
-    if isinstance(ds, dt.date):
-        return ds
-    try:
-        return dt.date.fromisoformat(ds)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"invalid day {ds!r}: expected YYYY-MM-DD") from exc
-
-
-def ds_str(ds: str | dt.date) -> str:
-    return parse_ds(ds).isoformat()
-
-
-def day_range(end: str | dt.date, days: int) -> list[str]:
-    """The ``days`` days ending at ``end`` (inclusive), oldest first."""
-    end_d = parse_ds(end)
-    return [(end_d - dt.timedelta(days=days - 1 - i)).isoformat() for i in range(days)]
-
-
 class Layout:
-    """Paths for one configuration's roots (:class:`twotower.config.PathsConfig`)."""
+    """Paths for one configuration's roots (:class:`core.config.PathsConfig`)."""
 
     def __init__(self, paths) -> None:
         self.paths = paths

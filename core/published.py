@@ -1,6 +1,6 @@
 """Which day a run processes, and whether a day may publish on top of the days before it.
 
-Light on purpose (stdlib + contracts.layout only): the DAG file imports it at parse time.
+Light on purpose (stdlib + storage.layout only): the DAG file imports it at parse time.
 
 Date semantics (docs/operations.md, "Which day does a run process?"):
   * a run with logical date D processes the logs of day D. Scheduled runs use
@@ -18,8 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from contracts.layout import Layout, ds_str, parse_ds
-from twotower.errors import PipelineError
+from contracts.days import ds_str, parse_ds
+from core.errors import PipelineError
+from storage.layout import Layout
 
 _DS_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from twotower.config import Config
+from core.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,12 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _show(cfg: Config, args: argparse.Namespace) -> int:
-    from contracts.layout import Layout, parse_ds
+    from contracts.days import parse_ds
+    from core.errors import UserError
     from quality.io import summary_path
     from quality.report import day_summary, render_text
     from storage import sync
+    from storage.layout import Layout
     from twotower.cli import print_json
-    from twotower.errors import UserError
 
     try:
         parse_ds(args.ds)

@@ -1,4 +1,4 @@
-"""Render docs/data-contracts.md from the schema constants: ``python -m contracts.docs``.
+"""Render docs/data-contracts.md from the schema constants: ``python -m twotower.contract_docs``.
 
 A test regenerates the text and compares it with the committed file, so the document
 cannot drift from the code.
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from contracts import schemas
 from contracts.schemas import Table
-from twotower.config import FeaturesConfig
+from core.config import FeaturesConfig
 
 HEADER = """# Data contracts
 
-Generated from `contracts/schemas.py` by `python -m contracts.docs` (do not edit by hand;
+Generated from `contracts/schemas.py` by `python -m twotower.contract_docs` (do not edit by hand;
 `make docs` regenerates it and `tests/test_contracts.py` fails when it is stale).
 
 Raw inputs are Parquet under `<data_root>/raw/<table>/ds=YYYY-MM-DD/`; ETL outputs under

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from twotower.config import Config
+from core.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,10 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _list(cfg: Config, args: argparse.Namespace) -> int:
-    from contracts.layout import Layout
     from reports.format import dur, num, pct
     from reports.trends import SUMMARY_NAME, load_run_summaries, runs_json
     from storage import sync
+    from storage.layout import Layout
     from twotower.cli import print_json
 
     layout = Layout(cfg.paths)

@@ -1,0 +1,1 @@
+"""The core every stage builds on: typed config, errors, the Spark session, what "published" means, the run context."""

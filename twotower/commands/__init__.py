@@ -1,0 +1,1 @@
+"""The ``twotower`` subcommands, one module per area; each has ``register(subparsers)``."""
