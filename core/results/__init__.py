@@ -1,0 +1,75 @@
+"""Typed, frozen step results: what each pipeline step returns and records.
+
+Every step of ``twotower.pipeline`` returns a :class:`StepResult` subclass; the pipeline writes
+``to_dict()`` (plus :class:`RunInfo`) to ``Layout.stage_stats(ds, step)``, and the run report,
+the DAG and the CLI read them back with ``from_dict``. One module per area
+(``core.results.quality``, ``.etl``, ``.training``, ``.indexing``) so the layers above never
+dig values out of dicts by string keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from typing import Any, Self
+
+
+@dataclasses.dataclass(frozen=True)
+class StepResult:
+    """Base class: ``to_dict()`` gives the JSON form, ``from_dict()`` reads it back (keys the
+    class does not know are ignored; missing keys take the field defaults)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Self:
+        data = data or {}
+        hints = _hints(cls)
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            nested = _result_class(hints.get(f.name))
+            if nested is not None and isinstance(value, dict):
+                value = nested.from_dict(value)
+            elif nested is not None and isinstance(value, list | tuple):
+                value = tuple(nested.from_dict(v) if isinstance(v, dict) else v for v in value)
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo(StepResult):
+    """When and with what a step ran (written by the pipeline beside every step's result)."""
+
+    wall_seconds: float | None = None
+    finished_at: str | None = None
+    code_version: str | None = None
+    config_hash: str | None = None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, StepResult):
+        return value.to_dict()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _result_class(hint: Any) -> type[StepResult] | None:
+    """The StepResult class inside ``X``, ``X | None`` or ``tuple[X, ...]`` (else None)."""
+    candidates = [hint, *typing.get_args(hint)]
+    for c in candidates:
+        if isinstance(c, type) and issubclass(c, StepResult):
+            return c
+    return None
