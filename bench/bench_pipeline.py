@@ -61,7 +61,7 @@ _STEP_CHILD = r"""
 import json, logging, os, sys, time
 os.environ.setdefault("TQDM_DISABLE", "1")
 logging.basicConfig(level=logging.WARNING)
-from core.config import load_config
+from core.config_load import load_config
 from twotower import pipeline
 config, step, ds, kw = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 cfg = load_config(config)
@@ -79,7 +79,7 @@ print(json.dumps({{"startup_s": startup, "inner_s": inner, "stats": out}}, defau
 _SESSION_CHILD = r"""
 import json, sys, time
 t = time.perf_counter()
-from core.config import load_config
+from core.config_load import load_config
 from core.spark import spark_session
 cfg = load_config(sys.argv[1])
 s = spark_session(cfg.spark)
@@ -232,7 +232,7 @@ def profile_top(path: Path, n: int = 25) -> list[dict[str, Any]]:
 
 
 def bench_preset(preset: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
-    from core.config import load_config
+    from core.config_load import load_config
 
     root = scratch / preset
     resume = args.resume_from

@@ -68,7 +68,7 @@ def main() -> int:
     import torch
 
     from contracts.days import parse_ds
-    from core.config import load_config
+    from core.config_load import load_config
     from storage.layout import Layout
     from training.data import FeatureColumns, TrainStream, load_catalogue, partition_files, table_sizes
     from training.evaluate import training_days

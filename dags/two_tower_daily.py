@@ -74,7 +74,7 @@ def _run_step(step: str, **kwargs: Any) -> dict[str, Any]:
     """Load the config once, run ``twotower.pipeline.<step>(cfg, ds)`` and turn a gate into a failure."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from core.config import load_config
+    from core.config_load import load_config
     from core.errors import PipelineError
     from twotower import pipeline
 
@@ -117,7 +117,7 @@ def two_tower_daily():
         Reschedule mode frees the worker slot between pokes; after the timeout the task fails
         (AirflowSensorTimeout, not retried) and nothing downstream runs.
         """
-        from core.config import load_config
+        from core.config_load import load_config
         from twotower import pipeline
 
         return pipeline.raw_landed(load_config(), _run_day())
@@ -133,7 +133,7 @@ def two_tower_daily():
         """
         from airflow.sdk.exceptions import AirflowFailException
 
-        from core.config import load_config
+        from core.config_load import load_config
         from core.published import publish_gap
         from storage.layout import Layout
 

@@ -62,7 +62,7 @@ def take_screenshots(layout: Layout, out: Path, published: str | None = None, re
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.config import load_config
+    from core.config_load import load_config
 
     ap = argparse.ArgumentParser(prog="python -m reports.screenshots", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", help="TOML config (its [paths] reports_root is where the runs are)")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Config, config_from_dict
+from core.config import Config
+from core.config_load import config_from_dict
 
 REPO = Path(__file__).resolve().parent.parent
 # Real logs beside the project (../shared/data); tests that need them skip if absent.

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Config, ConfigError, load_config
+from core.config import Config, ConfigError
+from core.config_load import load_config
 from tests.conftest import REPO
 
 
@@ -92,3 +93,11 @@ def test_every_config_key_is_documented_by_a_comment():
         comments = _field_comments(hints[section.name])
         undocumented += [f"{section.name}.{k}" for k, v in comments.items() if not v]
     assert undocumented == [], "add a comment above each of these fields in twotower/config.py"
+
+
+@pytest.mark.parametrize("window, evaluation", [(2, 2), (1, 1), (3, 0)])
+def test_window_must_leave_a_training_day(tmp_path, window, evaluation):
+    # The one window rule (core.context.Window) is checked when the config loads, before any step.
+    text = f"[etl]\nwindow_days = {window}\neval_days = {evaluation}\n"
+    with pytest.raises(ConfigError, match=rf"etl.window_days \({window}\) must exceed etl.eval_days \({evaluation}\)"):
+        load_config(write(tmp_path, text), env={})

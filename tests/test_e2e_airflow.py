@@ -207,7 +207,7 @@ def stack(tmp_path_factory, request):
 
 
 def _cfg(st: AirflowStack):
-    from core.config import load_config
+    from core.config_load import load_config
 
     return load_config(st.config, env=st.env)
 

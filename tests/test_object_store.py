@@ -108,7 +108,7 @@ def test_daily_pipeline_on_object_storage(spark, tmp_path, s3_endpoint):
 
     import logsim
     from contracts.schemas import ETL_OUTPUTS, RAW_TABLE_NAMES
-    from core.config import load_config
+    from core.config_load import load_config
     from etl.jobs import run_etl
     from storage.layout import Layout
 

@@ -10,7 +10,7 @@ import tomllib
 
 import pytest
 
-from core.config import config_from_dict
+from core.config_load import config_from_dict
 from storage.layout import Layout
 from tests.conftest import REPO, SHARED_DATA
 

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core.config import ConfigError, config_from_dict
+from core.config import ConfigError
+from core.config_load import config_from_dict
 from storage import sync
 from storage.layout import Layout
 from storage.stores import LocalStore, ObjectStore

@@ -61,7 +61,7 @@ def _grads_worker(config: str, out: str) -> None:
     import torch
 
     from contracts.days import parse_ds
-    from core.config import load_config
+    from core.config_load import load_config
     from storage.layout import Layout
     from training.data import FeatureColumns, TrainStream, load_catalogue, partition_files, table_sizes, take
     from training.loop import Trainer

@@ -23,7 +23,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from core.config import Config, ConfigError, load_config
+from core.config import Config, ConfigError
+from core.config_load import load_config
 from core.errors import PipelineError, UserError
 
 # Stage packages that add subcommands, in the order they appear in --help.
