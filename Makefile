@@ -9,10 +9,9 @@ STAMP := $(VENV)/.installed
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PYTEST_ARGS ?=
 # Test workers (pytest-xdist): the suite mostly waits on JVMs and Airflow's scheduler. One module
-# per worker (module fixtures are shared), in collection order: tests/conftest.py puts the ~12 min
-# e2e module first and the other worker runs everything else beside it. Measured on a fresh
-# clone (2 cores): 1 worker 20m29s, 3 workers 16m09s (the e2e starves), 2 workers 14m15s
-# (16m57s on 2026-11-26 with the object-store test: 251 tests).
+# per worker (module fixtures are shared), in collection order: tests/conftest.py puts the long
+# e2e module first and the other worker runs everything else beside it. More workers than cores
+# starve the e2e module's scheduler (docs/benchmarks.md has the timings).
 TEST_WORKERS ?= 2
 # Spark's S3A connector for the object-store test only (see the script).
 S3A_JARS := var/cache/s3a-jars/.fetched

@@ -308,11 +308,8 @@ class IndexConfig:
     ``flat_max_items`` get an exact Flat index; larger ones ``kind_above_flat``.
     """
 
-    # Exact search up to this many items. make bench (docs/benchmarks.md, idle 2-core machine):
-    # on the medium pipeline model's 50k x 64 embeddings exact search answers ~12k queries/s
-    # (batched) and no IVF/HNSW setting reached recall@100 >= 0.97 at >= 10x that (best: IVF894
-    # nprobe 32, 0.976 at 4.8x), so exact is the better index there; on a trained 500k-item
-    # model IVF (4 sqrt(N) lists) reached 0.99 at 140x (nprobe 8) and exact fell to ~440 q/s.
+    # Exact search up to this many items: below it exact search is fast enough and no ANN setting
+    # matched its recall at a worthwhile speed-up (bench/bench_index.py; figures in docs/benchmarks.md).
     flat_max_items: int = 100_000
     # Index kind for catalogues above flat_max_items.
     kind_above_flat: Literal["hnsw", "ivf_flat", "ivf_pq"] = "ivf_flat"

@@ -23,8 +23,12 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.days import ds_str
+
+if TYPE_CHECKING:
+    from storage.stores import Store
 from contracts.schemas import ETL_OUTPUTS, RAW_TABLE_NAMES
 
 RAW = "raw"
@@ -42,7 +46,7 @@ class Layout:
         self.reports_root = Path(paths.reports_root)
 
     @functools.cached_property
-    def store(self):
+    def store(self) -> Store:
         """Where these paths really live (:func:`storage.stores.store_for`): what Spark reads
         and writes through, and what the Spark-facing code asks whether a partition exists."""
         from storage.stores import store_for

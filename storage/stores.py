@@ -371,7 +371,7 @@ class ObjectStore:
         return conf
 
 
-def store_for(paths) -> LocalStore | ObjectStore:
+def store_for(paths) -> Store:
     """The store ``[paths]`` describes (``remote`` empty: local files).
 
     One object store per configuration and process: its S3 clients are built once, not per
