@@ -338,3 +338,19 @@ def _run_steps(cfg: Config, ds: str, out: dict[str, Any], force: bool, ablate: f
             out["report"] = report(cfg, ds)
         except Exception:  # never mask the step's own failure with a report failure
             log.exception("could not write the run report for ds=%s", ds)
+
+
+def refuse_publish_gap(cfg: Config, ds: str, force: bool = False) -> None:
+    """Raise :class:`core.published.PublishGap` (after recording the blocked publish for the
+    report) when day ``ds`` may not publish on top of the published history; nothing happens
+    with ``force`` or ``publish.allow_gaps``. The publish step, ``twotower index`` (before it
+    builds anything) and the DAG's previous-day sensor all ask this."""
+    from core.published import PublishGap, publish_gap
+
+    ds = ds_str(ds)
+    if force or cfg.publish.allow_gaps:
+        return
+    reason = publish_gap(Layout(cfg.paths), ds)
+    if reason:
+        _record(cfg, ds, "publish", {"published": False, "decision": "blocked", "reason": reason})
+        raise PublishGap(reason)

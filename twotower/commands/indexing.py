@@ -29,7 +29,7 @@ def _fmt(metrics: dict) -> str:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("index", help="build the FAISS index for a day's candidate model and publish it (gated)")
     p.add_argument("--ds", required=True, help="run day YYYY-MM-DD (the candidate in Layout.model_dir(ds))")
-    p.add_argument("--force", action="store_true", help="publish even if the quality gate refuses")
+    p.add_argument("--force", action="store_true", help="publish even if the quality gate refuses or an earlier day is unpublished (a gap)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=_index)
 
@@ -55,17 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _index(cfg: Config, args: argparse.Namespace) -> int:
+    """The DAG's build_index and publish steps (``twotower.pipeline``): the same pulls, stage
+    statistics and publish-gap rule (``--force`` passes both the gap and the quality gate)."""
     _quiet_faiss()
-    from indexing.publish import build_index_for_day, publish_day
-    from storage.layout import Layout
+    from twotower import pipeline
     from twotower.cli import print_json
-    from twotower.pipeline import etl_outputs
 
-    layout = Layout(cfg.paths)
-    pulled = [layout.model_root, layout.model_dir(args.ds), layout.truth_dir, *etl_outputs(layout, args.ds)]
-    with sync.working_copy(cfg.paths, pulled, [layout.model_root]):
-        built = build_index_for_day(cfg, args.ds)
-        published = publish_day(cfg, args.ds, force=args.force)
+    pipeline.refuse_publish_gap(cfg, args.ds, force=args.force)  # before building anything
+    built = pipeline.build_index(cfg, args.ds)
+    published = pipeline.publish(cfg, args.ds, force=args.force)
     if args.json:
         print_json({"build_index": built, "publish": published})
     else:
