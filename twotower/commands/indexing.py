@@ -10,7 +10,6 @@ import json
 import logging
 
 from core.config import Config
-from storage import sync
 
 
 def _quiet_faiss() -> None:
@@ -78,19 +77,16 @@ def _index(cfg: Config, args: argparse.Namespace) -> int:
 
 def _list(cfg: Config, args: argparse.Namespace) -> int:
     _quiet_faiss()
-    from indexing import artifacts as art
-    from storage.layout import Layout
+    from twotower import operations
     from twotower.cli import print_json
 
-    layout = Layout(cfg.paths)
-    sync.pull(cfg.paths, [layout.model_root])
-    rows = [art.describe(layout, layout.version_dir(v)) for v in art.list_versions(layout)]
-    rows += [art.describe(layout, layout.model_root / art.REJECTED / v) for v in art.list_rejected(layout)]
+    listed = operations.versions(cfg)
+    rows = listed["versions"]
     if args.json:
-        print_json({"latest": art.read_latest(layout), "versions": rows})
+        print_json({"latest": listed["latest"], "versions": rows})
         return 0
     if not rows:
-        print(f"no versions under {layout.model_root}")
+        print(f"no versions under {listed['model_root']}")
         return 0
     print(f"{'':2}{'version':14}{'status':11}{'index':18}{'ntotal':>10}{'recall@50':>11}{'ann':>8}  created_at")
     for r in rows:
@@ -107,16 +103,13 @@ def _list(cfg: Config, args: argparse.Namespace) -> int:
 
 def _show(cfg: Config, args: argparse.Namespace) -> int:
     _quiet_faiss()
-    from indexing import artifacts as art
-    from storage.layout import Layout
+    from twotower import operations
     from twotower.cli import print_json
 
-    layout = Layout(cfg.paths)
-    sync.pull(cfg.paths, [layout.model_root])  # the version may be a rejected candidate
-    loaded = art.LoadedVersion.load(art.resolve_version_dir(layout, args.version), verify=True)
+    loaded, latest = operations.show_version(cfg, args.version)
     m = loaded.manifest
     if args.json:
-        print_json(dict(m, path=str(loaded.path), latest=art.read_latest(layout)))
+        print_json(dict(m, path=str(loaded.path), latest=latest))
         return 0
     model = (m.get("metrics") or {}).get("model") or {}
     print(f"version {m['version']} ({m['status']}) at {loaded.path}; checksums of {len(m['files'])} files verified")
@@ -138,12 +131,9 @@ def _show(cfg: Config, args: argparse.Namespace) -> int:
 
 def _rollback(cfg: Config, args: argparse.Namespace) -> int:
     _quiet_faiss()
-    from indexing.artifacts import rollback
-    from storage.layout import Layout
+    from twotower import operations
 
-    layout = Layout(cfg.paths)
-    with sync.working_copy(cfg.paths, [layout.model_root], [layout.model_root]):
-        res = rollback(layout, args.version)
+    res = operations.rollback(cfg, args.version)
     print(f"LATEST: {res['previous']} -> {res['latest']} (checksums verified)")
     return 0
 
@@ -151,17 +141,12 @@ def _rollback(cfg: Config, args: argparse.Namespace) -> int:
 def _query(cfg: Config, args: argparse.Namespace) -> int:
     _quiet_faiss()
     from core.errors import UserError
-    from indexing.artifacts import load_version, pull_published
-    from indexing.query import recommend
-    from storage.layout import Layout
+    from twotower import operations
     from twotower.cli import print_json
 
     if args.k < 1:
         raise UserError(f"-k must be >= 1, got {args.k}")
-    layout = Layout(cfg.paths)
-    pull_published(layout, args.version)
-    version = load_version(layout, args.version, verify=True)
-    res = recommend(version, [args.user_id], k=args.k)[0]
+    res, version = operations.recommend(cfg, args.user_id, args.k, args.version)
     if args.json:
         print_json(dict(res, version=version.name))
         return 0

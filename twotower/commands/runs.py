@@ -18,20 +18,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _list(cfg: Config, args: argparse.Namespace) -> int:
     from reports.format import dur, num, pct
-    from reports.trends import SUMMARY_NAME, load_run_summaries, runs_json
-    from storage import sync
-    from storage.layout import Layout
+    from reports.trends import runs_json
+    from twotower import operations
     from twotower.cli import print_json
 
-    layout = Layout(cfg.paths)
-    days = [d for d in layout.store.child_dirs(layout.reports_root) if d.startswith("ds=")]
-    sync.pull(cfg.paths, [layout.reports_root / d / SUMMARY_NAME for d in days])
-    runs = load_run_summaries(layout)
+    runs = operations.run_summaries(cfg)
     if args.json:
         print_json(runs_json(runs))
         return 0
     if not runs:
-        print(f"no runs under {layout.reports_root}")
+        print(f"no runs under {cfg.paths.reports_root}")
         return 0
     header = ("day", "status", "recall@50", "best baseline", "impressions", "CTR", "catalogue", "DQ failed", "time", "warnings")
     rows = []
