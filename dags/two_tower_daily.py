@@ -134,17 +134,15 @@ def two_tower_daily():
         from airflow.sdk.exceptions import AirflowFailException
 
         from core.config_load import load_config
-        from core.published import publish_gap
-        from storage.layout import Layout
+        from twotower import pipeline
 
         ctx = get_current_context()
         prev = ctx["ti"].get_previous_dagrun()
         if prev is not None and prev.state in ("queued", "running"):
             print(f"waiting for the previous run {prev.run_id} ({prev.logical_date}) to finish: {prev.state}")
             return False
-        cfg = load_config()
         ds = _run_day()
-        reason = None if cfg.publish.allow_gaps else publish_gap(Layout(cfg.paths), ds)
+        reason = pipeline.publish_gap_reason(load_config(), ds)
         if reason:
             raise AirflowFailException(f"ds={ds}: {reason}")
         return True

@@ -340,17 +340,25 @@ def _run_steps(cfg: Config, ds: str, out: dict[str, Any], force: bool, ablate: f
             log.exception("could not write the run report for ds=%s", ds)
 
 
+def publish_gap_reason(cfg: Config, ds: str, force: bool = False) -> str | None:
+    """Why day ``ds`` may not publish on top of the published history (:func:`core.published.publish_gap`),
+    or None when it may, or when ``force`` or ``publish.allow_gaps`` lets it anyway."""
+    from core.published import publish_gap
+
+    if force or cfg.publish.allow_gaps:
+        return None
+    return publish_gap(Layout(cfg.paths), ds_str(ds))
+
+
 def refuse_publish_gap(cfg: Config, ds: str, force: bool = False) -> None:
     """Raise :class:`core.published.PublishGap` (after recording the blocked publish for the
-    report) when day ``ds`` may not publish on top of the published history; nothing happens
-    with ``force`` or ``publish.allow_gaps``. The publish step, ``twotower index`` (before it
-    builds anything) and the DAG's previous-day sensor all ask this."""
-    from core.published import PublishGap, publish_gap
+    report) when :func:`publish_gap_reason` gives a reason. The publish step and ``twotower
+    index`` (before it builds anything) ask this; the DAG's previous-day sensor asks
+    :func:`publish_gap_reason` before the day does any work."""
+    from core.published import PublishGap
 
     ds = ds_str(ds)
-    if force or cfg.publish.allow_gaps:
-        return
-    reason = publish_gap(Layout(cfg.paths), ds)
+    reason = publish_gap_reason(cfg, ds, force)
     if reason:
         _record(cfg, ds, "publish", {"published": False, "decision": "blocked", "reason": reason})
         raise PublishGap(reason)
