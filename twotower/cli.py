@@ -15,7 +15,6 @@ command quietly with exit code 141 (128 + SIGPIPE, like other Unix tools).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib
 import json
 import logging
@@ -23,6 +22,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from contracts.days import ds_str
 from core.config import Config, ConfigError
 from core.config_load import load_config
 from core.errors import PipelineError, UserError
@@ -36,10 +36,11 @@ EXIT_BROKEN_PIPE = 141
 
 
 def ds_type(text: str) -> str:
-    """argparse type of every ``--ds`` option: a real calendar day ``YYYY-MM-DD``, normalised."""
+    """argparse type of every ``--ds`` option: a real calendar day ``YYYY-MM-DD``, normalised
+    (:func:`contracts.days.ds_str`, the one day parser)."""
     try:
-        return dt.date.fromisoformat(text).isoformat()
-    except (TypeError, ValueError):
+        return ds_str(text)
+    except ValueError:
         pass
     raise argparse.ArgumentTypeError(f"{text!r} is not a day: expected a real calendar date YYYY-MM-DD, e.g. 2026-11-04")
 
