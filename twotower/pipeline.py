@@ -257,42 +257,50 @@ def train_final(cfg: Config, ds: str) -> dict[str, Any]:
 @_locked("build_index")
 def build_index(cfg: Config, ds: str) -> dict[str, Any]:
     """Embed the catalogue, build the FAISS index and stage the candidate version."""
-    from indexing.artifacts import STAGING
-    from indexing.publish import build_index_for_day
+    from core.context import RunContext
+    from indexing.staging import build_index_for_day
+    from indexing.version_store import STAGING
 
-    ds = ds_str(ds)
-    layout = Layout(cfg.paths)
-    staged = layout.model_root / STAGING / ds
-    with sync.working_copy(cfg.paths, [*etl_outputs(layout, ds), *_prior_inputs(cfg, layout, ds), layout.model_dir(ds)], [staged]):
-        stats = build_index_for_day(cfg, ds)
-    return _record(cfg, ds, "build_index", stats)
+    ctx = RunContext.build(cfg, ds)
+    layout = ctx.layout
+    staged = layout.model_root / STAGING / ctx.ds
+    prior = None
+    if cfg.training.prior != "off":
+        from training.prior import index_prior as prior
+    pulled = [*etl_outputs(layout, ctx.ds), *_prior_inputs(cfg, layout, ctx.ds), layout.model_dir(ctx.ds)]
+    with sync.working_copy(cfg.paths, pulled, [staged]):
+        result = build_index_for_day(ctx, prior=prior)
+    return _record(cfg, ctx.ds, "build_index", result.to_dict())
 
 
 @_locked("publish")
 def publish(cfg: Config, ds: str, force: bool = False) -> dict[str, Any]:
     """Quality gate, then the atomic publish of the staged version and the LATEST switch."""
+    from core.context import RunContext
     from core.published import PublishGap, publish_gap
+    from core.results.indexing import PublishResult
     from indexing.publish import publish_day
+    from training.evaluate import evaluate_model_dir
 
-    ds = ds_str(ds)
+    ctx = RunContext.build(cfg, ds)
+    ds, layout = ctx.ds, ctx.layout
     # A failed or rejected day blocks later days from publishing on top of it (core.published).
     if not (force or cfg.publish.allow_gaps):
-        reason = publish_gap(Layout(cfg.paths), ds)
+        reason = publish_gap(layout, ds)
         if reason:
-            _record(cfg, ds, "publish", {"published": False, "decision": "blocked", "reason": reason})
+            _record(cfg, ds, "publish", PublishResult.blocked(reason).to_dict())
             raise PublishGap(reason)
-    layout = Layout(cfg.paths)
     # The whole model root: the gate compares with the published version, retention prunes.
     sync.pull(cfg.paths, [layout.model_root, *etl_outputs(layout, ds), *_prior_inputs(cfg, layout, ds), layout.truth_dir])
     try:
-        stats = publish_day(cfg, ds, force=force)
+        result = publish_day(ctx, evaluator=lambda c, d: evaluate_model_dir(c.cfg, c.ds, d), force=force)
     except PipelineError as exc:  # rejected by the publish gate: keep the reason for the run report
         sync.push(cfg.paths, [layout.model_root])  # the rejected candidate, kept for inspection
-        _record(cfg, ds, "publish", {"published": False, "decision": "rejected", "reason": str(exc)})
+        _record(cfg, ds, "publish", PublishResult.rejected(str(exc)).to_dict())
         raise
     # Version files, then its manifest, then LATEST (storage.sync orders commit markers last).
     sync.push(cfg.paths, [layout.model_root])
-    return _record(cfg, ds, "publish", stats)
+    return _record(cfg, ds, "publish", result.to_dict())
 
 
 def report(cfg: Config, ds: str) -> dict[str, Any]:

@@ -56,25 +56,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _index(cfg: Config, args: argparse.Namespace) -> int:
     _quiet_faiss()
-    from indexing.publish import build_index_for_day, publish_day
-    from storage.layout import Layout
+    from core.context import RunContext
+    from indexing.publish import publish_day
+    from indexing.staging import build_index_for_day
+    from training.evaluate import evaluate_model_dir
+    from training.prior import index_prior
     from twotower.cli import print_json
     from twotower.pipeline import etl_outputs
 
-    layout = Layout(cfg.paths)
-    pulled = [layout.model_root, layout.model_dir(args.ds), layout.truth_dir, *etl_outputs(layout, args.ds)]
+    ctx = RunContext.build(cfg, args.ds)
+    layout = ctx.layout
+    pulled = [layout.model_root, layout.model_dir(ctx.ds), layout.truth_dir, *etl_outputs(layout, ctx.ds)]
     with sync.working_copy(cfg.paths, pulled, [layout.model_root]):
-        built = build_index_for_day(cfg, args.ds)
-        published = publish_day(cfg, args.ds, force=args.force)
+        built = build_index_for_day(ctx, prior=None if cfg.training.prior == "off" else index_prior)
+        published = publish_day(ctx, evaluator=lambda c, d: evaluate_model_dir(c.cfg, c.ds, d), force=args.force)
     if args.json:
-        print_json({"build_index": built, "publish": published})
+        print_json({"build_index": built.to_dict(), "publish": published.to_dict()})
     else:
-        ann = built["ann"]
+        ann = built.ann
         print(
-            f"built {built['index']['factory']} over {built['ntotal']:,} x {built['dimension']}: "
-            f"ANN recall@{ann['k']} {ann['recall']:.4f}, {ann['qps_ann']:,.0f} QPS (exact {ann['qps_exact']:,.0f})"
+            f"built {built.index.factory} over {built.ntotal:,} x {built.dimension}: "
+            f"ANN recall@{ann.k} {ann.recall:.4f}, {ann.qps_ann:,.0f} QPS (exact {ann.qps_exact:,.0f})"
         )
-        print(f"published {published['version']} at {published['path']} ({published['gate']['reason']})")
+        print(f"published {published.version} at {published.path} ({published.reason})")
     return 0
 
 
