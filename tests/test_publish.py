@@ -384,3 +384,33 @@ def test_recover_restores_a_version_moved_aside(tmp_path):
 def test_crash_after_must_name_a_step():
     with pytest.raises(ValueError, match="crash_after"):
         crash_after("nope")
+
+
+# -- the recorded results ------------------------------------------------------------------------
+
+
+def test_results_record_todays_keys_and_read_back(tmp_path):
+    from core.results.indexing import BuildIndexResult, PublishResult
+
+    cfg = make_config(tmp_path)
+    make_candidate(cfg, D1)
+    built = build(cfg, D1)
+    assert set(built.to_dict()) == {"ds", "staged", "index", "ntotal", "dimension", "ann", "tower_check", "files"}
+    assert set(built.to_dict()["tower_check"]) == {"status", "items", "max_abs_diff"}
+    assert BuildIndexResult.from_dict(json.loads(json.dumps(built.to_dict()))).to_dict() == built.to_dict()
+
+    first = publish(cfg, D1)
+    rec = json.loads(json.dumps(first.to_dict()))
+    assert set(rec) == {"ds", "status", "published", "version", "index_kind", "n_items", "path", "previous_latest",
+                        "latest", "gate", "smoke", "retention_deleted", "recovered"}
+    assert rec["status"] == "published" and rec["published"] is True and rec["gate"]["forced"] is False
+    back = PublishResult.from_dict(rec)
+    assert back.to_dict() == rec and back.decision == "published" and back.reason == first.gate.reason
+    again = publish(cfg, D1)
+    assert set(again.to_dict()) == {"ds", "status", "published", "version", "index_kind", "n_items", "path", "gate", "recovered"}
+    assert again.reason == first.reason and again.gate == first.gate
+
+    assert PublishResult.blocked("gap").to_dict() == {"published": False, "decision": "blocked", "reason": "gap"}
+    rejected = PublishResult.rejected("refused")
+    assert rejected.to_dict() == {"published": False, "decision": "rejected", "reason": "refused"}
+    assert PublishResult.from_dict(rejected.to_dict()) == rejected
