@@ -1,4 +1,10 @@
-"""Which day a run processes, and whether a day may publish on top of the days before it.
+"""What "published" means: which days have a published version, what ``LATEST`` names,
+whether a day may publish on top of the days before it, and which day a run processes.
+
+The read side of the versions store under ``Layout.model_root``: a published version is a
+directory named by its run day ``YYYY-MM-DD`` holding a ``manifest.json``; ``LATEST`` holds the
+name of the served one. The indexing stage writes them (``indexing.version_store``); the
+pipeline, the DAG, the report and the indexing stage itself read them through this module.
 
 Light on purpose (stdlib + storage.layout only): the DAG file imports it at parse time.
 
@@ -16,17 +22,49 @@ Date semantics (docs/operations.md, "Which day does a run process?"):
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 from contracts.days import ds_str, parse_ds
 from core.errors import PipelineError
 from storage.layout import Layout
 
-_DS_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MANIFEST_NAME = "manifest.json"
 
 
 class PublishGap(PipelineError):
     """Day D may not publish: an earlier day in the chain is missing (``publish.allow_gaps``)."""
+
+
+class TamperedArtifact(PipelineError):
+    """A published file (a version's file or manifest, the ``LATEST`` pointer) is missing,
+    unexpected or does not match what the store records for it."""
+
+
+def is_version_name(name: str) -> bool:
+    """Published versions are named by their run day ``YYYY-MM-DD``."""
+    try:
+        return parse_ds(name).isoformat() == name
+    except ValueError:
+        return False
+
+
+def read_latest(layout: Layout) -> str | None:
+    """Name of the version ``LATEST`` points at (working copy), or None before the first publish."""
+    try:
+        name = layout.latest_pointer.read_text().strip()
+    except FileNotFoundError:
+        return None
+    if not is_version_name(name):
+        raise TamperedArtifact(f"{layout.latest_pointer}: holds {name!r}, not a version name (YYYY-MM-DD)")
+    return name
+
+
+def list_versions(layout: Layout) -> list[str]:
+    """Version directories (named ``YYYY-MM-DD``) in this machine's working copy, oldest first:
+    what the publish transaction gates against and retention prunes, after pulling the model root."""
+    root = layout.model_root
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and is_version_name(p.name))
 
 
 def run_day_for(
@@ -60,12 +98,13 @@ def _utc(t: dt.datetime) -> dt.datetime:
 
 
 def published_days(layout: Layout) -> list[str]:
-    """Days that have a complete published version (a ``manifest.json``) in the store, oldest first."""
+    """Days that have a complete published version (a ``manifest.json``) in the store of record
+    (the object store when ``[paths] remote`` is set, no pull needed), oldest first."""
     store = layout.store
     return [
         name
         for name in store.child_dirs(layout.model_root)
-        if _DS_DIR.match(name) and store.is_file(layout.version_dir(name) / "manifest.json")
+        if is_version_name(name) and store.is_file(layout.version_dir(name) / MANIFEST_NAME)
     ]
 
 

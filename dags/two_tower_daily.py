@@ -180,10 +180,10 @@ def two_tower_daily():
     def publish() -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        stats = _run_step("publish")
-        if stats.get("published") is False:
-            raise AirflowFailException(f"publish rejected: {stats.get('reason', stats)}")
-        extra = {k: stats[k] for k in ("version", "ds", "index_kind", "n_items") if k in stats}
+        result = _run_step("publish")
+        if not result.published:
+            raise AirflowFailException(f"publish rejected: {result.reason}")
+        extra = result.event_extra()
         get_current_context()["outlet_events"][PUBLISHED_INDEX].extra = extra
         return extra
 

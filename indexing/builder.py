@@ -5,51 +5,22 @@ Cosine similarity is the inner product of L2-normalised vectors, so every index 
 ``item_idx`` (int64): Flat and HNSW are wrapped in ``IDMap`` (they have no ids of their own),
 IVF indexes store ids natively.
 
-No I/O here: callers (``indexing.publish``, ``bench/bench_index.py``, tests) pass arrays in.
+No I/O here: callers (``indexing.staging``, ``bench/bench_index.py``, tests) pass arrays in.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from core.config import IndexConfig
+from core.results.indexing import IndexSpec
 
 # Below this many inverted lists IVF is not worth it: use exact search instead.
 MIN_IVF_LISTS = 16
 # PQ codebooks are k-means with 2**nbits centroids: FAISS warns below 39 points per centroid.
 PQ_MIN_POINTS_PER_CENTROID = 39
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    """What to build: the FAISS factory string and the search-time parameters.
-
-    Attributes:
-        kind: ``flat`` | ``hnsw`` | ``ivf_flat`` | ``ivf_pq``.
-        factory: ``faiss.index_factory`` string, e.g. ``"IVF1024,Flat"``.
-        params: build and search parameters (``nlist``, ``nprobe``, ``efSearch``, ...).
-        notes: why the choice differs from the config, if it does (capped nlist, fallback).
-    """
-
-    kind: str
-    factory: str
-    params: dict[str, Any] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-
-    @property
-    def exact(self) -> bool:
-        return self.kind == "flat"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "factory": self.factory, "params": dict(self.params), "notes": list(self.notes)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> IndexSpec:
-        return cls(kind=d["kind"], factory=d["factory"], params=dict(d.get("params", {})), notes=tuple(d.get("notes", ())))
 
 
 def choose_index(n_items: int, dim: int, cfg: IndexConfig) -> IndexSpec:

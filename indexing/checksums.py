@@ -5,14 +5,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from core.errors import PipelineError
+from core.published import MANIFEST_NAME, TamperedArtifact
 
-MANIFEST_NAME = "manifest.json"
+__all__ = ["MANIFEST_NAME", "TamperedArtifact", "checksum_dir", "sha256_file", "verify_checksums"]
+
 _CHUNK = 1 << 20
-
-
-class TamperedArtifact(PipelineError):
-    """A file of a version is missing, unexpected or does not match its manifest sha256."""
 
 
 def sha256_file(path: Path) -> str:

@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from core.context import RunContext
 from indexing import artifacts as art
 from indexing.checksums import TamperedArtifact, checksum_dir, verify_checksums
-from indexing.publish import build_index_for_day, publish_day
+from indexing.publish import publish_day
+from indexing.staging import build_index_for_day
 from storage.layout import Layout
 from tests.conftest import make_config
 from tests.test_index_support import make_candidate, metrics_evaluator
@@ -22,8 +24,8 @@ D1, D2 = "2026-11-01", "2026-11-02"
 def published(tmp_path, monkeypatch):
     cfg = make_config(tmp_path)
     make_candidate(cfg, D1)
-    build_index_for_day(cfg, D1)
-    publish_day(cfg, D1, evaluator=metrics_evaluator)
+    build_index_for_day(RunContext.build(cfg, D1))
+    publish_day(RunContext.build(cfg, D1), evaluator=metrics_evaluator)
     return cfg
 
 
@@ -100,16 +102,16 @@ def test_loaded_index_has_manifest_search_params(tmp_path):
 
     cfg = make_config(tmp_path, index={"flat_max_items": 1000, "ivf_nprobe": 7, "tune_target_recall": 0.0})
     make_candidate(cfg, D1, n_items=2000)
-    build_index_for_day(cfg, D1)
-    publish_day(cfg, D1, evaluator=metrics_evaluator, force=True)  # nprobe 7 of 51: ANN gate may refuse
+    build_index_for_day(RunContext.build(cfg, D1))
+    publish_day(RunContext.build(cfg, D1), evaluator=metrics_evaluator, force=True)  # nprobe 7 of 51: ANN gate may refuse
     v = art.load_version(Layout(cfg.paths))
     assert faiss.extract_index_ivf(v.index).nprobe == 7
 
 
 def test_cli_list_show_rollback(published, monkeypatch, capsys):
     make_candidate(published, D2)
-    build_index_for_day(published, D2)
-    publish_day(published, D2, evaluator=metrics_evaluator)
+    build_index_for_day(RunContext.build(published, D2))
+    publish_day(RunContext.build(published, D2), evaluator=metrics_evaluator)
 
     assert _cli(published, monkeypatch, "artifacts", "list", "--json") == 0
     listing = json.loads(capsys.readouterr().out)
@@ -163,9 +165,9 @@ def test_cli_list_shows_rejected_candidates_with_reason(published, monkeypatch, 
     from indexing.publish import PublishRejected
 
     make_candidate(published, D2, recall50=0.10)  # 0.10 < 0.30 * 0.9 = 0.27: refused
-    build_index_for_day(published, D2)
+    build_index_for_day(RunContext.build(published, D2))
     with pytest.raises(PublishRejected):
-        publish_day(published, D2, evaluator=metrics_evaluator)
+        publish_day(RunContext.build(published, D2), evaluator=metrics_evaluator)
     assert _cli(published, monkeypatch, "artifacts", "list") == 0
     out = capsys.readouterr().out
     assert "2026-11-02-1  rejected" in out and "reason: recall@50 0.1000" in out

@@ -47,7 +47,10 @@ def _cfg(root: Path, **sections):
 def pristine(tmp_path_factory) -> Path:
     """Raw logs of 4 simulated days, and a published version for GOOD_DAY (LATEST)."""
     import logsim
-    from indexing.publish import build_index_for_day, publish_day
+    from core.context import RunContext
+    from indexing.publish import publish_day
+    from indexing.staging import build_index_for_day
+    from tests.test_index_support import real_evaluator
     from training.fixtures import write_synthetic_etl
     from training.run import train_day
 
@@ -57,8 +60,8 @@ def pristine(tmp_path_factory) -> Path:
     layout = Layout(cfg.paths)
     write_synthetic_etl(layout, GOOD_DAY, seed=0, window_days=3)
     train_day(cfg, GOOD_DAY)
-    build_index_for_day(cfg, GOOD_DAY)
-    publish_day(cfg, GOOD_DAY)
+    build_index_for_day(RunContext.build(cfg, GOOD_DAY))
+    publish_day(RunContext.build(cfg, GOOD_DAY), evaluator=real_evaluator)
     shutil.rmtree(layout.data_root / "etl")  # the raw world stays pristine; only the version is kept
     return root
 

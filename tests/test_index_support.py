@@ -153,7 +153,14 @@ def make_candidate(cfg: Config, ds: str, *, n_items: int = 300, recall50: float 
     return model_dir
 
 
-def metrics_evaluator(cfg, ds, version_dir):
+def metrics_evaluator(ctx, version_dir):
     """Stands in for training.evaluate.evaluate_model_dir: the version's own recorded metrics
     (the tests control them through make_candidate's recall50)."""
     return json.loads((Path(version_dir) / "metrics.json").read_text())
+
+
+def real_evaluator(ctx, version_dir):
+    """The publish gate's evaluator as the pipeline wires it (training.evaluate.evaluate_model_dir)."""
+    from training.evaluate import evaluate_model_dir
+
+    return evaluate_model_dir(ctx.cfg, ctx.ds, version_dir)

@@ -12,16 +12,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.context import RunContext
 from indexing import artifacts as art
 from indexing.builder import IndexSpec, build_index, prior_item_vectors, prior_queries
-from indexing.publish import build_index_for_day, publish_day
+from indexing.publish import publish_day
 from indexing.query import recommend
+from indexing.staging import build_index_for_day
 from storage.layout import Layout
 from tests.conftest import make_config
 from tests.test_index_support import make_candidate, metrics_evaluator
 from training.data import distinct_click_users
 from training.evaluate import prior_context, prior_record_days
-from training.prior import GridRecord, blended_scores, choose_beta, prior_term, record_from_metrics
+from training.prior import (
+    GridRecord,
+    blended_scores,
+    choose_beta,
+    index_prior,
+    prior_term,
+    record_from_metrics,
+)
 
 D0, D1 = "2026-10-31", "2026-11-01"
 
@@ -185,8 +194,8 @@ def _version_with_prior(tmp_path, beta: float):
     _clicks(layout, D0, [("U1", "N3"), ("U2", "N3")])
     _clicks(layout, D1, [("U3", "N3"), ("U1", "N3"), ("U4", "N6")])
     _serving_inputs(layout)
-    build_index_for_day(cfg, D1)
-    publish_day(cfg, D1, evaluator=metrics_evaluator)
+    build_index_for_day(RunContext.build(cfg, D1), prior=index_prior)
+    publish_day(RunContext.build(cfg, D1), evaluator=metrics_evaluator)
     return cfg, layout, art.load_version(layout)
 
 

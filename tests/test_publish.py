@@ -13,30 +13,31 @@ from pathlib import Path
 import pytest
 
 from core.config import PublishConfig
+from core.context import RunContext
 from indexing import artifacts as art
-from indexing.publish import (
-    CRASH_EXIT_CODE,
-    PUBLISH_STEPS,
-    CandidateMissing,
-    PublishRejected,
-    build_index_for_day,
-    gate_decision,
-    publish_day,
-)
+from indexing.candidate_checks import CandidateMissing
+from indexing.gate import gate_decision
+from indexing.publish import PublishRejected, publish_day
+from indexing.staging import build_index_for_day
 from storage.layout import Layout
 from tests.conftest import REPO, make_config
+from tests.support.crash import CRASH_EXIT_CODE, PUBLISH_STEPS, crash_after
 from tests.test_index_support import make_candidate, metrics_evaluator
 
 D1, D2, D3, D4 = "2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"
 
 
+def build(cfg, ds):
+    return build_index_for_day(RunContext.build(cfg, ds))
+
+
 def publish(cfg, ds, **kw):
-    return publish_day(cfg, ds, evaluator=metrics_evaluator, **kw)
+    return publish_day(RunContext.build(cfg, ds), evaluator=metrics_evaluator, **kw)
 
 
 def build_and_publish(cfg, ds, recall50=0.30, **kw):
     make_candidate(cfg, ds, recall50=recall50)
-    build_index_for_day(cfg, ds)
+    build(cfg, ds)
     return publish(cfg, ds, **kw)
 
 
@@ -45,7 +46,7 @@ def test_first_publish_writes_complete_manifest(tmp_path):
     stats = build_and_publish(cfg, D1)
     layout = Layout(cfg.paths)
     vdir = layout.version_dir(D1)
-    assert stats["status"] == "published" and stats["previous_latest"] is None
+    assert stats.decision == "published" and stats.previous_latest is None
     assert layout.latest_pointer.read_text() == D1 + "\n"
     m = json.loads((vdir / "manifest.json").read_text())
     assert m["version"] == D1 and m["ds"] == D1 and m["status"] == "published"
@@ -81,11 +82,11 @@ def test_ivf_chosen_above_flat_max_items_and_ann_measured(tmp_path):
     index = {"flat_max_items": 1000, "ivf_nlist": 1024, "ivf_nprobe": 4, "tune_target_recall": 0.0}
     cfg = make_config(tmp_path, index=index)
     make_candidate(cfg, D1, n_items=2000)
-    stats = build_index_for_day(cfg, D1)
-    assert stats["index"]["factory"] == "IVF51,Flat"
-    assert stats["index"]["params"] == {"nlist": 51, "nprobe": 4}
-    assert 0.0 < stats["ann"]["recall"] < 1.0  # 4 of 51 lists cannot be exact on random queries
-    assert stats["ann"]["tuning"] == []
+    stats = build(cfg, D1)
+    assert stats.index.factory == "IVF51,Flat"
+    assert stats.index.params == {"nlist": 51, "nprobe": 4}
+    assert 0.0 < stats.ann.recall < 1.0  # 4 of 51 lists cannot be exact on random queries
+    assert stats.ann.tuning == ()
 
 
 def test_nprobe_tuned_to_target_recall(tmp_path):
@@ -93,14 +94,14 @@ def test_nprobe_tuned_to_target_recall(tmp_path):
     # (4, 8, 16, 32, then 51 = nlist) until the tuning half of the queries reaches 0.97.
     cfg = make_config(tmp_path, index={"flat_max_items": 1000, "ivf_nprobe": 4, "tune_target_recall": 0.97})
     make_candidate(cfg, D1, n_items=2000)
-    stats = build_index_for_day(cfg, D1)
-    trials = stats["ann"]["tuning"]
-    values = [t["value"] for t in trials]
+    stats = build(cfg, D1)
+    trials = stats.ann.tuning
+    values = [t.value for t in trials]
     assert values == [4, 8, 16, 32, 51][: len(values)]
-    assert trials[-1]["recall"] >= 0.97 or values[-1] == 51
-    assert all(t["recall"] < 0.97 for t in trials[:-1])
-    assert stats["index"]["params"]["nprobe"] == values[-1]
-    assert stats["ann"]["queries"] == 12  # the odd rows of the 25 held-out users measure
+    assert trials[-1].recall >= 0.97 or values[-1] == 51
+    assert all(t.recall < 0.97 for t in trials[:-1])
+    assert stats.index.params["nprobe"] == values[-1]
+    assert stats.ann.queries == 12  # the odd rows of the 25 held-out users measure
 
 
 def test_missing_candidate_file_is_named(tmp_path):
@@ -108,7 +109,7 @@ def test_missing_candidate_file_is_named(tmp_path):
     model_dir = make_candidate(cfg, D1)
     (model_dir / "item_tower.pt").unlink()
     with pytest.raises(CandidateMissing, match="item_tower.pt"):
-        build_index_for_day(cfg, D1)
+        build(cfg, D1)
 
 
 def test_item_tower_disagreeing_with_embeddings_is_refused(tmp_path):
@@ -119,7 +120,7 @@ def test_item_tower_disagreeing_with_embeddings_is_refused(tmp_path):
     emb = np.load(model_dir / "item_embeddings.npy")
     np.save(model_dir / "item_embeddings.npy", np.roll(emb, 1, axis=0))  # rows no longer match ids
     with pytest.raises(Exception, match="item_tower.pt re-embeds"):
-        build_index_for_day(cfg, D1)
+        build(cfg, D1)
 
 
 # -- gate -------------------------------------------------------------------------------------
@@ -155,7 +156,7 @@ def test_gate_baseline_rule_hand_computed():
 
 
 def test_best_baseline_recall_takes_the_best_popularity_row():
-    from indexing.publish import best_baseline_recall
+    from indexing.gate import best_baseline_recall
 
     metrics = {"model": {"recall@50": 0.3}, "baselines": {"a": {"recall@50": 0.2}, "b": {"recall@50": 0.35}, "c": {}}}
     assert best_baseline_recall(metrics) == 0.35
@@ -167,7 +168,7 @@ def test_gate_refuses_worse_candidate_then_force_publishes(tmp_path):
     layout = Layout(cfg.paths)
     build_and_publish(cfg, D1, recall50=0.30)
     make_candidate(cfg, D2, recall50=0.20)
-    build_index_for_day(cfg, D2)
+    build(cfg, D2)
     with pytest.raises(PublishRejected) as exc:
         publish(cfg, D2)
     msg = str(exc.value)
@@ -181,9 +182,9 @@ def test_gate_refuses_worse_candidate_then_force_publishes(tmp_path):
     # A rejected candidate is still a verifiable version (kept for inspection).
     art.LoadedVersion.load(rejected)
 
-    build_index_for_day(cfg, D2)
+    build(cfg, D2)
     stats = publish(cfg, D2, force=True)
-    assert stats["gate"]["forced"] and not stats["gate"]["passed"]
+    assert stats.gate.forced and not stats.gate.passed
     assert art.read_latest(layout) == D2
 
 
@@ -192,7 +193,7 @@ def test_first_version_below_the_popularity_baseline_is_refused_when_the_rule_is
     layout = Layout(cfg.paths)
     # make_candidate records popularity baselines 0.10 and 0.12: the best is 0.12.
     make_candidate(cfg, D1, recall50=0.11)
-    build_index_for_day(cfg, D1)
+    build(cfg, D1)
     with pytest.raises(PublishRejected) as exc:
         publish(cfg, D1)
     assert "0.1100" in str(exc.value) and "0.1200" in str(exc.value)
@@ -206,8 +207,8 @@ def recording_evaluator(recall50: float):
     (held-out day, version) pairs it was asked for."""
     calls: list[tuple[str, str]] = []
 
-    def evaluator(cfg_, ds, version_dir):
-        calls.append((ds, Path(version_dir).name))
+    def evaluator(ctx, version_dir):
+        calls.append((ctx.ds, Path(version_dir).name))
         return {"model": {"recall@50": recall50}}
 
     return evaluator, calls
@@ -217,13 +218,13 @@ def test_gate_compares_on_the_same_held_out_set(tmp_path):
     cfg = make_config(tmp_path)
     build_and_publish(cfg, D1, recall50=0.30)
     make_candidate(cfg, D2, recall50=0.25)
-    build_index_for_day(cfg, D2)
+    build(cfg, D2)
     # The published model scores 0.26 on D2's held-out set.
     evaluator, calls = recording_evaluator(0.26)
-    stats = publish_day(cfg, D2, evaluator=evaluator)
+    stats = publish_day(RunContext.build(cfg, D2), evaluator=evaluator)
     # The published model (version D1) is evaluated on D2's held-out set; 0.25 >= 0.26 * 0.9.
     assert calls == [(D2, D1)]
-    assert stats["gate"]["published"] == 0.26 and stats["gate"]["passed"]
+    assert stats.gate.published_recall == 0.26 and stats.gate.passed
 
 
 def test_backfilled_older_day_never_moves_latest_back_and_is_gated_against_an_older_version(tmp_path):
@@ -232,15 +233,15 @@ def test_backfilled_older_day_never_moves_latest_back_and_is_gated_against_an_ol
     build_and_publish(cfg, D1, recall50=0.30)
     build_and_publish(cfg, D3, recall50=0.30)
     make_candidate(cfg, D2, recall50=0.28)
-    build_index_for_day(cfg, D2)
+    build(cfg, D2)
     evaluator, calls = recording_evaluator(0.29)
-    stats = publish_day(cfg, D2, evaluator=evaluator)
+    stats = publish_day(RunContext.build(cfg, D2), evaluator=evaluator)
     # D3's model trained on D2's held-out clicks: the fair comparison is D1 (0.28 >= 0.29 * 0.9).
     assert calls == [(D2, D1)]
-    assert stats["status"] == "published" and stats["latest"] == D3
+    assert stats.decision == "published" and stats.latest == D3
     assert art.read_latest(layout) == D3  # serving keeps the newest model
     assert art.list_versions(layout) == [D1, D2, D3]
-    assert publish(cfg, D2)["status"] == "already_published"
+    assert publish(cfg, D2).decision == "already_published"
 
 
 # -- reruns, retention, rollback ----------------------------------------------------------------
@@ -252,7 +253,7 @@ def test_rerun_of_same_day_replaces_version(tmp_path):
     build_and_publish(cfg, D1, recall50=0.30)
     first = json.loads((layout.version_dir(D1) / "manifest.json").read_text())
     make_candidate(cfg, D1, recall50=0.31, seed=5)  # retrained: different towers and embeddings
-    build_index_for_day(cfg, D1)
+    build(cfg, D1)
     publish(cfg, D1)
     second = art.LoadedVersion.load(layout.version_dir(D1)).manifest
     assert second["metrics"]["model"]["recall@50"] == 0.31
@@ -260,7 +261,7 @@ def test_rerun_of_same_day_replaces_version(tmp_path):
     assert art.list_versions(layout) == [D1] and art.read_latest(layout) == D1
     assert sorted(p.name for p in layout.model_root.iterdir()) == [".lock", D1, "LATEST"]
     # Publishing again with nothing staged is a no-op that re-verifies.
-    assert publish(cfg, D1)["status"] == "already_published"
+    assert publish(cfg, D1).decision == "already_published"
 
 
 def test_retention_keeps_last_n_and_never_latest(tmp_path):
@@ -308,10 +309,13 @@ _CRASH_SCRIPT = textwrap.dedent(
     sys.path.insert(0, {repo!r})
     from tests.conftest import make_config
     from tests.test_index_support import metrics_evaluator
+    from tests.support.crash import crash_after
+    from core.context import RunContext
     from indexing.publish import publish_day
     from pathlib import Path
     cfg = make_config(Path({root!r}))
-    publish_day(cfg, {ds!r}, evaluator=metrics_evaluator, crash_after={step!r})
+    crash_after({step!r})
+    publish_day(RunContext.build(cfg, {ds!r}), evaluator=metrics_evaluator)
     """
 )
 
@@ -333,7 +337,7 @@ def test_crash_at_each_step_leaves_latest_complete_and_rerun_finishes(tmp_path, 
     layout = Layout(cfg.paths)
     build_and_publish(cfg, D1)
     make_candidate(cfg, D2, seed=3)
-    build_index_for_day(cfg, D2)
+    build(cfg, D2)
 
     _crash(tmp_path, D2, step)
     # LATEST switches at "latest_switched": before it the old version serves, from it the new.
@@ -341,7 +345,7 @@ def test_crash_at_each_step_leaves_latest_complete_and_rerun_finishes(tmp_path, 
     _assert_latest_complete(layout, D2 if switched else D1)
 
     stats = publish(cfg, D2)
-    assert stats["status"] == "published"
+    assert stats.decision == "published"
     _assert_latest_complete(layout, D2)
     _assert_latest_complete(layout, D2)
     assert art.list_versions(layout) == [D1, D2]
@@ -356,7 +360,7 @@ def test_crash_while_republishing_the_served_day(tmp_path, step):
     layout = Layout(cfg.paths)
     build_and_publish(cfg, D1)
     make_candidate(cfg, D1, seed=9, recall50=0.32)
-    build_index_for_day(cfg, D1)
+    build(cfg, D1)
     _crash(tmp_path, D1, step)
     _assert_latest_complete(layout, D1)
     publish(cfg, D1)
@@ -377,6 +381,36 @@ def test_recover_restores_a_version_moved_aside(tmp_path):
     assert not (layout.model_root / ".tmp-2026-11-01-cafe0000").exists()
 
 
-def test_crash_after_must_name_a_step(tmp_path):
+def test_crash_after_must_name_a_step():
     with pytest.raises(ValueError, match="crash_after"):
-        publish_day(make_config(tmp_path), D1, crash_after="nope")
+        crash_after("nope")
+
+
+# -- the recorded results ------------------------------------------------------------------------
+
+
+def test_results_record_todays_keys_and_read_back(tmp_path):
+    from core.results.indexing import BuildIndexResult, PublishResult
+
+    cfg = make_config(tmp_path)
+    make_candidate(cfg, D1)
+    built = build(cfg, D1)
+    assert set(built.to_dict()) == {"ds", "staged", "index", "ntotal", "dimension", "ann", "tower_check", "files"}
+    assert set(built.to_dict()["tower_check"]) == {"status", "items", "max_abs_diff"}
+    assert BuildIndexResult.from_dict(json.loads(json.dumps(built.to_dict()))).to_dict() == built.to_dict()
+
+    first = publish(cfg, D1)
+    rec = json.loads(json.dumps(first.to_dict()))
+    assert set(rec) == {"ds", "status", "published", "version", "index_kind", "n_items", "path", "previous_latest",
+                        "latest", "gate", "smoke", "retention_deleted", "recovered"}
+    assert rec["status"] == "published" and rec["published"] is True and rec["gate"]["forced"] is False
+    back = PublishResult.from_dict(rec)
+    assert back.to_dict() == rec and back.decision == "published" and back.reason == first.gate.reason
+    again = publish(cfg, D1)
+    assert set(again.to_dict()) == {"ds", "status", "published", "version", "index_kind", "n_items", "path", "gate", "recovered"}
+    assert again.reason == first.reason and again.gate == first.gate
+
+    assert PublishResult.blocked("gap").to_dict() == {"published": False, "decision": "blocked", "reason": "gap"}
+    rejected = PublishResult.rejected("refused")
+    assert rejected.to_dict() == {"published": False, "decision": "rejected", "reason": "refused"}
+    assert PublishResult.from_dict(rejected.to_dict()) == rejected

@@ -9,11 +9,14 @@ import json
 import numpy as np
 import pytest
 
+from core.context import RunContext
 from indexing import artifacts as art
-from indexing.publish import PublishRejected, build_index_for_day, publish_day
+from indexing.publish import PublishRejected, publish_day
 from indexing.query import recommend
+from indexing.staging import build_index_for_day
 from storage.layout import Layout
 from tests.conftest import make_config
+from tests.test_index_support import real_evaluator
 from training.fixtures import write_synthetic_etl
 from training.run import train_day
 
@@ -36,17 +39,17 @@ def published(tmp_path_factory):
     layout = Layout(cfg.paths)
     write_synthetic_etl(layout, D1, seed=0)
     train_day(cfg, D1)
-    built = build_index_for_day(cfg, D1)
-    first = publish_day(cfg, D1)
+    built = build_index_for_day(RunContext.build(cfg, D1))
+    first = publish_day(RunContext.build(cfg, D1), evaluator=real_evaluator)
     return cfg, layout, built, first
 
 
 def test_real_candidate_is_indexed_and_published(published):
     cfg, layout, built, first = published
-    assert built["tower_check"]["status"] == "ok" and built["tower_check"]["max_abs_diff"] < 1e-4
-    assert built["ntotal"] == len(np.load(layout.model_dir(D1) / "item_embeddings.npy"))
-    assert built["ann"]["recall"] == 1.0  # small catalogue: exact Flat
-    assert first["status"] == "published" and art.read_latest(layout) == D1
+    assert built.tower_check.status == "ok" and built.tower_check.max_abs_diff < 1e-4
+    assert built.ntotal == len(np.load(layout.model_dir(D1) / "item_embeddings.npy"))
+    assert built.ann.recall == 1.0  # small catalogue: exact Flat
+    assert first.decision == "published" and art.read_latest(layout) == D1
     m = art.load_version(layout).manifest
     assert m["metrics"]["model"]["recall@50"] == json.loads((layout.model_dir(D1) / "metrics.json").read_text())["model"]["recall@50"]
     assert m["data_window"]["train_days"] == ["2026-11-01", "2026-11-02", "2026-11-03"]
@@ -71,9 +74,9 @@ def test_gate_uses_evaluate_model_dir_on_the_same_held_out_set(published, tmp_pa
         training=dataclasses.replace(strict.training, epochs=1, lr=1e-6, sparse_lr=1e-6, warm_start=False)
     )
     train_day(weak, D2)
-    build_index_for_day(weak, D2)
+    build_index_for_day(RunContext.build(weak, D2))
     with pytest.raises(PublishRejected) as exc:
-        publish_day(weak, D2)
+        publish_day(RunContext.build(weak, D2), evaluator=real_evaluator)
     gate = json.loads((layout.model_root / art.REJECTED / f"{D2}-1" / "manifest.json").read_text())["gate"]
     assert gate["published_version"] == D1 and gate["candidate"] < gate["published"]
     assert f"{gate['candidate']:.4f}" in str(exc.value) and f"{gate['published']:.4f}" in str(exc.value)

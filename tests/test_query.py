@@ -9,9 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from core.context import RunContext
 from indexing import artifacts as art
-from indexing.publish import build_index_for_day, publish_day
+from indexing.publish import publish_day
 from indexing.query import recommend, user_inputs
+from indexing.staging import build_index_for_day
 from storage.layout import Layout
 from tests.conftest import make_config
 from tests.test_index_support import HIST, make_candidate, metrics_evaluator
@@ -24,8 +26,8 @@ D1 = "2026-11-01"
 def version(tmp_path):
     cfg = make_config(tmp_path)
     make_candidate(cfg, D1)
-    build_index_for_day(cfg, D1)
-    publish_day(cfg, D1, evaluator=metrics_evaluator)
+    build_index_for_day(RunContext.build(cfg, D1))
+    publish_day(RunContext.build(cfg, D1), evaluator=metrics_evaluator)
     return cfg, art.load_version(Layout(cfg.paths))
 
 

@@ -19,12 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.context import RunContext
 from indexing import artifacts as art
-from indexing.publish import build_index_for_day, publish_day
+from indexing.publish import publish_day
 from indexing.query import recommend
+from indexing.staging import build_index_for_day
 from storage.layout import Layout
 from tests.conftest import make_config
-from tests.test_index_support import N_REGIONS, make_candidate, metrics_evaluator
+from tests.test_index_support import N_REGIONS, make_candidate, metrics_evaluator, real_evaluator
 
 D1 = "2026-11-01"
 N_ITEMS = 300  # make_candidate: item_idx 3, 6, ..., 900; histories draw ids in 1..900
@@ -69,8 +71,8 @@ def version(tmp_path):
     }))
     _write_partition(layout, "feature_stats", D1, pa.table({
         "feature": ["u_num_activity", "i_num_quality"], "mean": [MEAN, 0.0], "std": [STD, 1.0]}))
-    build_index_for_day(cfg, D1)
-    publish_day(cfg, D1, evaluator=metrics_evaluator)
+    build_index_for_day(RunContext.build(cfg, D1))
+    publish_day(RunContext.build(cfg, D1), evaluator=metrics_evaluator)
     return art.load_version(layout)
 
 
@@ -157,8 +159,8 @@ def test_reference_client_on_a_trained_model(tmp_path):
     write_synthetic_etl(layout, ds, seed=0)
     _write_partition(layout, "feature_stats", ds, pa.table({"feature": ["u_num_activity"], "mean": [MEAN], "std": [STD]}))
     train_day(cfg, ds)
-    build_index_for_day(cfg, ds)
-    publish_day(cfg, ds)
+    build_index_for_day(RunContext.build(cfg, ds))
+    publish_day(RunContext.build(cfg, ds), evaluator=real_evaluator)
     v = art.load_version(layout)
     bundle = json.loads((v.path / "serving" / "bundle.json").read_text())
     assert bundle["complete"], bundle["missing"]

@@ -18,7 +18,9 @@ import pytest
 import torch
 
 from core.config import PublishConfig, TrainingConfig
-from indexing.publish import _data_window, gate_decision
+from core.context import Window
+from indexing.gate import gate_decision
+from indexing.staging import _data_window
 from storage.layout import Layout
 from tests.conftest import make_config
 from training.data import Catalogue, EvalSet
@@ -168,10 +170,10 @@ def test_manifest_data_window_records_the_days_the_weights_saw(tmp_path):
     train_days = ["2026-11-08", "2026-11-09"]
     gate = {"model": "candidate", "trained_days": train_days, "evaluated_on": ["2026-11-10"]}
     after = {"extra": {"training_days": train_days, "trained_days": [*train_days, "2026-11-10"], "gate_evaluation": gate}}
-    w = _data_window(cfg, "2026-11-10", after)
+    w = _data_window(Window.for_run(cfg, "2026-11-10"), after)
     assert w["weights_trained_days"] == ["2026-11-08", "2026-11-09", "2026-11-10"] and w["weights_saw_eval_days"]
     assert w["gate_evaluation"] == gate and w["eval_days"] == ["2026-11-10"]
-    before = _data_window(cfg, "2026-11-10", {"extra": {"training_days": train_days}})
+    before = _data_window(Window.for_run(cfg, "2026-11-10"), {"extra": {"training_days": train_days}})
     assert before["weights_trained_days"] == train_days and not before["weights_saw_eval_days"]
 
 

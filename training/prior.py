@@ -108,3 +108,44 @@ def record_from_metrics(day: str, metrics: dict[str, Any]) -> GridRecord | None:
         return None
     users = int(prior.get("grid_users") or 0)
     return GridRecord(day=day, users=users, recall_at_50={float(g["beta"]): float(g["recall@50"]) for g in grid})
+
+
+from core.context import RunContext  # noqa: E402  (appended with index_prior; belongs at the top)
+
+
+def index_prior(ctx: RunContext, metrics: dict, model_config: dict, item_id: np.ndarray) -> dict[str, Any] | None:
+    """The popularity prior the index carries, or None for the plain index (what
+    ``indexing.staging.build_index_for_day`` takes as its ``prior``).
+
+    beta is the one the day's evaluation used (``metrics.json`` ``prior.beta``: the gate's
+    figure and the index agree); the counts are distinct users over the ``prior.days`` days up
+    to the last day the published weights saw (D after the continued training on D). Returns
+    the manifest's ``prior`` entry plus ``weights`` float32 [N] = beta * tau * log(1 + c_i) in
+    ``item_ids.parquet`` order.
+    """
+    from contracts.days import day_range
+    from core.errors import PipelineError
+    from training.data import distinct_click_users
+
+    recorded = metrics.get("prior") or {}
+    beta = float(recorded.get("beta") or 0.0)
+    if beta == 0.0:
+        return None
+    tau = float(model_config["temperature"])
+    trained = (model_config.get("extra") or {}).get("trained_days") or list(ctx.window.train_days)
+    days = int(recorded.get("days") or ctx.cfg.training.prior_days)
+    counts, found = distinct_click_users(ctx.layout, day_range(trained[-1], days), item_id)
+    if not found:
+        raise PipelineError(
+            f"popularity prior for ds={ctx.ds}: beta {beta} but no click_positives partition among the {days} days up to "
+            f"{trained[-1]}; run the ETL for those days or set training.prior = \"off\""
+        )
+    weights = (beta * tau * np.log1p(counts)).astype(np.float32)
+    return {
+        "beta": beta, "days": days, "temperature": tau, "count_days": found,
+        "chosen_on": recorded.get("chosen_on", []), "chosen_on_users": recorded.get("chosen_on_users"),
+        "gate_count_days": recorded.get("count_days", []),
+        "weight_max": float(weights.max(initial=0.0)), "items_with_clicks": int((counts > 0).sum()),
+        "score": "(cos(u, i) + beta * tau * log(1 + c_i)) / sqrt(2); query [u/|u|, 1]/sqrt(2), item [v/|v|, beta*tau*log(1 + c_i)]",
+        "weights": weights,
+    }

@@ -26,16 +26,19 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from contracts.days import ds_str
 from contracts.schemas import ETL_OUTPUTS
 from core.config import Config
 from core.errors import PipelineError
+from core.results import StepResult
+from core.results.indexing import BuildIndexResult, PublishResult
 from storage import sync
 from storage.layout import Layout, atomic_write_text
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", StepResult, dict)
 
 # Start (time.monotonic) of the step running in this context, set by _locked.
 _step_started: contextvars.ContextVar[float | None] = contextvars.ContextVar("step_started", default=None)
@@ -71,11 +74,12 @@ def _spark(cfg: Config):
     return spark_session(cfg.spark, storage_conf=store.spark_conf() if store.remote else None)
 
 
-def _record(cfg: Config, ds: str, step: str, stats: dict[str, Any]) -> dict[str, Any]:
-    """Write a step's statistics (returned unchanged) for the run report, with ``run_info``:
+def _record(cfg: Config, ds: str, step: str, result: R) -> R:
+    """Write a step's result (returned unchanged) for the run report, with ``run_info``:
     the step's wall seconds (under its run lock), finish time, code version and config hash."""
     from core.version import code_version, utc_now
 
+    stats = result.to_dict() if isinstance(result, StepResult) else result
     started = _step_started.get()
     run_info = {
         "wall_seconds": None if started is None else round(time.monotonic() - started, 3),
@@ -87,7 +91,7 @@ def _record(cfg: Config, ds: str, step: str, stats: dict[str, Any]) -> dict[str,
     atomic_write_text(path, json.dumps({**stats, "run_info": run_info}, indent=2, sort_keys=True, default=str))
     sync.push(cfg.paths, [path])
     log.info("step %s for ds=%s done; stats in %s", step, ds, path)
-    return stats
+    return result
 
 
 # -- what each non-Spark step reads from the store (pulled into the working copy first) ----
@@ -255,44 +259,45 @@ def train_final(cfg: Config, ds: str) -> dict[str, Any]:
 
 
 @_locked("build_index")
-def build_index(cfg: Config, ds: str) -> dict[str, Any]:
+def build_index(cfg: Config, ds: str) -> BuildIndexResult:
     """Embed the catalogue, build the FAISS index and stage the candidate version."""
-    from indexing.artifacts import STAGING
-    from indexing.publish import build_index_for_day
+    from core.context import RunContext
+    from indexing.staging import build_index_for_day
+    from indexing.version_store import STAGING
 
-    ds = ds_str(ds)
-    layout = Layout(cfg.paths)
-    staged = layout.model_root / STAGING / ds
-    with sync.working_copy(cfg.paths, [*etl_outputs(layout, ds), *_prior_inputs(cfg, layout, ds), layout.model_dir(ds)], [staged]):
-        stats = build_index_for_day(cfg, ds)
-    return _record(cfg, ds, "build_index", stats)
+    ctx = RunContext.build(cfg, ds)
+    layout = ctx.layout
+    staged = layout.model_root / STAGING / ctx.ds
+    prior = None
+    if cfg.training.prior != "off":
+        from training.prior import index_prior as prior
+    pulled = [*etl_outputs(layout, ctx.ds), *_prior_inputs(cfg, layout, ctx.ds), layout.model_dir(ctx.ds)]
+    with sync.working_copy(cfg.paths, pulled, [staged]):
+        result = build_index_for_day(ctx, prior=prior)
+    return _record(cfg, ctx.ds, "build_index", result)
 
 
 @_locked("publish")
-def publish(cfg: Config, ds: str, force: bool = False) -> dict[str, Any]:
+def publish(cfg: Config, ds: str, force: bool = False) -> PublishResult:
     """Quality gate, then the atomic publish of the staged version and the LATEST switch."""
-    from core.published import PublishGap, publish_gap
+    from core.context import RunContext
     from indexing.publish import publish_day
+    from training.evaluate import evaluate_model_dir
 
-    ds = ds_str(ds)
-    # A failed or rejected day blocks later days from publishing on top of it (core.published).
-    if not (force or cfg.publish.allow_gaps):
-        reason = publish_gap(Layout(cfg.paths), ds)
-        if reason:
-            _record(cfg, ds, "publish", {"published": False, "decision": "blocked", "reason": reason})
-            raise PublishGap(reason)
-    layout = Layout(cfg.paths)
+    ctx = RunContext.build(cfg, ds)
+    ds, layout = ctx.ds, ctx.layout
+    refuse_publish_gap(cfg, ds, force)  # a failed or rejected day blocks the days after it
     # The whole model root: the gate compares with the published version, retention prunes.
     sync.pull(cfg.paths, [layout.model_root, *etl_outputs(layout, ds), *_prior_inputs(cfg, layout, ds), layout.truth_dir])
     try:
-        stats = publish_day(cfg, ds, force=force)
+        result = publish_day(ctx, evaluator=lambda c, d: evaluate_model_dir(c.cfg, c.ds, d), force=force)
     except PipelineError as exc:  # rejected by the publish gate: keep the reason for the run report
         sync.push(cfg.paths, [layout.model_root])  # the rejected candidate, kept for inspection
-        _record(cfg, ds, "publish", {"published": False, "decision": "rejected", "reason": str(exc)})
+        _record(cfg, ds, "publish", PublishResult.rejected(str(exc)))
         raise
     # Version files, then its manifest, then LATEST (storage.sync orders commit markers last).
     sync.push(cfg.paths, [layout.model_root])
-    return _record(cfg, ds, "publish", stats)
+    return _record(cfg, ds, "publish", result)
 
 
 def report(cfg: Config, ds: str) -> dict[str, Any]:
@@ -360,5 +365,5 @@ def refuse_publish_gap(cfg: Config, ds: str, force: bool = False) -> None:
     ds = ds_str(ds)
     reason = publish_gap_reason(cfg, ds, force)
     if reason:
-        _record(cfg, ds, "publish", {"published": False, "decision": "blocked", "reason": reason})
+        _record(cfg, ds, "publish", PublishResult.blocked(reason))
         raise PublishGap(reason)

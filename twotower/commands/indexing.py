@@ -64,14 +64,14 @@ def _index(cfg: Config, args: argparse.Namespace) -> int:
     built = pipeline.build_index(cfg, args.ds)
     published = pipeline.publish(cfg, args.ds, force=args.force)
     if args.json:
-        print_json({"build_index": built, "publish": published})
+        print_json({"build_index": built.to_dict(), "publish": published.to_dict()})
     else:
-        ann = built["ann"]
+        ann = built.ann
         print(
-            f"built {built['index']['factory']} over {built['ntotal']:,} x {built['dimension']}: "
-            f"ANN recall@{ann['k']} {ann['recall']:.4f}, {ann['qps_ann']:,.0f} QPS (exact {ann['qps_exact']:,.0f})"
+            f"built {built.index.factory} over {built.ntotal:,} x {built.dimension}: "
+            f"ANN recall@{ann.k} {ann.recall:.4f}, {ann.qps_ann:,.0f} QPS (exact {ann.qps_exact:,.0f})"
         )
-        print(f"published {published['version']} at {published['path']} ({published['gate']['reason']})")
+        print(f"published {published.version} at {published.path} ({published.reason})")
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Test-only helpers shared by the test modules (kept out of the production packages)."""
