@@ -48,15 +48,15 @@ def pristine(tmp_path_factory) -> Path:
     """Raw logs of 4 simulated days, and a published version for GOOD_DAY (LATEST)."""
     import logsim
     from indexing.publish import build_index_for_day, publish_day
-    from training.fixtures import write_synthetic_etl
-    from training.run import train_day
+    from tests.support.synthetic_etl import write_synthetic_etl
+    from tests.support.training import train
 
     root = tmp_path_factory.mktemp("hardening")
     cfg = _cfg(root)
     logsim.simulate(cfg, "tiny", START, DAYS, 7)
     layout = Layout(cfg.paths)
     write_synthetic_etl(layout, GOOD_DAY, seed=0, window_days=3)
-    train_day(cfg, GOOD_DAY)
+    train(cfg, GOOD_DAY)
     build_index_for_day(cfg, GOOD_DAY)
     publish_day(cfg, GOOD_DAY)
     shutil.rmtree(layout.data_root / "etl")  # the raw world stays pristine; only the version is kept
@@ -363,7 +363,7 @@ def test_report_for_a_day_that_never_ran(tmp_config):
 
 def test_train_command_evaluates_so_index_can_gate(tmp_path, monkeypatch, capsys):
     """`twotower train --ds D` leaves a complete metrics.json (model recall@50 and baselines)."""
-    from training.fixtures import write_synthetic_etl
+    from tests.support.synthetic_etl import write_synthetic_etl
     from twotower.cli import main
 
     cfg = _cfg(tmp_path)

@@ -1,0 +1,1 @@
+"""Test-only helpers shared by the tests and the benchmarks (never imported by production code)."""
