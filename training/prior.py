@@ -14,7 +14,7 @@ best recall@50 pooled over the earlier days' records (:func:`choose_beta`), so t
 figure on D is an honest out-of-sample estimate of what the published index serves.
 
 Pure numpy: the readers of ``click_positives`` and ``metrics.json`` live in ``training.data``
-and ``training.evaluate``.
+and ``training.prior_context``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def choose_beta(records: Sequence[GridRecord], grid: Sequence[float]) -> PriorCh
     """The grid's beta with the best recall@50 pooled over ``records`` (earlier days only).
 
     Pooling weights each day by its evaluation users (the same as scoring all their users
-    together), so a day with 15 users does not count like one with 500. Only betas present in
+    together), so a day with few users does not count like one with many. Only betas present in
     every used record compete; records without users are skipped. Ties go to the smaller
     ``|beta|`` (the plainer model); no usable record gives beta 0.
     """
