@@ -61,7 +61,8 @@ def read_table(layout: Layout, table: str, ds: str, columns: list[str] | None = 
 
 
 def schema_names(layout: Layout, table: str, ds: str) -> list[str]:
-    return pq.read_schema(partition_files(layout, table, ds)[0]).names
+    return file_schema_names(partition_files(layout, table, ds))
+
 
 def final_example_files(layout: Layout, ds: str) -> list[Path]:
     """The ``final_examples`` files of day ds (the day's clicks in the train_examples format),

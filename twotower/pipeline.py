@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contracts.days import ds_str
 from contracts.schemas import ETL_OUTPUTS
@@ -34,6 +34,10 @@ from core.config import Config
 from core.errors import PipelineError
 from storage import sync
 from storage.layout import Layout, atomic_write_text
+
+if TYPE_CHECKING:
+    from core.results.training import TrainResult
+    from training.evaluate import Oracle
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +147,7 @@ def _published_model_dir(layout: Layout) -> Path | None:
     return target
 
 
-def _oracle(layout: Layout):
+def _oracle(layout: Layout) -> Oracle | None:
     """The simulator truth's scores (user ids, item ids) -> [U, N] for the evaluation's oracle,
     or None when the data root has no truth (imported data) or logsim is not installed."""
     try:
@@ -154,7 +158,7 @@ def _oracle(layout: Layout):
     return None if truth is None else truth.scores
 
 
-def _train_model(cfg: Config, ds: str, *, ablate: frozenset[str], full_retrain: bool, evaluate: bool):
+def _train_model(cfg: Config, ds: str, *, ablate: frozenset[str], full_retrain: bool, evaluate: bool) -> TrainResult:
     """Train day ds's model in this process (no lock, no storage sync): the body of
     :func:`train`, and what torchrun workers other than 0 run (worker 0 holds the lock and
     syncs). Every worker joins the process group before reading LATEST, so all of them see
