@@ -149,21 +149,21 @@ def planted_vectors(preset_name: str, seed: int, n_queries: int) -> tuple[np.nda
 
 
 def train_synthetic_model(n_items: int, seed: int) -> Path:
-    """A real trained model (training.run.train_day) on ETL-shaped synthetic tables with a planted
-    signal (training.fixtures), written to a temp dir; returns its model dir."""
+    """A real trained model (training.train.train_day) on ETL-shaped synthetic tables with a planted
+    signal (tests.support.synthetic_etl), written to a temp dir; returns its model dir."""
     import tempfile
 
     from storage.layout import Layout
     from tests.conftest import make_config
-    from training.fixtures import write_synthetic_etl
-    from training.run import train_day
+    from tests.support.synthetic_etl import write_synthetic_etl
+    from tests.support.training import train
 
     root = Path(tempfile.mkdtemp(prefix="bench-index-model-"))
     cfg = make_config(root, etl={"window_days": 4}, training={"epochs": 3, "min_steps": 1, "batch_size": 512, "seed": seed})
     ds = "2026-11-04"
     t0 = time.perf_counter()
     write_synthetic_etl(Layout(cfg.paths), ds, n_users=400, n_items=n_items, seed=seed)
-    train_day(cfg, ds)
+    train(cfg, ds)
     print(f"trained a synthetic-data model over {n_items:,} items in {time.perf_counter() - t0:.0f} s: {root}", flush=True)
     return Layout(cfg.paths).model_dir(ds)
 

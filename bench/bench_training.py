@@ -9,7 +9,7 @@
     matmul GFLOP/s measured here.
 
 Usage: ``python bench/bench_training.py [--ds D]`` (config from twotower.toml + environment).
-With no ETL output for D under the data root, a synthetic ETL-shaped day (training.fixtures)
+With no ETL output for D under the data root, a synthetic ETL-shaped day (tests.support.synthetic_etl)
 is written to a temp dir. Prints one JSON object.
 """
 
@@ -69,12 +69,16 @@ def main() -> int:
 
     from contracts.days import parse_ds
     from core.config_load import load_config
+    from core.context import RunContext
     from storage.layout import Layout
-    from training.data import FeatureColumns, TrainStream, load_catalogue, partition_files, table_sizes
-    from training.evaluate import training_days
+    from training.columns import FeatureColumns
+    from training.data import file_schema_names, load_catalogue, partition_files, table_sizes
     from training.loop import Trainer
-    from training.run import _negatives, _setup, _spec, dist_info_from_env, partition_schema_names
+    from training.negatives import build_negatives
+    from training.stream import TrainStream
     from training.towers import TwoTowerModel
+    from training.train import model_spec
+    from training.workers import dist_info_from_env, setup_process
 
     cfg = load_config()
     if args.batch_size:
@@ -83,7 +87,7 @@ def main() -> int:
     source = "etl"
     tmp = None
     if not layout.path_for("train_examples", args.ds).is_dir():
-        from training.fixtures import write_synthetic_etl
+        from tests.support.synthetic_etl import write_synthetic_etl
 
         tmp = tempfile.TemporaryDirectory(prefix="bench_training_")
         paths = dataclasses.replace(cfg.paths, data_root=Path(tmp.name) / "data")
@@ -94,18 +98,19 @@ def main() -> int:
         source = "synthetic (training.fixtures)"
 
     info = dist_info_from_env()
-    device = _setup(cfg, info)
+    device = setup_process(cfg, info)
     gflops_peak = matmul_gflops()
     t = cfg.training
     files = partition_files(layout, "train_examples", args.ds)
-    cols = FeatureColumns.discover(partition_schema_names(files))
+    cols = FeatureColumns.discover(file_schema_names(files))
     sizes = table_sizes(layout, args.ds, cols)
     catalogue = load_catalogue(layout, args.ds, cols.item_cat, cols.item_num)
     sizes["item_id"] = max(sizes["item_id"], int(catalogue.item_idx.max()) + 1)
-    model = TwoTowerModel(_spec(cfg, cols, sizes, {}))
-    negatives = _negatives(cfg, layout, args.ds, catalogue, sizes["item_id"], frozenset())
+    ctx = RunContext.build(cfg, args.ds)
+    model = TwoTowerModel(model_spec(cfg, cols, sizes, {}))
+    negatives = build_negatives(ctx, catalogue, sizes["item_id"], frozenset())
     trainer = Trainer(model, t, negatives, device)
-    last_day = parse_ds(training_days(cfg, args.ds)[-1])
+    last_day = parse_ds(ctx.window.last_train_day)
     stream = TrainStream(files, cols, cfg.features.history_length, max(cfg.etl.hard_negatives_per_request, 1), last_day,
                          batch_size=t.batch_size, read_batch_rows=t.read_batch_rows, seed=t.seed)
     need = args.warmup + args.steps

@@ -50,16 +50,16 @@ def pristine(tmp_path_factory) -> Path:
     from core.context import RunContext
     from indexing.publish import publish_day
     from indexing.staging import build_index_for_day
+    from tests.support.synthetic_etl import write_synthetic_etl
+    from tests.support.training import train
     from tests.test_index_support import real_evaluator
-    from training.fixtures import write_synthetic_etl
-    from training.run import train_day
 
     root = tmp_path_factory.mktemp("hardening")
     cfg = _cfg(root)
     logsim.simulate(cfg, "tiny", START, DAYS, 7)
     layout = Layout(cfg.paths)
     write_synthetic_etl(layout, GOOD_DAY, seed=0, window_days=3)
-    train_day(cfg, GOOD_DAY)
+    train(cfg, GOOD_DAY)
     build_index_for_day(RunContext.build(cfg, GOOD_DAY))
     publish_day(RunContext.build(cfg, GOOD_DAY), evaluator=real_evaluator)
     shutil.rmtree(layout.data_root / "etl")  # the raw world stays pristine; only the version is kept
@@ -366,7 +366,7 @@ def test_report_for_a_day_that_never_ran(tmp_config):
 
 def test_train_command_evaluates_so_index_can_gate(tmp_path, monkeypatch, capsys):
     """`twotower train --ds D` leaves a complete metrics.json (model recall@50 and baselines)."""
-    from training.fixtures import write_synthetic_etl
+    from tests.support.synthetic_etl import write_synthetic_etl
     from twotower.cli import main
 
     cfg = _cfg(tmp_path)

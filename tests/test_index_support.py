@@ -161,6 +161,7 @@ def metrics_evaluator(ctx, version_dir):
 
 def real_evaluator(ctx, version_dir):
     """The publish gate's evaluator as the pipeline wires it (training.evaluate.evaluate_model_dir)."""
+    from tests.support.training import truth_oracle
     from training.evaluate import evaluate_model_dir
 
-    return evaluate_model_dir(ctx.cfg, ctx.ds, version_dir)
+    return evaluate_model_dir(ctx, version_dir, oracle=truth_oracle(ctx.layout))

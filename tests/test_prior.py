@@ -22,7 +22,6 @@ from storage.layout import Layout
 from tests.conftest import make_config
 from tests.test_index_support import make_candidate, metrics_evaluator
 from training.data import distinct_click_users
-from training.evaluate import prior_context, prior_record_days
 from training.prior import (
     GridRecord,
     blended_scores,
@@ -31,6 +30,7 @@ from training.prior import (
     prior_term,
     record_from_metrics,
 )
+from training.prior_context import prior_context, prior_record_days
 
 D0, D1 = "2026-10-31", "2026-11-01"
 
@@ -98,10 +98,10 @@ def test_record_from_metrics_reads_the_grid():
 
 def test_prior_record_days_never_reach_the_evaluation_days(tmp_path):
     cfg = make_config(tmp_path, training={"prior_history_days": 3})
-    assert prior_record_days(cfg, "2026-11-10") == ["2026-11-09", "2026-11-08", "2026-11-07"]
+    assert prior_record_days(RunContext.build(cfg, "2026-11-10")) == ["2026-11-09", "2026-11-08", "2026-11-07"]
     # two evaluation days (11-09, 11-10): day 11-09's record has seen 11-09, so it is not used
     cfg2 = make_config(tmp_path, training={"prior_history_days": 3}, etl={"eval_days": 2})
-    assert prior_record_days(cfg2, "2026-11-10") == ["2026-11-08", "2026-11-07", "2026-11-06"]
+    assert prior_record_days(RunContext.build(cfg2, "2026-11-10")) == ["2026-11-08", "2026-11-07", "2026-11-06"]
 
 
 # -- counts ------------------------------------------------------------------------------------
@@ -134,12 +134,12 @@ def test_prior_context_takes_beta_from_earlier_days_only(tmp_path):
         (layout.model_dir(day) / "metrics.json").write_text(json.dumps({"prior": {
             "grid": [{"beta": b, "recall@50": r} for b, r in zip((0.0, 1.0, 2.0), grid, strict=True)], "grid_users": 20}}))
     _clicks(layout, D0, [("a", "N1"), ("b", "N1")])
-    ctx = prior_context(cfg, layout, D1, np.array(["N1", "N2"], dtype=object), temperature=0.1)
+    ctx = prior_context(RunContext.build(cfg, D1), np.array(["N1", "N2"], dtype=object), temperature=0.1)
     assert ctx.choice.beta == 1.0 and ctx.choice.chosen_on == (D0,)
     # counts over prior_days = 1 day up to the last training day D0: N1 {a, b} = 2, N2 0
     assert ctx.count_days == [D0]
     np.testing.assert_array_equal(ctx.counts, [2.0, 0.0])
-    assert prior_context(make_config(tmp_path), layout, D1, np.array(["N1"], dtype=object), 0.1) is None  # off
+    assert prior_context(RunContext.build(make_config(tmp_path), D1), np.array(["N1"], dtype=object), 0.1) is None  # off
 
 
 # -- index and serving -------------------------------------------------------------------------
@@ -249,12 +249,12 @@ def test_reference_client_ranks_by_blended_score(tmp_path):
 
 
 def test_daily_evaluation_records_the_grid_and_the_next_day_uses_it(tmp_path):
-    """The wiring on a trained model (training.fixtures' ETL tables): day D's evaluation records
+    """The wiring on a trained model (tests.support.synthetic_etl's ETL tables): day D's evaluation records
     recall@50 for every beta of the grid with beta 0 chosen (no earlier record), so its model
     figure is the grid's beta-0 entry; a later day scored with D's record as its only one uses
     the beta that record favours, and its model figure is that beta's grid entry."""
-    from training.fixtures import write_synthetic_etl
-    from training.run import train_day
+    from tests.support.synthetic_etl import write_synthetic_etl
+    from tests.support.training import train
 
     d1, d2 = "2026-11-04", "2026-11-05"
     cfg = make_config(
@@ -264,14 +264,14 @@ def test_daily_evaluation_records_the_grid_and_the_next_day_uses_it(tmp_path):
     )
     layout = Layout(cfg.paths)
     write_synthetic_etl(layout, d1, seed=0)
-    train_day(cfg, d1)
+    train(cfg, d1)
     m1 = json.loads((layout.model_dir(d1) / "metrics.json").read_text())
     p1 = m1["prior"]
     assert p1["beta"] == 0.0 and p1["chosen_on"] == [] and [g["beta"] for g in p1["grid"]] == [0.0, 1.0, 8.0]
     assert p1["grid"][0]["recall@50"] == pytest.approx(m1["model"]["recall@50"])
     assert p1["grid_users"] == m1["model"]["users_scored"]
     write_synthetic_etl(layout, d2, seed=0)
-    train_day(cfg, d2)
+    train(cfg, d2)
     m2 = json.loads((layout.model_dir(d2) / "metrics.json").read_text())
     best = max(p1["grid"], key=lambda g: (g["recall@50"], -g["beta"]))["beta"]
     assert m2["prior"]["beta"] == best and m2["prior"]["chosen_on"] == [d1]

@@ -1,4 +1,4 @@
-"""The real chain on small ETL-shaped tables: training.run.train_day -> build_index_for_day ->
+"""The real chain on small ETL-shaped tables: training.train.train_day -> build_index_for_day ->
 publish_day (gate evaluated by training.evaluate.evaluate_model_dir) -> twotower query."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from indexing.query import recommend
 from indexing.staging import build_index_for_day
 from storage.layout import Layout
 from tests.conftest import make_config
+from tests.support.synthetic_etl import write_synthetic_etl
+from tests.support.training import train
 from tests.test_index_support import real_evaluator
-from training.fixtures import write_synthetic_etl
-from training.run import train_day
 
 D1, D2 = "2026-11-04", "2026-11-05"
 
@@ -38,7 +38,7 @@ def published(tmp_path_factory):
     cfg = _cfg(tmp_path_factory.mktemp("chain"))
     layout = Layout(cfg.paths)
     write_synthetic_etl(layout, D1, seed=0)
-    train_day(cfg, D1)
+    train(cfg, D1)
     built = build_index_for_day(RunContext.build(cfg, D1))
     first = publish_day(RunContext.build(cfg, D1), evaluator=real_evaluator)
     return cfg, layout, built, first
@@ -73,7 +73,7 @@ def test_gate_uses_evaluate_model_dir_on_the_same_held_out_set(published, tmp_pa
     weak = strict.replace(
         training=dataclasses.replace(strict.training, epochs=1, lr=1e-6, sparse_lr=1e-6, warm_start=False)
     )
-    train_day(weak, D2)
+    train(weak, D2)
     build_index_for_day(RunContext.build(weak, D2))
     with pytest.raises(PublishRejected) as exc:
         publish_day(RunContext.build(weak, D2), evaluator=real_evaluator)

@@ -143,10 +143,10 @@ def test_reference_client_refuses_a_tampered_version(version, tmp_path):
 
 
 def test_reference_client_on_a_trained_model(tmp_path):
-    """The real chain (training.run.train_day on synthetic ETL tables -> index -> publish): the
+    """The real chain (training.train.train_day on synthetic ETL tables -> index -> publish): the
     exported TwoTowerModel tower served from raw values matches `twotower query`."""
-    from training.fixtures import write_synthetic_etl
-    from training.run import train_day
+    from tests.support.synthetic_etl import write_synthetic_etl
+    from tests.support.training import train
 
     ds = "2026-11-04"
     cfg = make_config(
@@ -158,7 +158,7 @@ def test_reference_client_on_a_trained_model(tmp_path):
     layout = Layout(cfg.paths)
     write_synthetic_etl(layout, ds, seed=0)
     _write_partition(layout, "feature_stats", ds, pa.table({"feature": ["u_num_activity"], "mean": [MEAN], "std": [STD]}))
-    train_day(cfg, ds)
+    train(cfg, ds)
     build_index_for_day(RunContext.build(cfg, ds))
     publish_day(RunContext.build(cfg, ds), evaluator=real_evaluator)
     v = art.load_version(layout)

@@ -1,4 +1,4 @@
-"""Training end to end on small ETL-shaped fixtures (training.fixtures), the evaluation metrics
+"""Training end to end on small ETL-shaped fixtures (tests.support.synthetic_etl), the evaluation metrics
 on a hand-built case, export format, determinism, warm start and OOV handling."""
 
 from __future__ import annotations
@@ -11,14 +11,18 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from core.context import RunContext
 from storage.layout import Layout
 from tests.conftest import make_config
+from tests.support.synthetic_etl import write_synthetic_etl
+from tests.support.training import train
 from training.data import EvalSet
-from training.evaluate import Ranker, evaluate_model_dir, tail_and_cold
+from training.evaluate import evaluate_day, evaluate_model_dir
 from training.export import FILES
-from training.fixtures import write_synthetic_etl
-from training.run import evaluate_day, train_day, warm_start
+from training.metrics import Ranker, tail_and_cold
 from training.towers import ModelSpec, TwoTowerModel
+from training.warm_start import warm_start
+from twotower import pipeline
 
 DS = "2026-11-04"
 
@@ -34,7 +38,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     cfg = _cfg(root)
     write_synthetic_etl(Layout(cfg.paths), DS, seed=0)
-    stats = train_day(cfg, DS)
+    stats = train(cfg, DS)
     return cfg, stats
 
 
@@ -51,7 +55,7 @@ def test_model_dir_has_exactly_the_contract_files(trained):
     assert metrics["eval_users"] == len(pq.read_table(model_dir / "eval_user_ids.parquet"))
     assert metrics["eval_targets"] > 0
     stats_file = json.loads((model_dir / "train_stats.json").read_text())
-    assert stats_file["steps"] == stats["steps"] > 0
+    assert stats_file["steps"] == stats.steps > 0
 
 
 def test_model_beats_popularity_on_planted_signal(trained):
@@ -101,9 +105,9 @@ def test_evaluate_day_and_model_dir_agree(trained):
     cfg, _ = trained
     model_dir = Layout(cfg.paths).model_dir(DS)
     before = json.loads((model_dir / "metrics.json").read_text())
-    again = evaluate_day(cfg, DS)
-    assert again["model"]["recall@50"] == pytest.approx(before["model"]["recall@50"])
-    only = evaluate_model_dir(cfg, DS, model_dir)
+    again = evaluate_day(RunContext.build(cfg, DS))
+    assert again.model["recall@50"] == pytest.approx(before["model"]["recall@50"])
+    only = evaluate_model_dir(RunContext.build(cfg, DS), model_dir)
     assert only["model"]["recall@50"] == pytest.approx(before["model"]["recall@50"])
     assert only["eval_users"] == before["eval_users"]
 
@@ -111,17 +115,17 @@ def test_evaluate_day_and_model_dir_agree(trained):
 def test_training_is_deterministic(tmp_path):
     cfg = _cfg(tmp_path, epochs=1)
     write_synthetic_etl(Layout(cfg.paths), DS, seed=1, n_users=200, n_items=100)
-    a = train_day(cfg, DS)
+    a = train(cfg, DS)
     state_a = torch.load(Layout(cfg.paths).model_dir(DS) / "model_state.pt", weights_only=True)
-    b = train_day(cfg, DS)  # rerun of the same day: replaces the directory
+    b = train(cfg, DS)  # rerun of the same day: replaces the directory
     state_b = torch.load(Layout(cfg.paths).model_dir(DS) / "model_state.pt", weights_only=True)
-    assert a["loss_curve"] == b["loss_curve"]
-    assert a["recall@50"] == b["recall@50"]
+    assert a.loss_curve == b.loss_curve
+    assert a.headline.recall_at_50 == b.headline.recall_at_50
     for k in state_a:
         torch.testing.assert_close(state_a[k], state_b[k], rtol=0, atol=0)
     # a different seed gives different weights (the test can fail)
     other = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, seed=99))
-    train_day(other, DS)
+    train(other, DS)
     state_c = torch.load(Layout(cfg.paths).model_dir(DS) / "model_state.pt", weights_only=True)
     assert not torch.equal(state_a["item.core.id_emb.weight"], state_c["item.core.id_emb.weight"])
 
@@ -141,9 +145,9 @@ def test_training_is_deterministic(tmp_path):
 def test_every_method_trains(tmp_path, overrides):
     cfg = _cfg(tmp_path, epochs=2, **overrides)
     write_synthetic_etl(Layout(cfg.paths), DS, seed=2, n_users=200, n_items=100)
-    stats = train_day(cfg, DS)
-    assert np.isfinite(stats["final_loss"])
-    assert stats["epoch_losses"][-1] < stats["epoch_losses"][0]  # it learns something
+    stats = train(cfg, DS)
+    assert np.isfinite(stats.final_loss)
+    assert stats.epoch_losses[-1] < stats.epoch_losses[0]  # it learns something
     conf = json.loads((Layout(cfg.paths).model_dir(DS) / "model_config.json").read_text())
     assert conf["objectives"] == list(cfg.training.objectives)
 
@@ -151,14 +155,14 @@ def test_every_method_trains(tmp_path, overrides):
 def test_ablation_writes_beside_the_candidate(tmp_path):
     cfg = _cfg(tmp_path, epochs=1)
     write_synthetic_etl(Layout(cfg.paths), DS, seed=3, n_users=200, n_items=100)
-    stats = train_day(cfg, DS, ablate=frozenset({"logq", "hard_negatives", "resampling"}))
-    assert stats["negatives"]["hard_per_example"] == 0
-    assert stats["model_dir"].endswith("ds=2026-11-04.ablate-hard_negatives+logq+resampling")
+    stats = train(cfg, DS, ablate=frozenset({"logq", "hard_negatives", "resampling"}))
+    assert stats.negatives.hard_per_example == 0
+    assert stats.model_dir.endswith("ds=2026-11-04.ablate-hard_negatives+logq+resampling")
     assert not Layout(cfg.paths).model_dir(DS).exists()
     from core.errors import UserError
 
     with pytest.raises(UserError, match="unknown switch"):
-        train_day(cfg, DS, ablate=frozenset({"bogus"}))
+        train(cfg, DS, ablate=frozenset({"bogus"}))
 
 
 def test_warm_start_keeps_known_ids_and_initialises_new_ones(tmp_path):
@@ -172,18 +176,51 @@ def test_warm_start_keeps_known_ids_and_initialises_new_ones(tmp_path):
     new = TwoTowerModel(bigger)
     fresh_rows = new.item.core.id_emb.weight[6:].detach().clone()
     report = warm_start(new, tmp_path)
-    assert report["tables_extended"] >= 3  # user ids, item ids (shared with history), user category
+    assert report.tables_extended >= 3  # user ids, item ids (shared with history), user category
     torch.testing.assert_close(new.item.core.id_emb.weight[:6], old.item.core.id_emb.weight)
     torch.testing.assert_close(new.user.core.id_emb.weight[:5], old.user.core.id_emb.weight)
     torch.testing.assert_close(new.item.core.id_emb.weight[6:], fresh_rows)
     torch.testing.assert_close(new.user.core.mlp[0].weight, old.user.core.mlp[0].weight)
 
 
+def test_warm_start_matches_categorical_tables_by_feature_name(tmp_path):
+    # Old model: user features (b, c) with 3 and 4 ids, item feature (y) with 2. New model:
+    # (a, b, c) with 5, 4 and 4 ids, item features (x, y): a and x sort first, so by position
+    # they would take b's and y's old rows. Expected rows are read from the saved old state.
+    spec = ModelSpec(num_users=5, num_items=6, user_cat_columns=("u_cat_b", "u_cat_c"), user_cat_sizes=(3, 4),
+                     user_num_columns=(), item_cat_columns=("i_cat_y",), item_cat_sizes=(2,), item_num_columns=(),
+                     history_length=0)
+    torch.manual_seed(1)
+    torch.save(TwoTowerModel(spec, use_history=False).state_dict(), tmp_path / "model_state.pt")
+    (tmp_path / "model_config.json").write_text(spec.to_json())
+    old = torch.load(tmp_path / "model_state.pt", weights_only=True)
+    bigger = dataclasses.replace(spec, user_cat_columns=("u_cat_a", "u_cat_b", "u_cat_c"), user_cat_sizes=(5, 4, 4),
+                                 item_cat_columns=("i_cat_x", "i_cat_y"), item_cat_sizes=(3, 2))
+    torch.manual_seed(2)
+    new = TwoTowerModel(bigger, use_history=False)
+    fresh = {k: v.detach().clone() for k, v in new.state_dict().items()}
+    report = warm_start(new, tmp_path)
+    got = new.state_dict()
+    # a (new, position 0) and x (new, position 0): their fresh initialisation, untouched.
+    torch.testing.assert_close(got["user.core.cat_embs.0.weight"], fresh["user.core.cat_embs.0.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(got["item.core.cat_embs.0.weight"], fresh["item.core.cat_embs.0.weight"], rtol=0, atol=0)
+    # b: old position 0 (3 ids) -> new position 1 (4 ids): ids 0..2 old, id 3 fresh.
+    torch.testing.assert_close(got["user.core.cat_embs.1.weight"][:3], old["user.core.cat_embs.0.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(got["user.core.cat_embs.1.weight"][3:], fresh["user.core.cat_embs.1.weight"][3:], rtol=0, atol=0)
+    # c: old position 1 -> new position 2, same size: every row old.
+    torch.testing.assert_close(got["user.core.cat_embs.2.weight"], old["user.core.cat_embs.1.weight"], rtol=0, atol=0)
+    # y: old item position 0 -> new position 1.
+    torch.testing.assert_close(got["item.core.cat_embs.1.weight"], old["item.core.cat_embs.0.weight"], rtol=0, atol=0)
+    assert {"user.core.cat_embs.0.weight", "item.core.cat_embs.0.weight"} <= set(report.tensors_skipped)
+    # The id tables keep their old rows (same sizes).
+    torch.testing.assert_close(got["user.core.id_emb.weight"], old["user.core.id_emb.weight"], rtol=0, atol=0)
+
+
 def test_train_day_warm_starts_from_latest(trained, tmp_path):
     cfg, version = _day_with_published_model(trained, tmp_path)
-    stats = train_day(cfg, DS)
+    stats = pipeline.train(cfg, DS)
     assert stats["warm_start_from"] == str(version)
-    assert train_day(cfg, DS, full_retrain=True)["warm_start_from"] is None
+    assert pipeline.train(cfg, DS, full_retrain=True)["warm_start_from"] is None
 
 
 def test_a_warm_started_model_gets_the_configured_passes_not_the_min_steps_ones(trained, tmp_path):
@@ -191,8 +228,8 @@ def test_a_warm_started_model_gets_the_configured_passes_not_the_min_steps_ones(
     # model keeps training.epochs (1): more passes over rows it has seen only overfit it.
     cfg, _version = _day_with_published_model(trained, tmp_path)
     cfg = cfg.replace(training=dataclasses.replace(cfg.training, min_steps=10_000))
-    assert train_day(cfg, DS)["epochs"] == 1
-    assert train_day(cfg, DS, full_retrain=True)["epochs"] == 20
+    assert pipeline.train(cfg, DS)["epochs"] == 1
+    assert pipeline.train(cfg, DS, full_retrain=True)["epochs"] == 20
 
 
 def _day_with_published_model(trained, tmp_path):
@@ -231,8 +268,8 @@ def test_train_day_refuses_to_warm_start_from_a_damaged_published_model(trained,
     data[len(data) // 2] ^= 0xFF  # one byte changed after publishing
     state.write_bytes(bytes(data))
     with pytest.raises(TamperedArtifact, match="model_state.pt"):
-        train_day(cfg, DS)
-    assert train_day(cfg, DS, full_retrain=True)["warm_start_from"] is None  # the explicit way out
+        pipeline.train(cfg, DS)
+    assert pipeline.train(cfg, DS, full_retrain=True)["warm_start_from"] is None  # the explicit way out
 
 
 def test_ranker_metrics_by_hand():

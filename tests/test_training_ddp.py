@@ -62,22 +62,27 @@ def _grads_worker(config: str, out: str) -> None:
 
     from contracts.days import parse_ds
     from core.config_load import load_config
-    from storage.layout import Layout
-    from training.data import FeatureColumns, TrainStream, load_catalogue, partition_files, table_sizes, take
+    from core.context import RunContext
+    from training.columns import FeatureColumns
+    from training.data import file_schema_names, load_catalogue, partition_files, table_sizes
     from training.loop import Trainer
-    from training.run import _negatives, _setup, _spec, dist_info_from_env, partition_schema_names
+    from training.negatives import build_negatives
+    from training.stream import TrainStream, take
     from training.towers import TwoTowerModel
+    from training.train import model_spec
+    from training.workers import dist_info_from_env, setup_process
 
     cfg = load_config(config)
     info = dist_info_from_env()
-    device = _setup(cfg, info)
-    layout = Layout(cfg.paths)
+    device = setup_process(cfg, info)
+    ctx = RunContext.build(cfg, DS)
+    layout = ctx.layout
     files = partition_files(layout, "train_examples", DS)
-    cols = FeatureColumns.discover(partition_schema_names(files))
+    cols = FeatureColumns.discover(file_schema_names(files))
     sizes = table_sizes(layout, DS, cols)
     catalogue = load_catalogue(layout, DS, cols.item_cat, cols.item_num)
-    model = TwoTowerModel(_spec(cfg, cols, sizes, {}))
-    trainer = Trainer(model, cfg.training, _negatives(cfg, layout, DS, catalogue, sizes["item_id"], frozenset()), device, frozenset(), info)
+    model = TwoTowerModel(model_spec(cfg, cols, sizes, {}))
+    trainer = Trainer(model, cfg.training, build_negatives(ctx, catalogue, sizes["item_id"], frozenset()), device, frozenset(), info)
     # The same global batches in every process (read as world 1), each worker taking its half.
     stream = TrainStream(files, cols, 10, 4, parse_ds("2026-11-03"), batch_size=256, seed=0)
     batches = list(stream.epoch(0))[:3]
@@ -103,7 +108,7 @@ def _grads_worker(config: str, out: str) -> None:
 def data_dir(tmp_path_factory):
     from storage.layout import Layout
     from tests.conftest import make_config
-    from training.fixtures import write_synthetic_etl
+    from tests.support.synthetic_etl import write_synthetic_etl
 
     root = tmp_path_factory.mktemp("ddp")
     cfg = make_config(root)

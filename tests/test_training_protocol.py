@@ -18,15 +18,19 @@ import pytest
 import torch
 
 from core.config import PublishConfig, TrainingConfig
-from core.context import Window
+from core.context import RunContext, Window
 from indexing.gate import gate_decision
 from indexing.staging import _data_window
 from storage.layout import Layout
 from tests.conftest import make_config
+from tests.support.synthetic_etl import write_synthetic_etl
+from tests.support.training import train
+from training.baselines import popularity_baselines
 from training.data import Catalogue, EvalSet
-from training.evaluate import Ranker, missing_targets_per_user, popularity_baselines, standard_error
-from training.fixtures import write_synthetic_etl
-from training.run import effective_batch_size, evaluate_day, train_day, train_final_day, window_epochs
+from training.evaluate import evaluate_day
+from training.final_training import train_final_day
+from training.metrics import Ranker, missing_targets_per_user, standard_error
+from training.stream import effective_batch_size, window_epochs
 from training.towers import ModelSpec, TwoTowerModel
 
 DS = "2026-11-04"
@@ -118,7 +122,7 @@ def test_popularity_bars_over_1_7_28_days_and_the_window(tmp_path):
     window = np.array([0, 0, 0, 5] + [4] * 10, dtype=float)
     ev = _eval_set([[1]], [[]])
     ranker = Ranker(ev, cat.item_idx, np.zeros(14, bool), np.zeros(14, bool), (1, 10, 50), torch.device("cpu"))
-    bars, days = popularity_baselines(cfg, layout, "2026-11-10", cat, rows, window, ranker)
+    bars, days = popularity_baselines(RunContext.build(cfg, "2026-11-10"), cat, rows, window, ranker)
     assert days == {
         "popularity_window": ["2026-11-08", "2026-11-09"],
         "popularity_recent": ["2026-11-09"],
@@ -250,11 +254,11 @@ def finalised(tmp_path_factory):
     layout = Layout(cfg.paths)
     write_synthetic_etl(layout, DS, seed=0)
     rows = _write_final_examples(layout, DS)
-    train_day(cfg, DS)
+    train(cfg, DS)
     model_dir = layout.model_dir(DS)
     before_state = torch.load(model_dir / "model_state.pt", weights_only=True)
     before_metrics = json.loads((model_dir / "metrics.json").read_text())
-    stats = train_final_day(cfg, DS)
+    stats = train_final_day(RunContext.build(cfg, DS))
     return cfg, layout, rows, before_state, before_metrics, stats
 
 
@@ -283,16 +287,16 @@ def test_published_weights_have_trained_on_day_d(finalised):
 
 def test_reevaluating_a_finalised_day_scores_the_candidate_not_the_weights_that_saw_d(finalised):
     cfg, layout, _rows, _state, before_metrics, _stats = finalised
-    again = evaluate_day(cfg, DS)
-    assert again["model"]["recall@50"] == pytest.approx(before_metrics["model"]["recall@50"], rel=1e-6)
-    assert "protocol" in again
+    again = evaluate_day(RunContext.build(cfg, DS))
+    assert again.model["recall@50"] == pytest.approx(before_metrics["model"]["recall@50"], rel=1e-6)
+    assert again.protocol is not None
 
 
 def test_final_training_reruns_from_the_candidate_deterministically(finalised, tmp_path):
     cfg, layout, _rows, _state, _m, _stats = finalised
     model_dir = layout.model_dir(DS)
     first = torch.load(model_dir / "model_state.pt", weights_only=True)
-    train_final_day(cfg, DS)
+    train_final_day(RunContext.build(cfg, DS))
     second = torch.load(model_dir / "model_state.pt", weights_only=True)
     assert all(torch.equal(first[k], second[k]) for k in first)
 
@@ -312,9 +316,9 @@ def _one_pass_day(tmp_path):
 def test_without_final_examples_the_candidate_is_published_and_says_so(tmp_path):
     cfg, layout = _one_pass_day(tmp_path)
     shutil.rmtree(layout.path_for("final_examples", DS), ignore_errors=True)
-    train_day(cfg, DS)
-    out = train_final_day(cfg, DS)
-    assert out["final_training"] == "skipped"
+    train(cfg, DS)
+    out = train_final_day(RunContext.build(cfg, DS))
+    assert out.to_dict()["final_training"] == "skipped"
     extra = json.loads((layout.model_dir(DS) / "model_config.json").read_text())["extra"]
     assert extra["trained_days"] == ["2026-11-01", "2026-11-02", "2026-11-03"]
     assert not (layout.model_dir(DS) / "candidate").exists()
@@ -342,7 +346,7 @@ def test_time_decayed_example_weights_and_their_ablation_by_hand():
 
 
 def test_paired_difference_se_by_hand_and_in_the_popularity_bars(tmp_path):
-    from training.evaluate import paired_difference_se
+    from training.metrics import paired_difference_se
 
     # Users 0, 1, 2 in a; 1, 2, 3 in b. Common users 1, 2: differences 0.5 - 0.0 = 0.5 and
     # 1.0 - 0.5 = 0.5 -> sd 0 -> SE 0 (identical gaps are a certain difference).
@@ -366,7 +370,7 @@ def test_paired_difference_se_by_hand_and_in_the_popularity_bars(tmp_path):
     ranker.run(lambda rows: torch.tensor([[3.0, 2.0, 1.0]] * (rows.stop - rows.start)))
     model = ranker.last_recall50
     assert model[0].tolist() == [0, 1, 2] and model[1].tolist() == [1.0, 1.0, 1.0]
-    bars, _days = popularity_baselines(cfg, layout, "2026-11-10", cat, np.arange(3), np.array([0.0, 0.0, 1.0]), ranker, model)
+    bars, _days = popularity_baselines(RunContext.build(cfg, "2026-11-10"), cat, np.arange(3), np.array([0.0, 0.0, 1.0]), ranker, model)
     assert bars["popularity_recent"]["recall@50_diff_se"] == pytest.approx(0.0)
 
 
@@ -386,11 +390,11 @@ def test_candidate_training_ends_with_the_last_training_days_own_clicks(tmp_path
     # ended with 11-03's: 600 rows -> batch 64 (600 // 8 = 75 -> 64), 9 steps a pass, 1 pass.
     cfg, layout = _one_pass_day(tmp_path)
     rows = _write_final_examples_as_of(layout, DS, "2026-11-03")
-    stats = train_day(cfg, DS)
+    stats = train(cfg, DS).to_dict()
     assert stats["last_training_day_pass"] == {"day": "2026-11-03", "rows": rows, "batch_size": 64, "epochs": 1, "steps": 9}
     # A first run of the window (no final_examples of the last training day): no such pass.
     shutil.rmtree(layout.path_for("final_examples", "2026-11-03"))
-    assert train_day(cfg, DS)["last_training_day_pass"] is None
+    assert train(cfg, DS).last_training_day_pass is None
 
 
 def _write_final_examples_as_of(layout: Layout, src_ds: str, ds: str) -> int:

@@ -16,12 +16,12 @@ DS = "2026-11-07"
 def test_model_beats_popularity_on_tiny_simulated_data(tmp_path, spark):
     import logsim
     from etl.jobs import run_etl
-    from training.run import train_day
+    from tests.support.training import train
 
     cfg = make_config(tmp_path)
     logsim.simulate(cfg, "tiny", "2026-11-01", 7, 7)
     run_etl(cfg, spark, DS)
-    stats = train_day(cfg, DS)
+    stats = train(cfg, DS).to_dict()
     model = stats["recall@50"]
     window = stats["baseline_recall@50"]["popularity_window"]
     recent = stats["baseline_recall@50"]["popularity_recent"]

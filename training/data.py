@@ -1,15 +1,15 @@
-"""The training package's one I/O module: ETL outputs (contracts.schemas) -> tensors.
+"""Readers of the ETL output tables training and evaluation use (contracts.schemas): the
+partition files, the item catalogue, the time-dependent item features, the held-out evaluation
+set, the sampling table, click counts and the embedding-table sizes.
 
-Everything is read with pyarrow in large record batches and converted column-wise with numpy
-(list columns are padded with vectorised index arithmetic): no per-row Python. Feature columns
-are discovered by prefix (u_cat_/u_num_/i_cat_/i_num_), so any dataset works.
+Everything is read with pyarrow and converted column-wise with numpy (training.columns): no
+per-row Python. The training shards themselves are streamed by :mod:`training.stream`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,125 +21,12 @@ import torch
 from torch import Tensor
 
 from contracts.days import ds_str
-from contracts.schemas import ITEM_CAT_PREFIX, ITEM_NUM_PREFIX, USER_CAT_PREFIX, USER_NUM_PREFIX
+from contracts.schemas import ITEM_CAT_PREFIX, USER_CAT_PREFIX
 from core.errors import DataError, data_error_message
 from storage.layout import Layout
+from training.columns import FeatureColumns, column_values, float_matrix, int_matrix, list_csr, pad_lists
 
 log = logging.getLogger(__name__)
-
-Batch = dict[str, Tensor]
-
-
-# --------------------------------------------------------------------------------------
-# Column discovery and Arrow -> numpy conversion
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FeatureColumns:
-    user_cat: tuple[str, ...]
-    user_num: tuple[str, ...]
-    item_cat: tuple[str, ...]
-    item_num: tuple[str, ...]
-
-    @classmethod
-    def discover(cls, names: list[str] | tuple[str, ...]) -> FeatureColumns:
-        """Sorted feature columns by prefix (sorted so the order is stable across days)."""
-
-        def pick(prefix: str) -> tuple[str, ...]:
-            return tuple(sorted(n for n in names if n.startswith(prefix)))
-
-        return cls(pick(USER_CAT_PREFIX), pick(USER_NUM_PREFIX), pick(ITEM_CAT_PREFIX), pick(ITEM_NUM_PREFIX))
-
-
-def pad_lists(arr: pa.Array | pa.ChunkedArray, width: int) -> np.ndarray:
-    """A list<int64> column -> int64 [n, width], first ``width`` values of each list, 0-padded."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    n = len(arr)
-    out = np.zeros((n, width), dtype=np.int64)
-    if n == 0 or width == 0:
-        return out
-    lens = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    offsets = arr.offsets.to_numpy()[:-1].astype(np.int64)
-    values = arr.values.to_numpy(zero_copy_only=False)
-    take = np.minimum(lens, width)
-    rows = np.repeat(np.arange(n), take)
-    cols = np.arange(take.sum()) - np.repeat(np.cumsum(take) - take, take)
-    out[rows, cols] = np.nan_to_num(values[np.repeat(offsets, take) + cols]).astype(np.int64)
-    return out
-
-
-def list_csr(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """A list<int64> column -> (offsets int64 [n+1], values int64) in compressed-row form."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    lens = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    starts = arr.offsets.to_numpy()[:-1].astype(np.int64)
-    values = arr.values.to_numpy(zero_copy_only=False).astype(np.int64)
-    # Re-pack so that null or sliced lists do not leave holes.
-    idx = np.repeat(starts, lens) + (np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens))
-    return np.concatenate([[0], np.cumsum(lens)]), values[idx]
-
-
-def _ints(table: pa.Table | pa.RecordBatch, cols: tuple[str, ...]) -> np.ndarray:
-    if not cols:
-        return np.zeros((table.num_rows, 0), dtype=np.int64)
-    return np.stack([pc.fill_null(table.column(c), 0).to_numpy(zero_copy_only=False) for c in cols], axis=1).astype(np.int64)
-
-
-def _floats(table: pa.Table | pa.RecordBatch, cols: tuple[str, ...]) -> np.ndarray:
-    if not cols:
-        return np.zeros((table.num_rows, 0), dtype=np.float32)
-    arrays = [pc.fill_null(table.column(c), 0.0).to_numpy(zero_copy_only=False) for c in cols]
-    return np.nan_to_num(np.stack(arrays, axis=1).astype(np.float32))
-
-
-def _col(table: pa.Table | pa.RecordBatch, name: str, default: float | None = None) -> np.ndarray:
-    if name not in table.schema.names:
-        if default is None:
-            raise KeyError(name)
-        return np.full(table.num_rows, default)
-    return pc.fill_null(table.column(name), default if default is not None else 0).to_numpy(zero_copy_only=False)
-
-
-def examples_to_tensors(
-    rb: pa.Table | pa.RecordBatch, cols: FeatureColumns, history_length: int, hard_width: int, last_train_day: dt.date
-) -> Batch:
-    """One Arrow batch of ``train_examples`` -> a dict of tensors (shapes in the keys' comments)."""
-    event = _col(rb, "event_ds", None) if "event_ds" in rb.schema.names else None
-    if event is not None:
-        age = (np.datetime64(last_train_day) - event.astype("datetime64[D]")).astype(np.int64)
-    else:
-        age = np.zeros(rb.num_rows, dtype=np.int64)
-    return {
-        "user_idx": torch.from_numpy(_col(rb, "user_idx").astype(np.int64)),  # [B]
-        "item_idx": torch.from_numpy(_col(rb, "item_idx").astype(np.int64)),  # [B]
-        "user_cat": torch.from_numpy(_ints(rb, cols.user_cat)),  # [B, Cu]
-        "user_num": torch.from_numpy(_floats(rb, cols.user_num)),  # [B, Nu]
-        "hist": torch.from_numpy(pad_lists(rb.column("u_hist"), history_length)),  # [B, H]
-        "item_cat": torch.from_numpy(_ints(rb, cols.item_cat)),  # [B, Ci]
-        "item_num": torch.from_numpy(_floats(rb, cols.item_num)),  # [B, Ni]
-        "weight": torch.from_numpy(_col(rb, "weight", 1.0).astype(np.float32)),  # [B]
-        "label_liked": torch.from_numpy(_col(rb, "label_liked", 0.0).astype(np.float32)),  # [B]
-        "hard_neg": torch.from_numpy(pad_lists(rb.column("hard_neg_idx"), hard_width))  # [B, h]
-        if "hard_neg_idx" in rb.schema.names
-        else torch.zeros(rb.num_rows, hard_width, dtype=torch.long),
-        "age_days": torch.from_numpy(age),  # [B] days before the last training day
-    }
-
-
-def concat_batches(parts: list[Batch]) -> Batch:
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-
-
-def take(batch: Batch, idx: Tensor) -> Batch:
-    return {k: v[idx] for k, v in batch.items()}
-
-
-# --------------------------------------------------------------------------------------
-# Partition reading
-# --------------------------------------------------------------------------------------
 
 
 def partition_files(layout: Layout, table: str, ds: str) -> list[Path]:
@@ -174,134 +61,30 @@ def read_table(layout: Layout, table: str, ds: str, columns: list[str] | None = 
 
 
 def schema_names(layout: Layout, table: str, ds: str) -> list[str]:
-    return pq.read_schema(partition_files(layout, table, ds)[0]).names
+    return file_schema_names(partition_files(layout, table, ds))
 
 
-# --------------------------------------------------------------------------------------
-# Training shards: streamed, shuffled, split across workers
-# --------------------------------------------------------------------------------------
+def final_example_files(layout: Layout, ds: str) -> list[Path]:
+    """The ``final_examples`` files of day ds (the day's clicks in the train_examples format),
+    or none when the partition is absent (ETL output of an older release, or a first run)."""
+    try:
+        return partition_files(layout, "final_examples", ds)
+    except DataError:
+        return []
 
 
-@dataclass(frozen=True)
-class _Unit:
-    """One row group of one shard: the unit of work assignment between workers."""
-
-    file: Path
-    row_group: int
-    rows: int
+def file_schema_names(files: list[Path]) -> list[str]:
+    """Column names of a partition (its first file's schema)."""
+    return pq.read_schema(files[0]).names
 
 
-class TrainStream:
-    """Streams ``train_examples`` shards in large Arrow batches into shuffled minibatches.
-
-    Each epoch the row groups are permuted (seeded) and dealt out to workers (``rank::world``);
-    a worker reads only its own, shuffles rows within a buffer of several record batches and
-    yields minibatches of exactly ``batch_size`` rows. Every worker yields the same number of
-    batches (so collective ops never hang): the smallest worker's row count decides it.
-    """
-
-    def __init__(
-        self,
-        files: list[Path],
-        cols: FeatureColumns,
-        history_length: int,
-        hard_width: int,
-        last_train_day: dt.date,
-        batch_size: int,
-        read_batch_rows: int = 65_536,
-        seed: int = 0,
-        rank: int = 0,
-        world: int = 1,
-    ) -> None:
-        self.files, self.cols = files, cols
-        self.history_length, self.hard_width = history_length, hard_width
-        self.last_train_day = last_train_day
-        self.batch_size, self.read_batch_rows = batch_size, read_batch_rows
-        self.seed, self.rank, self.world = seed, rank, world
-        names = pq.read_schema(files[0]).names
-        self.columns = [
-            c
-            for c in ("user_idx", "item_idx", "weight", "event_ds", "label_liked", "hard_neg_idx", "u_hist")
-            if c in names
-        ] + list(cols.user_cat + cols.user_num + cols.item_cat + cols.item_num)
-        self.units = [
-            _Unit(f, g, md.row_group(g).num_rows)
-            for f in files
-            for md in [pq.ParquetFile(f).metadata]
-            for g in range(md.num_row_groups)
-        ]
-        self.total_rows = sum(u.rows for u in self.units)
-        # Few row groups (tiny data): every worker reads all of them and keeps rows rank::world.
-        self.stride_rows = len(self.units) < 2 * world and world > 1
-
-    def _assignment(self, epoch: int) -> list[list[_Unit]]:
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.units))
-        units = [self.units[i] for i in order]
-        if self.stride_rows:
-            return [units] * self.world
-        return [units[r :: self.world] for r in range(self.world)]
-
-    def steps_per_epoch(self, epoch: int) -> int:
-        if self.stride_rows:
-            per_worker = [self.total_rows // self.world] * self.world
-        else:
-            per_worker = [sum(u.rows for u in us) for us in self._assignment(epoch)]
-        return min(per_worker) // self.batch_size
-
-    def _chunks(self, units: list[_Unit]) -> Iterator[Batch]:
-        handles: dict[Path, pq.ParquetFile] = {}
-        for unit in units:
-            pf = handles.setdefault(unit.file, pq.ParquetFile(unit.file))
-            for rb in pf.iter_batches(batch_size=self.read_batch_rows, row_groups=[unit.row_group], columns=self.columns):
-                t = examples_to_tensors(rb, self.cols, self.history_length, self.hard_width, self.last_train_day)
-                if self.stride_rows:
-                    # Global row positions are not known per batch; stride within the batch instead.
-                    t = take(t, torch.arange(self.rank, rb.num_rows, self.world))
-                yield t
-
-    def epoch(self, epoch: int) -> Iterator[Batch]:
-        """Minibatches of exactly ``batch_size`` rows for this worker; ``steps_per_epoch`` of them."""
-        steps = self.steps_per_epoch(epoch)
-        units = self._assignment(epoch)[self.rank]
-        gen = torch.Generator().manual_seed(int(np.random.default_rng([self.seed, epoch, self.rank, 1]).integers(2**62)))
-        buffer_rows = max(4 * self.read_batch_rows, self.batch_size)
-        pending: list[Batch] = []
-        pending_rows = 0
-        emitted = 0
-
-        def drain(parts: list[Batch], final: bool) -> tuple[list[Batch], Iterator[Batch]]:
-            merged = concat_batches(parts)
-            perm = torch.randperm(merged["user_idx"].shape[0], generator=gen)
-            merged = take(merged, perm)
-            n = merged["user_idx"].shape[0]
-            full = n // self.batch_size * self.batch_size
-            out = (take(merged, torch.arange(i, i + self.batch_size)) for i in range(0, full, self.batch_size))
-            rest = [take(merged, torch.arange(full, n))] if (n > full and not final) else []
-            return rest, out
-
-        for chunk in self._chunks(units):
-            pending.append(chunk)
-            pending_rows += chunk["user_idx"].shape[0]
-            if pending_rows >= buffer_rows:
-                pending, out = drain(pending, final=False)
-                pending_rows = sum(p["user_idx"].shape[0] for p in pending)
-                for b in out:
-                    if emitted == steps:
-                        return
-                    emitted += 1
-                    yield b
-        if pending and emitted < steps:
-            _, out = drain(pending, final=True)
-            for b in out:
-                if emitted == steps:
-                    return
-                emitted += 1
-                yield b
+def count_rows(files: list[Path]) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
-# --------------------------------------------------------------------------------------
-# Catalogue, evaluation set, sampling table, popularity
-# --------------------------------------------------------------------------------------
+def int_column(path: Path, column: str) -> np.ndarray:
+    """One int64 column of one Parquet file."""
+    return pq.read_table(path, columns=[column]).column(column).to_numpy().astype(np.int64)
 
 
 @dataclass
@@ -363,7 +146,7 @@ def load_item_day_features(
     if not keep.any():
         return None
     values = np.zeros((int(age[keep].max()) + 1, int(idx.max()) + 1, len(cols)), dtype=np.float32)
-    values[age[keep], idx[keep]] = _floats(t, cols)[keep]
+    values[age[keep], idx[keep]] = float_matrix(t, cols)[keep]
     return ItemDayFeatures(torch.from_numpy(values), tuple(num_columns.index(c) for c in cols))
 
 
@@ -383,13 +166,13 @@ def load_catalogue(layout: Layout, ds: str, cat_columns: tuple[str, ...] | None 
     present_cat = tuple(c for c in cat_columns if c in t.schema.names)
     present_num = tuple(c for c in num_columns if c in t.schema.names)
     if present_cat:
-        cat[np.ix_(idx, [cat_columns.index(c) for c in present_cat])] = _ints(t, present_cat)
+        cat[np.ix_(idx, [cat_columns.index(c) for c in present_cat])] = int_matrix(t, present_cat)
     if present_num:
-        num[np.ix_(idx, [num_columns.index(c) for c in present_num])] = _floats(t, present_num)
+        num[np.ix_(idx, [num_columns.index(c) for c in present_num])] = float_matrix(t, present_num)
     return Catalogue(
         item_idx=idx,
         item_id=t.column("item_id").to_numpy(zero_copy_only=False),
-        active=_col(t, "active", True).astype(bool),
+        active=column_values(t, "active", True).astype(bool),
         cat_by_idx=torch.from_numpy(cat),
         num_by_idx=torch.from_numpy(num),
         cat_columns=tuple(cat_columns),

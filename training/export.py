@@ -1,20 +1,24 @@
 """Export: TorchScript towers (loadable with ``torch.jit.load``, no training code needed), the
 state dict (``torch.load(..., weights_only=True)``), model_config.json, catalogue and eval-user
-embeddings, the loss curve. Everything is written into a directory the caller makes atomic.
+embeddings, the loss curve, metrics.json. Everything is written into a directory the caller
+makes atomic. Also the model directory's layout: its files and the kept candidate.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from storage.layout import atomic_write_text
 from training.data import Catalogue, EvalSet
-from training.evaluate import embed_items, embed_users
+from training.embed import embed_items, embed_users
 from training.towers import TwoTowerModel
 
 FILES = (
@@ -30,6 +34,21 @@ FILES = (
     "loss_curve.png",
     "train_stats.json",
 )
+
+CANDIDATE_DIR = "candidate"
+CANDIDATE_FILES = ("user_tower.pt", "item_tower.pt", "model_state.pt", "model_config.json")
+
+
+def gate_model_dir(model_dir: Path) -> Path:
+    """The model the gate evaluates: the candidate trained through D-1. After the continued
+    training on D it is kept in ``<model_dir>/candidate/`` (not part of the published version),
+    so re-evaluating the day never scores weights that have seen its held-out clicks."""
+    cand = Path(model_dir) / CANDIDATE_DIR
+    return cand if (cand / "user_tower.pt").is_file() else Path(model_dir)
+
+
+def write_metrics(model_dir: Path, metrics: dict[str, Any]) -> None:
+    atomic_write_text(Path(model_dir) / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True, default=float))
 
 
 def script_towers(model: TwoTowerModel) -> tuple[torch.jit.ScriptModule, torch.jit.ScriptModule]:
@@ -83,11 +102,3 @@ def plot_loss_curve(losses: list[float], epochs: int, path: Path, title: str) ->
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def load_towers(model_dir: Path):
-    """(user_tower, item_tower) as TorchScript modules: no training code, no pickles."""
-    model_dir = Path(model_dir)
-    return torch.jit.load(str(model_dir / "user_tower.pt"), map_location="cpu"), torch.jit.load(
-        str(model_dir / "item_tower.pt"), map_location="cpu"
-    )

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from core.config import TrainingConfig
-from training.data import Batch, Catalogue, ItemDayFeatures, TrainStream
+from training.data import Catalogue, ItemDayFeatures
 from training.frequency import StreamingFrequencyEstimator
 from training.losses import (
     InBatchSoftmaxLoss,
@@ -33,7 +33,9 @@ from training.losses import (
     TripletLogisticLoss,
 )
 from training.samplers import AliasSampler
+from training.stream import Batch, TrainStream
 from training.towers import TwoTowerModel
+from training.workers import DistInfo
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +43,6 @@ ABLATIONS = (
     "logq", "hard_negatives", "resampling", "sampled_negatives", "history", "features", "warm_start",
     "example_age", "time_decay",
 )
-
-
-@dataclass
-class DistInfo:
-    """Where this process sits in a torchrun job (world 1 = plain single process)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
 @dataclass
@@ -77,7 +62,9 @@ class Negatives:
 
 
 @dataclass
-class TrainResult:
+class FitResult:
+    """What one :meth:`Trainer.fit` did: steps, examples, time and the losses."""
+
     steps: int = 0
     examples: int = 0
     seconds: float = 0.0
@@ -89,7 +76,8 @@ class TrainResult:
         return self.examples / self.seconds if self.seconds > 0 else 0.0
 
 
-def make_pair_loss(cfg: TrainingConfig):
+def make_pair_loss(cfg: TrainingConfig, temperature: float):
+    """The per-example loss ``training.loss`` names (``temperature``: the model's, for listwise)."""
     if cfg.loss == "pointwise":
         return PointwiseLoss()
     if cfg.loss == "triplet_hinge":
@@ -97,7 +85,7 @@ def make_pair_loss(cfg: TrainingConfig):
     if cfg.loss == "triplet_logistic":
         return TripletLogisticLoss(cfg.triplet_sigma)
     if cfg.loss == "listwise":
-        return ListwiseSoftmaxLoss(cfg.temperature)
+        return ListwiseSoftmaxLoss(temperature)
     raise ValueError(f"training.loss={cfg.loss!r} is not a per-example loss")
 
 
@@ -170,8 +158,11 @@ class Trainer:
             self.n_easy = 0
         self.shared = 0 if ("sampled_negatives" in ablate or negatives.sampler is None) else cfg.shared_negatives
         self.shared_local = self.shared // self.info.world
-        self.inbatch_loss = InBatchSoftmaxLoss(cfg.temperature)
-        self.pair_loss = None if cfg.loss == "inbatch_softmax" else make_pair_loss(cfg)
+        # The softmax temperature is the model's (ModelSpec, from training.temperature when the
+        # model was built): the one the evaluation and the index score with.
+        tau = model.spec.temperature
+        self.inbatch_loss = InBatchSoftmaxLoss(tau)
+        self.pair_loss = None if cfg.loss == "inbatch_softmax" else make_pair_loss(cfg, tau)
         weights = list(cfg.objective_weights) + [1.0] * (len(cfg.objectives) - len(cfg.objective_weights))
         self.objective_weights = weights[: len(cfg.objectives)]
 
@@ -291,11 +282,11 @@ class Trainer:
         )
 
     # -- epochs ---------------------------------------------------------------------------
-    def fit(self, stream: TrainStream, epochs: int, progress: bool = True) -> TrainResult:
+    def fit(self, stream: TrainStream, epochs: int, progress: bool = True) -> FitResult:
         """Train for ``epochs`` passes over the stream; returns losses and throughput."""
         from tqdm.auto import tqdm
 
-        res = TrainResult()
+        res = FitResult()
         self.model.train()
         start = time.perf_counter()
         for epoch in range(epochs):

@@ -14,7 +14,7 @@ best recall@50 pooled over the earlier days' records (:func:`choose_beta`), so t
 figure on D is an honest out-of-sample estimate of what the published index serves.
 
 Pure numpy: the readers of ``click_positives`` and ``metrics.json`` live in ``training.data``
-and ``training.evaluate``.
+and ``training.prior_context``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from core.context import RunContext
 
 
 def prior_term(counts: np.ndarray, beta: float) -> np.ndarray:
@@ -86,7 +88,7 @@ def choose_beta(records: Sequence[GridRecord], grid: Sequence[float]) -> PriorCh
     """The grid's beta with the best recall@50 pooled over ``records`` (earlier days only).
 
     Pooling weights each day by its evaluation users (the same as scoring all their users
-    together), so a day with 15 users does not count like one with 500. Only betas present in
+    together), so a day with few users does not count like one with many. Only betas present in
     every used record compete; records without users are skipped. Ties go to the smaller
     ``|beta|`` (the plainer model); no usable record gives beta 0.
     """
@@ -108,9 +110,6 @@ def record_from_metrics(day: str, metrics: dict[str, Any]) -> GridRecord | None:
         return None
     users = int(prior.get("grid_users") or 0)
     return GridRecord(day=day, users=users, recall_at_50={float(g["beta"]): float(g["recall@50"]) for g in grid})
-
-
-from core.context import RunContext  # noqa: E402  (appended with index_prior; belongs at the top)
 
 
 def index_prior(ctx: RunContext, metrics: dict, model_config: dict, item_id: np.ndarray) -> dict[str, Any] | None:

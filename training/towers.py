@@ -38,6 +38,8 @@ class ModelSpec:
     id_dim: int = 64
     feature_dim: int = 16
     hidden: tuple[int, ...] = (128,)
+    # The softmax temperature tau (from training.temperature when the model is built): the losses
+    # train with it, the evaluation and the index read it back to score cos / tau.
     temperature: float = 0.05
     senet: bool = False
     objectives: tuple[str, ...] = ("click",)

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from contracts.days import ds_str
 from contracts.schemas import ETL_OUTPUTS
@@ -36,6 +36,10 @@ from core.results import StepResult
 from core.results.indexing import BuildIndexResult, PublishResult
 from storage import sync
 from storage.layout import Layout, atomic_write_text
+
+if TYPE_CHECKING:
+    from core.results.training import TrainResult
+    from training.evaluate import Oracle
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", StepResult, dict)
@@ -104,11 +108,10 @@ def etl_outputs(layout: Layout, ds: str) -> list[Path]:
 
 def _popularity_inputs(cfg: Config, layout: Layout, ds: str) -> list[Path]:
     """click_positives of the 28 days before the evaluation days: the popularity bars."""
-    from contracts.days import day_range
-    from training.evaluate import POPULARITY_DAYS, training_days
+    from core.context import Window
+    from training.baselines import POPULARITY_DAYS
 
-    last = training_days(cfg, ds)[-1]
-    return [layout.path_for("click_positives", d) for d in day_range(last, max(POPULARITY_DAYS.values()))]
+    return [layout.path_for("click_positives", d) for d in Window.for_run(cfg, ds).before(max(POPULARITY_DAYS.values()))]
 
 
 def _prior_inputs(cfg: Config, layout: Layout, ds: str) -> list[Path]:
@@ -116,12 +119,63 @@ def _prior_inputs(cfg: Config, layout: Layout, ds: str) -> list[Path]:
     (their metrics.json) and click_positives of the counted days, up to day ds itself (the
     index counts through the last day the published weights saw)."""
     from contracts.days import day_range
-    from training.evaluate import prior_record_days
+    from core.context import RunContext
+    from training.prior_context import prior_record_days
 
     if cfg.training.prior == "off":
         return []
-    records = [layout.model_dir(d) / "metrics.json" for d in prior_record_days(cfg, ds)]
+    records = [layout.model_dir(d) / "metrics.json" for d in prior_record_days(RunContext.build(cfg, ds))]
     return [*records, *(layout.path_for("click_positives", d) for d in day_range(ds, cfg.training.prior_days + cfg.etl.eval_days))]
+
+
+def _evaluation_inputs(cfg: Config, layout: Layout, ds: str) -> list[Path]:
+    """What the held-out evaluation of day ds reads besides the model: the day's ETL outputs,
+    the popularity bars' and the prior's inputs, and the simulator's truth (the oracle)."""
+    return [*etl_outputs(layout, ds), *_popularity_inputs(cfg, layout, ds), *_prior_inputs(cfg, layout, ds), layout.truth_dir]
+
+
+def _published_model_dir(layout: Layout) -> Path | None:
+    """The version directory LATEST points at, loaded the way serving loads it: every file must
+    match its manifest sha256 first (``indexing.artifacts.load_version`` raises
+    ``TamperedArtifact`` naming the file otherwise), so a damaged model is never warm-started
+    from. None before the first publish."""
+    from indexing.artifacts import load_version, read_latest
+
+    version = read_latest(layout)
+    if version is None:
+        return None
+    target = load_version(layout, version, verify=True).path
+    if not (target / "model_state.pt").is_file() or not (target / "model_config.json").is_file():
+        log.warning("LATEST points at %s, which has no model_state.pt/model_config.json: no warm start", target)
+        return None
+    return target
+
+
+def _oracle(layout: Layout) -> Oracle | None:
+    """The simulator truth's scores (user ids, item ids) -> [U, N] for the evaluation's oracle,
+    or None when the data root has no truth (imported data) or logsim is not installed."""
+    try:
+        from logsim.truth import Truth
+    except ImportError:
+        return None
+    truth = Truth.load(layout)
+    return None if truth is None else truth.scores
+
+
+def _train_model(cfg: Config, ds: str, *, ablate: frozenset[str], full_retrain: bool, evaluate: bool) -> TrainResult:
+    """Train day ds's model in this process (no lock, no storage sync): the body of
+    :func:`train`, and what torchrun workers other than 0 run (worker 0 holds the lock and
+    syncs). Every worker joins the process group before reading LATEST, so all of them see
+    what worker 0 pulled and warm-start alike."""
+    from core.context import RunContext
+    from training.train import train_day, wants_warm_start
+    from training.workers import join_workers
+
+    ctx = RunContext.build(cfg, ds)
+    join_workers(cfg)
+    warm = _published_model_dir(ctx.layout) if wants_warm_start(cfg.training, ablate, full_retrain) else None
+    oracle = _oracle(ctx.layout) if evaluate else None
+    return train_day(ctx, warm_start_dir=warm, ablate=ablate, full_retrain=full_retrain, evaluate=evaluate, oracle=oracle)
 
 
 def _report_inputs(layout: Layout, ds: str) -> list[Path]:
@@ -215,47 +269,52 @@ def validate_outputs(cfg: Config, ds: str) -> dict[str, Any]:
 
 
 @_locked("train")
-def train(cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_retrain: bool = False) -> dict[str, Any]:
-    """Train the two-tower model for day ``ds`` into ``Layout.model_dir(ds)``; the held-out
-    evaluation is the next step (:func:`evaluate`), not repeated here."""
-    from training.run import train_day
-
+def train(
+    cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_retrain: bool = False, *,
+    evaluate: bool = False, record: bool = True,
+) -> dict[str, Any]:
+    """Train the two-tower model for day ``ds`` into ``Layout.model_dir(ds)`` (an ablation: the
+    sibling ``ds=D.ablate-...``), warm-started from the published model unless
+    ``full_retrain``. The held-out evaluation is the next step (:func:`evaluate`), not repeated
+    here, unless ``evaluate`` (``twotower train --no-record`` and ablations, whose model the
+    evaluate step does not look at). ``record`` False: no stage statistics (ablation runs)."""
     ds = ds_str(ds)
     layout = Layout(cfg.paths)
     from indexing.artifacts import pull_published
 
     pull_published(layout)  # the warm start
-    sync.pull(cfg.paths, etl_outputs(layout, ds))
-    stats = train_day(cfg, ds, ablate=ablate, full_retrain=full_retrain, evaluate=False)
-    sync.push(cfg.paths, [Path(stats["model_dir"])])
-    return _record(cfg, ds, "train", stats)
+    sync.pull(cfg.paths, _evaluation_inputs(cfg, layout, ds) if evaluate else etl_outputs(layout, ds))
+    result = _train_model(cfg, ds, ablate=ablate, full_retrain=full_retrain, evaluate=evaluate)
+    if result.model_dir is not None:
+        sync.push(cfg.paths, [Path(result.model_dir)])
+    return _record(cfg, ds, "train", result.to_dict()) if record else result.to_dict()
 
 
 @_locked("evaluate")
 def evaluate(cfg: Config, ds: str) -> dict[str, Any]:
     """Held-out evaluation of the candidate against baselines (and the oracle on simulated data)."""
-    from training.run import evaluate_day
+    from core.context import RunContext
+    from training.evaluate import evaluate_day
 
-    ds = ds_str(ds)
-    layout = Layout(cfg.paths)
-    pulled = [*etl_outputs(layout, ds), *_popularity_inputs(cfg, layout, ds), *_prior_inputs(cfg, layout, ds),
-              layout.model_dir(ds), layout.truth_dir]
-    with sync.working_copy(cfg.paths, pulled, [layout.model_dir(ds)]):
-        stats = evaluate_day(cfg, ds)
-    return _record(cfg, ds, "evaluate", stats)
+    ctx = RunContext.build(cfg, ds)
+    ds, layout = ctx.ds, ctx.layout
+    with sync.working_copy(cfg.paths, [*_evaluation_inputs(cfg, layout, ds), layout.model_dir(ds)], [layout.model_dir(ds)]):
+        result = evaluate_day(ctx, oracle=_oracle(layout))
+    return _record(cfg, ds, "evaluate", result.to_dict())
 
 
 @_locked("train_final")
 def train_final(cfg: Config, ds: str) -> dict[str, Any]:
     """After the gate's evaluation on ds: continue the candidate on ds's own clicks
     (``final_examples``) so the published weights have seen day ds (docs/training.md)."""
-    from training.run import train_final_day
+    from core.context import RunContext
+    from training.final_training import train_final_day
 
-    ds = ds_str(ds)
-    layout = Layout(cfg.paths)
+    ctx = RunContext.build(cfg, ds)
+    ds, layout = ctx.ds, ctx.layout
     with sync.working_copy(cfg.paths, [*etl_outputs(layout, ds), layout.model_dir(ds)], [layout.model_dir(ds)]):
-        stats = train_final_day(cfg, ds)
-    return _record(cfg, ds, "train_final", stats)
+        result = train_final_day(ctx)
+    return _record(cfg, ds, "train_final", result.to_dict())
 
 
 @_locked("build_index")
@@ -290,7 +349,7 @@ def publish(cfg: Config, ds: str, force: bool = False) -> PublishResult:
     # The whole model root: the gate compares with the published version, retention prunes.
     sync.pull(cfg.paths, [layout.model_root, *etl_outputs(layout, ds), *_prior_inputs(cfg, layout, ds), layout.truth_dir])
     try:
-        result = publish_day(ctx, evaluator=lambda c, d: evaluate_model_dir(c.cfg, c.ds, d), force=force)
+        result = publish_day(ctx, evaluator=lambda c, d: evaluate_model_dir(c, d, oracle=_oracle(c.layout)), force=force)
     except PipelineError as exc:  # rejected by the publish gate: keep the reason for the run report
         sync.push(cfg.paths, [layout.model_root])  # the rejected candidate, kept for inspection
         _record(cfg, ds, "publish", PublishResult.rejected(str(exc)))

@@ -1,1 +1,1 @@
-"""Test-only helpers shared by the test modules (kept out of the production packages)."""
+"""Test-only helpers shared by the tests and the benchmarks (never imported by production code)."""

@@ -1,5 +1,5 @@
-"""``twotower train`` and ``twotower evaluate``: thin wrappers over :mod:`training.run`
-(nothing heavy imported at module level; torch loads only when a command runs)."""
+"""``twotower train`` and ``twotower evaluate``: thin wrappers over the pipeline's train and
+evaluate steps (nothing heavy imported at module level; torch loads only when a command runs)."""
 
 from __future__ import annotations
 
@@ -55,18 +55,20 @@ def _headline(metrics: dict) -> dict:
 def _train(cfg: Config, args: argparse.Namespace) -> int:
     import os
 
+    from twotower import pipeline
     from twotower.cli import print_json
 
     ablate = _ablate(args.ablate)
-    # Under torchrun only worker 0 records the stage statistics (and writes the model).
-    worker = int(os.environ.get("RANK", "0"))
-    if args.no_record or ablate or worker > 0:
-        from training.run import train_day
-
-        stats = train_day(cfg, args.ds, ablate=ablate, full_retrain=args.full_retrain, evaluate=not args.no_evaluate)
+    if int(os.environ.get("RANK", "0")) > 0:
+        # Under torchrun, worker 0 runs the pipeline step (the day's lock, the storage sync, the
+        # statistics); the other workers train beside it and write nothing.
+        stats = pipeline._train_model(cfg, args.ds, ablate=ablate, full_retrain=args.full_retrain, evaluate=False).to_dict()
+    elif args.no_record or ablate:
+        # Not the day's candidate of record (an ablation writes beside it): evaluated in place,
+        # no stage statistics.
+        stats = pipeline.train(cfg, args.ds, ablate=ablate, full_retrain=args.full_retrain,
+                               evaluate=not args.no_evaluate, record=False)
     else:
-        from twotower import pipeline
-
         stats = pipeline.train(cfg, args.ds, full_retrain=args.full_retrain)
         if not args.no_evaluate:
             # The same two steps as the DAG (train, then evaluate), so metrics.json is complete
@@ -81,9 +83,12 @@ def _evaluate(cfg: Config, args: argparse.Namespace) -> int:
     from twotower.cli import print_json
 
     if args.model_dir:
+        from pathlib import Path
+
+        from core.context import RunContext
         from training.evaluate import evaluate_model_dir
 
-        print_json(evaluate_model_dir(cfg, args.ds, args.model_dir))
+        print_json(evaluate_model_dir(RunContext.build(cfg, args.ds), Path(args.model_dir)))
         return 0
     from twotower import pipeline
 
