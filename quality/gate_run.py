@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from core.context import RunContext
     from quality.runner import CheckResult
 
-log = logging.getLogger(__name__)
+# The gates log under one name (what operators filter on), whichever module writes the line.
+log = logging.getLogger("quality.gates")
 
 
 class GateRun:

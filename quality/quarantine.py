@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from quality.gate_run import GateRun
     from quality.runner import CheckResult
 
-log = logging.getLogger(__name__)
+# The gates log under one name (what operators filter on), whichever module writes the line.
+log = logging.getLogger("quality.gates")
 
 
 def quarantine_budget(cfg: Config, rows: int) -> int:

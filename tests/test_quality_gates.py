@@ -100,3 +100,51 @@ def test_window_days_split(tmp_path):
     # Window of 3 days ending 11-04: 11-02, 11-03 train; 11-04 held out.
     window = RunContext.build(cfg, DS).window
     assert (list(window.train_days), list(window.eval_days)) == (["2026-11-02", "2026-11-03"], ["2026-11-04"])
+
+
+def test_output_check_declarations_are_complete(tmp_path):
+    """Every declared output check names an ETL output, a kind the engine knows, and (for
+    cross-table checks) a reference frame it can read; day selectors are Window attributes."""
+    from contracts.schemas import ETL_OUTPUTS
+    from quality.output_checks import OUTPUT_CHECKS
+    from quality.output_engine import KINDS, REFERENCES
+
+    window = RunContext.build(make_config(tmp_path), DS).window
+    for table, specs in OUTPUT_CHECKS.items():
+        assert table in ETL_OUTPUTS, table
+        for spec in specs:
+            assert spec.kind in KINDS, (table, spec)
+            if spec.kind in ("subset", "disjoint"):
+                assert spec.params["reference"] in REFERENCES, (table, spec)
+            if spec.kind == "in_days":
+                assert isinstance(getattr(window, spec.params["days"]), tuple), (table, spec)
+    # The outputs without row checks: their contract suite (and the partition checks) only.
+    assert set(ETL_OUTPUTS) - set(OUTPUT_CHECKS) == {"hard_negative_candidates", "shown_pairs"}
+
+
+def test_validation_result_json_round_trip():
+    from core.results.quality import ValidationResult
+
+    skipped = ValidationResult.skipped("validate_raw", DS)
+    assert skipped.to_dict() == {"stage": "validate_raw", "ds": DS, "status": "skipped", "enabled": False}
+    assert ValidationResult.from_dict(skipped.to_dict()) == skipped
+    summary = {
+        "stage": "validate_raw", "ds": DS, "status": "warning", "critical_failures": [], "warnings": ["w"],
+        "checks": 1, "checks_failed": 0, "data_docs": None, "summary_path": "s.json", "duration_s": 0.5,
+        "suites": [{
+            "suite": "validate_raw.impressions.rows", "table": "impressions", "partition": f"ds={DS}", "rows": 10,
+            "failed": 0, "warnings": 0, "quarantined": 1, "passed": 0, "status": "warning",
+            "checks": [{
+                "suite": "validate_raw.impressions.rows", "table": "impressions", "partition": f"ds={DS}",
+                "check": "null_user_id", "expectation": "ExpectColumnValuesToBeInSet", "severity": "quarantine",
+                "status": "quarantined", "success": False, "rows": 10, "failing_count": 1, "failing_fraction": 0.1,
+                "observed": None, "message": "w", "examples": [{"user_id": None}],
+            }],
+        }],
+        # Sparse records: only the keys that apply.
+        "tables": {"impressions": {"present": True, "rows": 10}, "ranking_log": {"present": False}},
+        "quarantined": {"impressions": {"rows": 1, "fraction": 0.1, "path": "q", "by_rule": {"null_user_id": 1}}},
+    }
+    result = ValidationResult.from_dict(summary)
+    assert result.suites[0].checks[0].status == "quarantined"
+    assert result.to_dict() == summary
