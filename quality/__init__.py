@@ -1,1 +1,1 @@
-"""Data quality: Great Expectations suites, gates, quarantine and reports (issue 5)."""
+"""Data quality: Great Expectations suites, the raw and output gates, quarantine and reports."""

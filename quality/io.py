@@ -2,7 +2,7 @@
 
 Reads raw partitions and ETL outputs as Spark DataFrames, trailing-day row counts from Parquet
 footers (no Spark job), writes quarantine partitions (Spark, temp dir + rename) and the JSON
-summaries (atomic).
+summaries (atomic). The gates and suite builders never read or write storage themselves.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
-
-
-def partition_exists(layout: Layout, table: str, ds: str) -> bool:
-    return layout.store.is_dir(layout.path_for(table, ds))
 
 
 class UnreadableFile(DataError):
@@ -84,12 +81,6 @@ def checked_row_count(layout: Layout, table: str, ds: str) -> int | None:
     return total
 
 
-def metadata_row_count(layout: Layout, table: str, ds: str) -> int | None:
-    """Rows of a partition from its Parquet footers (cheap: no data read); None if absent.
-    Raises :class:`UnreadableFile` for a data file that is not readable Parquet."""
-    return checked_row_count(layout, table, ds)
-
-
 def read_partition(spark: SparkSession, layout: Layout, table: str, ds: str) -> DataFrame | None:
     """The partition as a DataFrame with the schema stored in its files (None if absent or
     without data files).
@@ -105,7 +96,24 @@ def read_partition(spark: SparkSession, layout: Layout, table: str, ds: str) -> 
     return spark.read.parquet(layout.store.uri(folder))
 
 
-def read_partitions(spark: SparkSession, layout: Layout, table: str, days: list[str]) -> DataFrame | None:
+def read_counted_partition(spark: SparkSession, layout: Layout, table: str, ds: str) -> tuple[int, DataFrame]:
+    """A partition that has data files: its row count (every footer opened, as
+    :func:`checked_row_count`) and the DataFrame with the schema stored in its files.
+
+    Raises:
+        UnreadableFile: a data file is not readable Parquet.
+    """
+    rows = checked_row_count(layout, table, ds) or 0
+    return rows, spark.read.parquet(layout.store.uri(layout.path_for(table, ds)))
+
+
+def previous_partition_day(layout: Layout, table: str, ds: str) -> str | None:
+    """The latest day before ``ds`` that has a partition of ``table`` (None if none has)."""
+    earlier = [d for d in layout.partitions(table) if d < ds]
+    return earlier[-1] if earlier else None
+
+
+def read_partitions(spark: SparkSession, layout: Layout, table: str, days: Sequence[str]) -> DataFrame | None:
     """The union of the given days' partitions that exist (None if none does); raises
     :class:`UnreadableFile` for a file that is not readable Parquet."""
     present = [d for d in days if layout.store.data_files(layout.path_for(table, d))]

@@ -2,7 +2,7 @@
 
 A *row rule* flags one row of one raw table as unusable (a null id, a timestamp outside the
 partition's day, a negative position, an unknown ranking stage, a NaN feature...). Rows that
-match a rule are quarantined by :mod:`quality.gates` (when few enough) and dropped by the ETL's
+match a rule are quarantined by :mod:`quality.quarantine` (when few enough) and dropped by the ETL's
 raw reader through :func:`bad_row_condition`, so both apply exactly the same rules.
 
 Every condition is null-safe (``coalesce(..., false)``): ``df.filter(~cond)`` must never drop
@@ -55,7 +55,8 @@ def day_bounds_micros(ds: str | dt.date) -> tuple[int, int]:
     return int(start.timestamp()) * 1_000_000, int(end.timestamp()) * 1_000_000
 
 
-def _safe(cond: Column) -> Column:
+def null_safe(cond: Column) -> Column:
+    """``cond`` with null read as false (a row rule or flag is never null)."""
     from pyspark.sql import functions as F
 
     return F.coalesce(cond, F.lit(False))
@@ -64,7 +65,7 @@ def _safe(cond: Column) -> Column:
 def _null(column: str) -> RowRule:
     from pyspark.sql import functions as F
 
-    return RowRule(f"null_{column}", column, f"{column} is null", _safe(F.col(column).isNull()))
+    return RowRule(f"null_{column}", column, f"{column} is null", null_safe(F.col(column).isNull()))
 
 
 # An id that is empty, starts or ends with whitespace (ASCII or Unicode) or holds a control
@@ -82,7 +83,7 @@ def _malformed_id(column: str) -> RowRule:
         f"malformed_{column}",
         column,
         f"{column} is empty, has leading/trailing whitespace or a control character",
-        _safe(cond),
+        null_safe(cond),
     )
 
 
@@ -105,10 +106,10 @@ def _ts_outside_day(ds: str | None) -> RowRule:
     if ds is None:
         day = F.datediff(F.col(DAY_COLUMN), F.lit("1970-01-01").cast("date")).cast("long")
         cond = F.col("ts").isNull() | (F.floor(micros / F.lit(MICROS_PER_DAY)) != day)
-        return RowRule("ts_outside_day", "ts", "ts is null or outside its partition's UTC day", _safe(cond))
+        return RowRule("ts_outside_day", "ts", "ts is null or outside its partition's UTC day", null_safe(cond))
     lo, hi = day_bounds_micros(ds)
     cond = F.col("ts").isNull() | (micros < F.lit(lo)) | (micros >= F.lit(hi))
-    return RowRule("ts_outside_day", "ts", f"ts is null or outside the UTC day {ds}", _safe(cond))
+    return RowRule("ts_outside_day", "ts", f"ts is null or outside the UTC day {ds}", null_safe(cond))
 
 
 def _not_finite(column: str) -> Column:
@@ -123,13 +124,13 @@ def _numeric_feature_rules(columns: tuple[str, ...], cfg: Config) -> list[RowRul
 
     out = []
     for name in columns:
-        out.append(RowRule(f"nan_{name}", name, f"{name} is NaN or infinite", _safe(_not_finite(name))))
+        out.append(RowRule(f"nan_{name}", name, f"{name} is NaN or infinite", null_safe(_not_finite(name))))
         if name in cfg.features.numeric_ranges:
             lo, hi = cfg.features.numeric_ranges[name]
             c = F.col(name)
             # Null features are allowed (the ETL imputes them); NaN is caught by the rule above.
             cond = c.isNotNull() & ~F.isnan(c) & ((c < F.lit(lo)) | (c > F.lit(hi)))
-            out.append(RowRule(f"range_{name}", name, f"{name} outside the declared range [{lo}, {hi}]", _safe(cond)))
+            out.append(RowRule(f"range_{name}", name, f"{name} outside the declared range [{lo}, {hi}]", null_safe(cond)))
     return out
 
 
@@ -148,8 +149,8 @@ def row_rules(table_name: str, cfg: Config, ds: str | dt.date | None) -> list[Ro
         return [
             *_ids("request_id", "user_id", "item_id"),
             _ts_outside_day(ds),
-            RowRule("negative_position", "position", "position < 0", _safe(F.col("position") < 0)),
-            RowRule("null_clicked", "clicked", "clicked is null", _safe(F.col("clicked").isNull())),
+            RowRule("negative_position", "position", "position < 0", null_safe(F.col("position") < 0)),
+            RowRule("null_clicked", "clicked", "clicked is null", null_safe(F.col("clicked").isNull())),
         ]
     if table_name == "ranking_log":
         return [
@@ -159,10 +160,10 @@ def row_rules(table_name: str, cfg: Config, ds: str | dt.date | None) -> list[Ro
                 "unknown_stage",
                 "stage",
                 f"stage is null or not one of {', '.join(RANKING_STAGES)}",
-                _safe(F.col("stage").isNull() | ~F.col("stage").isin(*RANKING_STAGES)),
+                null_safe(F.col("stage").isNull() | ~F.col("stage").isin(*RANKING_STAGES)),
             ),
-            RowRule("null_passed", "passed", "passed is null", _safe(F.col("passed").isNull())),
-            RowRule("nan_score", "score", "score is NaN or infinite", _safe(_not_finite("score"))),
+            RowRule("null_passed", "passed", "passed is null", null_safe(F.col("passed").isNull())),
+            RowRule("nan_score", "score", "score is NaN or infinite", null_safe(_not_finite("score"))),
         ]
     if table_name == "users":
         return [*_ids("user_id"), *_numeric_feature_rules(tuple(f.user_numeric), cfg)]
@@ -186,12 +187,3 @@ def bad_row_condition(table_name: str, cfg: Config, ds: str | dt.date | None) ->
         cond = cond | rule.condition
     return cond
 
-
-def reason_column(rules: list[RowRule]) -> Column:
-    """The name of the first rule a row fails (null for a good row), for the quarantine."""
-    from pyspark.sql import functions as F
-
-    expr = None
-    for rule in rules:
-        expr = F.when(rule.condition, F.lit(rule.name)) if expr is None else expr.when(rule.condition, F.lit(rule.name))
-    return expr if expr is not None else F.lit(None).cast("string")

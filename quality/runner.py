@@ -1,4 +1,4 @@
-"""Run :class:`quality.suites.Suite` objects with Great Expectations and build Data Docs.
+"""Run :class:`quality.checks.Suite` objects with Great Expectations and build Data Docs.
 
 One file-backed GE context per validation call (not per expectation), created in a temp dir
 and moved into place atomically, so a rerun of a day replaces that day's Data Docs. Each
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from quality import docs, io
-from quality.suites import Check, Suite
+from quality.checks import Check, Suite
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ import pytest
 from contracts.schemas import IMPRESSIONS
 from core.config import Config
 from quality import docs
-from quality import suites as S
+from quality.contract_suites import contract_suite
+from quality.raw_suites import raw_rows_suite
 from quality.runner import GxProject
 
 pytestmark = pytest.mark.spark
@@ -46,8 +47,8 @@ def site(spark, tmp_path_factory):
     schema = Ty.StructType([Ty.StructField(f.name, f.dataType, True) for f in IMPRESSIONS.spark_schema().fields])
     df = spark.createDataFrame(ROWS, schema)
     suites = [
-        S.contract_suite(IMPRESSIONS, df, DS, "validate_raw"),
-        S.raw_rows_suite(IMPRESSIONS, df, DS, Config()),
+        contract_suite(IMPRESSIONS, df, DS, "validate_raw"),
+        raw_rows_suite(IMPRESSIONS, df, DS, Config()),
     ]
     root = tmp_path_factory.mktemp("gx")
     project = GxProject(root)

@@ -64,16 +64,17 @@ def test_progress_enabled_reads_the_session_setting(value, expected):
 def test_one_info_line_per_suite(spark, tmp_path, caplog):
     from pyspark.sql import types as T
 
-    from quality import suites as S
+    from quality.checks import FLAG_PREFIX, Suite, flag_check, non_empty_check
+    from quality.rules import null_safe
     from quality.runner import GxProject
 
     # pytest captures stderr, so the shared session was built without the console bar.
     assert progress_enabled(spark) is False
     df = spark.createDataFrame([(1,), (2,), (-3,)], T.StructType([T.StructField("id", T.LongType())]))
-    flags = {S.FLAG_PREFIX + "id_non_negative": S._safe(df["id"] < 0)}
-    check = S.flag_check("id_non_negative", "critical", "id is negative", "rerun", column="id")
-    suite = S.Suite(
-        "validate_outputs.ids.rows", "ids", "2026-11-04", df.withColumns(flags), [S.non_empty_check(), check], ("id",)
+    flags = {FLAG_PREFIX + "id_non_negative": null_safe(df["id"] < 0)}
+    check = flag_check("id_non_negative", "critical", "id is negative", "rerun", column="id")
+    suite = Suite(
+        "validate_outputs.ids.rows", "ids", "2026-11-04", df.withColumns(flags), [non_empty_check(), check], ("id",)
     )
     with caplog.at_level(logging.INFO, logger="quality.runner"):
         GxProject(tmp_path / "gx").run([suite])

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from core.context import RunContext
 from core.errors import QualityGateFailed
-from quality import suites as S
-from quality.gates import _Gate, window_days
+from quality.checks import flag_check, unique_check
+from quality.gate_run import GateRun
 from quality.report import day_summary, render_text
 from quality.runner import CheckResult
 from tests.conftest import make_config
@@ -31,11 +32,11 @@ def _result(check, failing, rows=1000, table="impressions", observed=None):
 
 def test_statuses_by_severity(tmp_path):
     cfg = make_config(tmp_path)
-    gate = _Gate(cfg, DS, "validate_raw")
-    crit = S.flag_check("clicked_not_shown", "critical", "click on a cut item", "fix the export", column="clicked")
-    warn = S.flag_check("unknown_user", "warning", "unknown user", "check the snapshot", column="user_id")
-    dup = S.unique_check(("request_id", "item_id"), "threshold", 0.001, "deduplicate")
-    quar = S.flag_check("null_user_id", "quarantine", "user_id is null", "fix", column="user_id")
+    gate = GateRun(RunContext.build(cfg, DS), "validate_raw")
+    crit = flag_check("clicked_not_shown", "critical", "click on a cut item", "fix the export", column="clicked")
+    warn = flag_check("unknown_user", "warning", "unknown user", "check the snapshot", column="user_id")
+    dup = unique_check(("request_id", "item_id"), "threshold", 0.001, "deduplicate")
+    quar = flag_check("null_user_id", "quarantine", "user_id is null", "fix", column="user_id")
     gate.add_results(
         [
             _result(crit, 0),
@@ -45,17 +46,17 @@ def test_statuses_by_severity(tmp_path):
         ],
         quarantine_ok={"impressions": True},
     )
-    statuses = [e["status"] for e in gate.entries]
+    statuses = [e.status for e in gate.entries]
     assert statuses == ["passed", "warning", "warning", "quarantined"]
-    gate2 = _Gate(cfg, DS, "validate_raw")
+    gate2 = GateRun(RunContext.build(cfg, DS), "validate_raw")
     gate2.add_results([_result(dup, 2), _result(quar, 50)], quarantine_ok={"impressions": False})
-    assert [e["status"] for e in gate2.entries] == ["failed", "failed"]
+    assert [e.status for e in gate2.entries] == ["failed", "failed"]
 
 
 def test_critical_failure_message_and_summary(tmp_path):
     cfg = make_config(tmp_path)
-    gate = _Gate(cfg, DS, "validate_raw")
-    crit = S.flag_check("clicked_not_shown", "critical", "click on a cut item", "fix the click join", column="clicked")
+    gate = GateRun(RunContext.build(cfg, DS), "validate_raw")
+    crit = flag_check("clicked_not_shown", "critical", "click on a cut item", "fix the click join", column="clicked")
     r = _result(crit, 30, rows=21_590)
     r.examples = [{"request_id": "r1", "item_id": "i9"}]
     gate.add_results([r])
@@ -87,14 +88,63 @@ def test_critical_failure_message_and_summary(tmp_path):
 
 def test_warnings_do_not_raise(tmp_path):
     cfg = make_config(tmp_path)
-    gate = _Gate(cfg, DS, "validate_outputs")
-    warn = S.flag_check("shown_but_cut", "warning", "impression of a cut item", "check the log")
+    gate = GateRun(RunContext.build(cfg, DS), "validate_outputs")
+    warn = flag_check("shown_but_cut", "warning", "impression of a cut item", "check the log")
     gate.add_results([_result(warn, 3)])
-    summary = gate.finish(docs_index=None)
+    summary = gate.finish(docs_index=None).to_dict()
     assert summary["status"] == "warning" and summary["critical_failures"] == []
 
 
 def test_window_days_split(tmp_path):
     cfg = make_config(tmp_path, etl={"window_days": 3, "eval_days": 1})
     # Window of 3 days ending 11-04: 11-02, 11-03 train; 11-04 held out.
-    assert window_days(cfg, DS) == (["2026-11-02", "2026-11-03"], ["2026-11-04"])
+    window = RunContext.build(cfg, DS).window
+    assert (list(window.train_days), list(window.eval_days)) == (["2026-11-02", "2026-11-03"], ["2026-11-04"])
+
+
+def test_output_check_declarations_are_complete(tmp_path):
+    """Every declared output check names an ETL output, a kind the engine knows, and (for
+    cross-table checks) a reference frame it can read; day selectors are Window attributes."""
+    from contracts.schemas import ETL_OUTPUTS
+    from quality.output_checks import OUTPUT_CHECKS
+    from quality.output_engine import KINDS, REFERENCES
+
+    window = RunContext.build(make_config(tmp_path), DS).window
+    for table, specs in OUTPUT_CHECKS.items():
+        assert table in ETL_OUTPUTS, table
+        for spec in specs:
+            assert spec.kind in KINDS, (table, spec)
+            if spec.kind in ("subset", "disjoint"):
+                assert spec.params["reference"] in REFERENCES, (table, spec)
+            if spec.kind == "in_days":
+                assert isinstance(getattr(window, spec.params["days"]), tuple), (table, spec)
+    # The outputs without row checks: their contract suite (and the partition checks) only.
+    assert set(ETL_OUTPUTS) - set(OUTPUT_CHECKS) == {"hard_negative_candidates", "shown_pairs"}
+
+
+def test_validation_result_json_round_trip():
+    from core.results.quality import ValidationResult
+
+    skipped = ValidationResult.skipped("validate_raw", DS)
+    assert skipped.to_dict() == {"stage": "validate_raw", "ds": DS, "status": "skipped", "enabled": False}
+    assert ValidationResult.from_dict(skipped.to_dict()) == skipped
+    summary = {
+        "stage": "validate_raw", "ds": DS, "status": "warning", "critical_failures": [], "warnings": ["w"],
+        "checks": 1, "checks_failed": 0, "data_docs": None, "summary_path": "s.json", "duration_s": 0.5,
+        "suites": [{
+            "suite": "validate_raw.impressions.rows", "table": "impressions", "partition": f"ds={DS}", "rows": 10,
+            "failed": 0, "warnings": 0, "quarantined": 1, "passed": 0, "status": "warning",
+            "checks": [{
+                "suite": "validate_raw.impressions.rows", "table": "impressions", "partition": f"ds={DS}",
+                "check": "null_user_id", "expectation": "ExpectColumnValuesToBeInSet", "severity": "quarantine",
+                "status": "quarantined", "success": False, "rows": 10, "failing_count": 1, "failing_fraction": 0.1,
+                "observed": None, "message": "w", "examples": [{"user_id": None}],
+            }],
+        }],
+        # Sparse records: only the keys that apply.
+        "tables": {"impressions": {"present": True, "rows": 10}, "ranking_log": {"present": False}},
+        "quarantined": {"impressions": {"rows": 1, "fraction": 0.1, "path": "q", "by_rule": {"null_user_id": 1}}},
+    }
+    result = ValidationResult.from_dict(summary)
+    assert result.suites[0].checks[0].status == "quarantined"
+    assert result.to_dict() == summary

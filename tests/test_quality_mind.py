@@ -11,6 +11,7 @@ import tomllib
 import pytest
 
 from core.config_load import config_from_dict
+from core.context import RunContext
 from storage.layout import Layout
 from tests.conftest import REPO, SHARED_DATA
 
@@ -35,7 +36,7 @@ def test_mind_day_passes_raw_gate(tmp_path, spark):
     days = layout.partitions("impressions")
     assert days, "the importer wrote no day"
     ds = max(days, key=lambda d: sum(1 for _ in layout.path_for("impressions", d).rglob("*.parquet")))
-    out = validate_raw(cfg, spark, ds)
+    out = validate_raw(RunContext.build(cfg, ds), spark).to_dict()
     assert out["status"] in ("passed", "warning"), out["critical_failures"]
     assert out["tables"]["ranking_log"] == {"present": False}
     assert any("ranking_log" in w and "optional table absent" in w for w in out["warnings"])

@@ -1,4 +1,4 @@
-"""Row rules (quality.rules) and GE suites (quality.suites + quality.runner) on tiny inline frames.
+"""Row rules (quality.rules) and GE suites (quality.*_suites + quality.runner) on tiny inline frames.
 
 Every expected count is written out by hand next to the data.
 """
@@ -12,7 +12,10 @@ import pytest
 
 from contracts.schemas import IMPRESSIONS, ITEM_SAMPLING, RANKING_LOG, users_table
 from core.config import Config
-from quality import suites as S
+from quality.checks import ANY_ROW_RULE, Suite, overlap_flag
+from quality.contract_suites import contract_suite
+from quality.output_suites import alias_frame, idx_range_flags, vocabulary_stability_suite
+from quality.raw_suites import raw_rows_suite, volume_check
 from quality.rules import bad_row_condition, day_bounds_micros, row_rules
 
 pytestmark = pytest.mark.spark
@@ -131,12 +134,12 @@ def test_raw_rows_suite_counts(spark, impressions, tmp_path):
     extra = [("r1", "u1", "i1", _ts(2), 0, True, None, None)]  # duplicate of (r1, i1)
     df = impressions.union(spark.createDataFrame(extra, _nullable(IMPRESSIONS)))
     cut = spark.createDataFrame([("r3", "i1"), ("r3", "i9")], "request_id string, item_id string")
-    suite = S.raw_rows_suite(IMPRESSIONS, df, DS, cfg, trailing_counts={"2026-10-31": 90}, ranking_cut=cut)
+    suite = raw_rows_suite(IMPRESSIONS, df, DS, cfg, trailing_counts={"2026-10-31": 90}, ranking_cut=cut)
     res = _run(tmp_path, [suite])
     name = suite.name
     assert res[(name, "null_user_id")].failing_count == 1
     assert res[(name, "ts_outside_day")].failing_count == 2
-    assert res[(name, S.ANY_ROW_RULE)].failing_count == 5
+    assert res[(name, ANY_ROW_RULE)].failing_count == 5
     # (r1, i1) appears twice: GE counts both rows of the duplicated key.
     assert res[(name, "unique:request_id,item_id")].failing_count == 2
     assert res[(name, "unique:request_id,item_id")].examples == [{"request_id": "r1", "item_id": "i1", "copies": 2}]
@@ -154,7 +157,7 @@ def test_contract_suite_names_missing_and_mistyped_columns(spark, tmp_path):
         [("r1", "u1", "i1", _ts(1), "0", True)],
         "request_id string, uid string, item_id string, ts timestamp, position string, clicked boolean",
     )
-    suite = S.contract_suite(IMPRESSIONS, df, DS, "validate_raw")
+    suite = contract_suite(IMPRESSIONS, df, DS, "validate_raw")
     res = _run(tmp_path, [suite])
     failed = sorted(k[1] for k, r in res.items() if not r.success)
     assert failed == ["column_exists:user_id", "columns", "type:position"]
@@ -173,11 +176,11 @@ def test_alias_table_reconstruction(spark, tmp_path):
     # Same with slot 2 keeping only .5: P(1) = .5/3 != .25 and P(0) = 1.75/3 != .5 -> 2 rows.
     bad = [good[0], (2, "b", 1, 2, 0.25, 0.5, 1, 0.5), good[2]]
     schema = ITEM_SAMPLING.spark_schema()
-    fg, cg = S.alias_frame(spark.createDataFrame(good, schema), 1e-9, 1.0)
-    fb, cb = S.alias_frame(spark.createDataFrame(bad, schema), 1e-9, 1.0)
+    fg, cg = alias_frame(spark.createDataFrame(good, schema), 1e-9, 1.0)
+    fb, cb = alias_frame(spark.createDataFrame(bad, schema), 1e-9, 1.0)
     # item_idx here are 1..3: alias_idx = 1 means item 1 (the 0.5 item).
-    res_good = _run(tmp_path / "g", [S.Suite("good.item_sampling", "item_sampling", DS, fg, cg)])
-    res_bad = _run(tmp_path / "b", [S.Suite("bad.item_sampling", "item_sampling", DS, fb, cb)])
+    res_good = _run(tmp_path / "g", [Suite("good.item_sampling", "item_sampling", DS, fg, cg)])
+    res_bad = _run(tmp_path / "b", [Suite("bad.item_sampling", "item_sampling", DS, fb, cb)])
     assert all(r.success for r in res_good.values()), {k: r.failing_count for k, r in res_good.items()}
     assert res_bad[("bad.item_sampling", "alias_reconstructs")].failing_count == 2
     assert res_bad[("bad.item_sampling", "sum_to_one:neg_prob")].success
@@ -189,11 +192,11 @@ def test_vocabulary_stability_and_hard_negative_overlap(spark, tmp_path):
     cur = spark.createDataFrame(
         [("item_id", "a", 1), ("item_id", "b", 3), ("item_id", "c", 2)], "vocab string, value string, id long"
     )
-    stab = S.vocabulary_stability_suite(cur, prev, DS, "2026-10-31")
+    stab = vocabulary_stability_suite(cur, prev, DS, "2026-10-31")
     hn = spark.createDataFrame([("u1", "i1"), ("u1", "i2"), ("u2", "i1")], "user_id string, item_id string")
     shown = spark.createDataFrame([("u1", "i2"), ("u3", "i1")], "user_id string, item_id string")
-    frame, check = S.overlap_flag(hn, shown, ["user_id", "item_id"], "disjoint", "overlap", "fix")
-    res = _run(tmp_path, [stab, S.Suite("hn", "hard_negatives", DS, frame, [check])])
+    frame, check = overlap_flag(hn, shown, ["user_id", "item_id"], "disjoint", "overlap", "fix")
+    res = _run(tmp_path, [stab, Suite("hn", "hard_negatives", DS, frame, [check])])
     assert res[(stab.name, "id_stable")].failing_count == 1
     assert res[(stab.name, "id_stable")].examples == [
         {"vocab": "item_id", "value": "b", "previous_id": 2, "current_id": 3}
@@ -208,8 +211,8 @@ def test_id_ranges_in_scalars_and_arrays(spark, tmp_path):
         "user_idx long, item_idx long, hard_neg_idx array<long>, u_cat_region long, i_num_quality float",
     )
     sizes = {"user_id": 2, "item_id": 5, "user.region": 1}
-    flags, checks = S.idx_range_flags(df.columns, sizes, Config())
-    res = _run(tmp_path, [S.Suite("t", "train_examples", DS, df.withColumns(flags), checks)])
+    flags, checks = idx_range_flags(df.columns, sizes, Config())
+    res = _run(tmp_path, [Suite("t", "train_examples", DS, df.withColumns(flags), checks)])
     # user_idx 3 > 2; item_idx 9 > 5; hard_neg 6 > 5; u_cat_region 2 > 1; one NaN.
     assert {k[1]: r.failing_count for k, r in res.items()} == {
         "range:user_idx": 1,
@@ -223,6 +226,6 @@ def test_id_ranges_in_scalars_and_arrays(spark, tmp_path):
 def test_volume_check_bounds():
     cfg = Config()
     # median of (100, 120, 80) = 100 -> [0.5, 2.0] x 100 = [50, 200].
-    check = S.volume_check("impressions", {"a": 100, "b": 120, "c": 80}, cfg)
+    check = volume_check("impressions", {"a": 100, "b": 120, "c": 80}, cfg)
     assert (check.expectation.min_value, check.expectation.max_value) == (50, 200)
-    assert S.volume_check("impressions", {}, cfg) is None
+    assert volume_check("impressions", {}, cfg) is None

@@ -230,11 +230,12 @@ def raw_landed(cfg: Config, ds: str) -> bool:
 @_locked("validate_raw")
 def validate_raw(cfg: Config, ds: str) -> dict[str, Any]:
     """Great Expectations on the raw partitions of day ``ds`` (quarantines what it may)."""
+    from core.context import RunContext
     from quality.gates import validate_raw as _validate_raw
 
-    ds = ds_str(ds)
-    with _dq_pushed(cfg, ds, "validate_raw"):
-        return _record(cfg, ds, "validate_raw", _validate_raw(cfg, _spark(cfg), ds))
+    ctx = RunContext.build(cfg, ds)
+    with _dq_pushed(cfg, ctx.ds, "validate_raw"):
+        return _record(cfg, ctx.ds, "validate_raw", _validate_raw(ctx, _spark(cfg)).to_dict())
 
 
 def etl_stages() -> tuple[str, ...]:
@@ -261,11 +262,12 @@ def etl(cfg: Config, ds: str) -> dict[str, Any]:
 @_locked("validate_outputs")
 def validate_outputs(cfg: Config, ds: str) -> dict[str, Any]:
     """Great Expectations on every ETL output of day ``ds``."""
+    from core.context import RunContext
     from quality.gates import validate_outputs as _validate_outputs
 
-    ds = ds_str(ds)
-    with _dq_pushed(cfg, ds, "validate_outputs"):
-        return _record(cfg, ds, "validate_outputs", _validate_outputs(cfg, _spark(cfg), ds))
+    ctx = RunContext.build(cfg, ds)
+    with _dq_pushed(cfg, ctx.ds, "validate_outputs"):
+        return _record(cfg, ctx.ds, "validate_outputs", _validate_outputs(ctx, _spark(cfg)).to_dict())
 
 
 @_locked("train")

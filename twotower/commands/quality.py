@@ -27,7 +27,7 @@ def _show(cfg: Config, args: argparse.Namespace) -> int:
     from contracts.days import parse_ds
     from core.errors import UserError
     from quality.io import summary_path
-    from quality.report import day_summary, render_text
+    from quality.report import STAGES, day_summary, render_text
     from storage import sync
     from storage.layout import Layout
     from twotower.cli import print_json
@@ -37,7 +37,7 @@ def _show(cfg: Config, args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     layout = Layout(cfg.paths)
-    sync.pull(cfg.paths, [summary_path(layout, args.ds, stage) for stage in ("validate_raw", "validate_outputs")])
+    sync.pull(cfg.paths, [summary_path(layout, args.ds, stage) for stage in STAGES])
     summary = day_summary(layout, args.ds)
     if args.json:
         print_json(summary)
