@@ -106,9 +106,9 @@ class VocabularyResult(EtlStageResult):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Self:
-        out = super().from_dict(data)
-        vocabs = {k: VocabSize.from_dict(v) if isinstance(v, dict) else v for k, v in out.vocabs.items()}
-        return dataclasses.replace(out, vocabs=vocabs)
+        data = dict(data or {})
+        vocabs = data.pop("vocabs", {})
+        return dataclasses.replace(super().from_dict(data), vocabs=_results_by_key(VocabSize, vocabs))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,9 +142,9 @@ class FeaturesResult(EtlStageResult):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Self:
-        out = super().from_dict(data)
-        stats = {k: FeatureStat.from_dict(v) if isinstance(v, dict) else v for k, v in out.feature_stats.items()}
-        return dataclasses.replace(out, feature_stats=stats)
+        data = dict(data or {})
+        stats = data.pop("feature_stats", {})
+        return dataclasses.replace(super().from_dict(data), feature_stats=_results_by_key(FeatureStat, stats))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +173,12 @@ class DatasetsResult(EtlStageResult):
     eval_excluded: int = 0
     train_days: tuple[str, ...] = ()
     eval_days: tuple[str, ...] = ()
+
+
+def _results_by_key(cls: type[StepResult], values: dict[str, Any]) -> dict[str, Any]:
+    """A JSON map of results read back value by value (``StepResult.from_dict`` reads a field
+    typed ``dict[str, X]`` as one ``X``, so these maps are taken out of its hands)."""
+    return {k: cls.from_dict(v) if isinstance(v, dict) else v for k, v in (values or {}).items()}
 
 
 # The result class of each stage (to read a recorded ``etl_<stage>`` back with ``from_dict``).
