@@ -86,23 +86,25 @@ def stage_hard_negatives(ctx: RunContext, spark: SparkSession) -> HardNegativesR
         F.sum((F.col("difficulty") == 2).cast("long")).alias("d2"),
         F.count_distinct("request_id").alias("requests"),
     ).first()
-    counts: dict = {"rows": agg["rows"], "by_difficulty": {"1": agg["d1"] or 0, "2": agg["d2"] or 0}, "requests": agg["requests"]}
-    if etl_cfg.verify_hard_negatives:
-        # Checked on the written output, by exact string comparison against the raw impressions
-        # of the whole window (independent of the hashes the exclusion used).
-        shown, _ = io.read_raw_days(spark, ctx, "impressions", days, required_days=[ds])
-        overlap = shown_overlap(written, shown).count()
-        counts["shown_overlap_rows"] = overlap
-        if overlap:
-            # Never leave a partition that breaks the guarantee where training would read it.
-            io.drop_partition(ctx, "hard_negatives", ds)
-            raise DataError(
-                data_error_message(
-                    "hard_negatives",
-                    f"ds={ds}",
-                    "hard negatives were shown to the same user in the window",
-                    count=overlap,
-                    fix="the partition was removed; this is an ETL bug, report it with this run's inputs",
-                )
+    result = dataclasses.replace(
+        result, rows=agg["rows"], by_difficulty={"1": agg["d1"] or 0, "2": agg["d2"] or 0}, requests=agg["requests"]
+    )
+    if not etl_cfg.verify_hard_negatives:
+        return result
+    # Checked on the written output, by exact string comparison against the raw impressions of
+    # the whole window (independent of the hashes the exclusion used).
+    shown, _ = io.read_raw_days(spark, ctx, "impressions", days, required_days=[ds])
+    overlap = shown_overlap(written, shown).count()
+    if overlap:
+        # Never leave a partition that breaks the guarantee where training would read it.
+        io.drop_partition(ctx, "hard_negatives", ds)
+        raise DataError(
+            data_error_message(
+                "hard_negatives",
+                f"ds={ds}",
+                "hard negatives were shown to the same user in the window",
+                count=overlap,
+                fix="the partition was removed; this is an ETL bug, report it with this run's inputs",
             )
-    return dataclasses.replace(result, **counts)
+        )
+    return dataclasses.replace(result, shown_overlap_rows=overlap)
