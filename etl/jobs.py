@@ -3,8 +3,8 @@ transforms -> write``) is in :mod:`etl.stages`.
 
 ``run_stage(ctx, spark, stage)`` runs one stage for the run day of ``ctx`` and returns its
 :class:`core.results.etl.EtlStageResult` for the run report; ``run_etl`` runs them all in
-dependency order. The DAG may run stages whose upstreams are done in parallel
-(``STAGE_DEPENDENCIES``).
+dependency order. ``STAGE_DEPENDENCIES`` says which stages could run in parallel once their
+upstreams are done (docs/scaling.md).
 """
 
 from __future__ import annotations

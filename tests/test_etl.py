@@ -468,6 +468,14 @@ def test_every_etl_output_is_declared_by_exactly_one_stage():
     assert sorted(declared) == sorted(ETL_OUTPUTS)
 
 
+def test_every_stage_depends_only_on_stages_before_it():
+    from etl.jobs import ETL_STAGES, STAGE_DEPENDENCIES
+
+    assert tuple(STAGE_DEPENDENCIES) == ETL_STAGES
+    for place, stage in enumerate(ETL_STAGES):
+        assert set(STAGE_DEPENDENCIES[stage]) <= set(ETL_STAGES[:place]), stage
+
+
 def test_row_counts_lists_only_integer_counts():
     from etl.jobs import row_counts
 
