@@ -96,22 +96,23 @@ def _input_scans(spark, cfg, stage: str, ds: str, steady_state: bool = False):
     """The traffic-sized raw reads ``stage`` cannot avoid (DataFrames to scan), or []."""
     from pyspark.sql import functions as F
 
+    from core.context import RunContext
     from etl import io
     from etl.hard_negatives import CUT_STAGES
-    from etl.jobs import RunWindow
 
-    win = RunWindow.for_run(cfg, ds)
+    ctx = RunContext.build(cfg, ds)
+    win = ctx.window
     if stage == "click_positives":
         # The clicked impressions of the window's days (build_click_positives's columns).
-        imp, _ = io.read_raw_days(spark, cfg, "impressions", list(win.days))
+        imp, _ = io.read_raw_days(spark, ctx, "impressions", list(win.days))
         return [
             imp.filter(F.col("clicked")).select("request_id", "item_id", "user_id", "ts", "liked", "event_ds")
         ]
     if stage == "hard_negatives":
         # A first run computes every window day's per-day outputs; a steady-state day only
         # its own (the exact-string proof still reads the window's impressions).
-        ranking, _ = io.read_raw_days(spark, cfg, "ranking_log", [ds] if steady_state else list(win.days))
-        shown, _ = io.read_raw_days(spark, cfg, "impressions", list(win.days))
+        ranking, _ = io.read_raw_days(spark, ctx, "ranking_log", [ds] if steady_state else list(win.days))
+        shown, _ = io.read_raw_days(spark, ctx, "impressions", list(win.days))
         cuts = ranking.filter(F.col("stage").isin(*CUT_STAGES) & ~F.col("passed"))
         return [
             cuts.select("request_id", "user_id", "item_id", "stage", "event_ds"),
@@ -158,6 +159,7 @@ def main() -> int:
     import logsim
     from bench.duckdb_reference import DuckDbEtl
     from core.config import SparkConfig
+    from core.context import RunContext
     from core.spark import spark_session
     from etl.jobs import ETL_STAGES, STAGE_OUTPUTS, run_stage
     from storage.layout import Layout
@@ -199,7 +201,7 @@ def main() -> int:
             t = time.perf_counter()
             prev = (dt.date.fromisoformat(ds) - dt.timedelta(days=1)).isoformat()
             for stage in ("click_positives", "hard_negatives"):
-                run_stage(cfg, spark, prev, stage)
+                run_stage(RunContext.build(cfg, prev), spark, stage)
             before = DuckDbEtl(
                 layout.data_root / "raw", root / "duckdb", prev, args.window_days, threads=2, seed=cfg.etl.seed
             )
@@ -211,7 +213,7 @@ def main() -> int:
         )
         for stage in stages:
             t = time.perf_counter()
-            stats = run_stage(cfg, spark, ds, stage)
+            stats = run_stage(RunContext.build(cfg, ds), spark, stage).to_dict()
             spark_s = time.perf_counter() - t
             jobs = len(spark.sparkContext.statusTracker().getJobIdsForGroup(f"etl-{stage}"))
             outputs = STAGE_OUTPUTS[stage]

@@ -139,10 +139,10 @@ def bench_case(name: str, x: np.ndarray, q: np.ndarray, k: int, args) -> list[di
 def planted_vectors(preset_name: str, seed: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
     """The simulator's planted item vectors of a full catalogue and ``n_queries`` users' vectors:
     the geometry a perfect two-tower model recovers (clusters by topic and subcategory)."""
-    from logsim.engine import _World
+    from logsim.engine import World
     from logsim.presets import get_preset
 
-    world = _World(get_preset(preset_name), seed)
+    world = World(get_preset(preset_name), seed)
     cat = world.catalogue(world.preset.item_lifetime_days)
     users = np.random.default_rng(seed).choice(len(world.users.latent), size=n_queries, replace=False)
     return cat.latent.astype(np.float32), world.users.latent[users].astype(np.float32)

@@ -468,6 +468,18 @@ ETL_OUTPUTS = {
     )
 }
 
+# The ETL stages in dependency order (each stage reads only outputs of stages before it): the
+# order the pipeline runs them and the report lists their steps (``etl_<stage>``).
+ETL_STAGE_ORDER: tuple[str, ...] = (
+    "click_positives",
+    "resampled_positives",
+    "hard_negatives",
+    "vocabulary",
+    "features",
+    "item_sampling",
+    "datasets",
+)
+
 # Prefixes of dataset-dependent feature columns in ETL outputs.
 USER_CAT_PREFIX = "u_cat_"
 USER_NUM_PREFIX = "u_num_"

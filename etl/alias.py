@@ -36,7 +36,7 @@ def vose_alias(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     alias = np.arange(n, dtype=np.int64)
     small = list(np.flatnonzero(scaled < 1.0)[::-1])
     large = list(np.flatnonzero(scaled >= 1.0)[::-1])
-    # Python loop over n slots: ~1 s per million items, run once per day on the driver.
+    # A Python loop over n slots: sequential by nature, run once per day on the driver.
     while small and large:
         s = small.pop()
         g = large.pop()

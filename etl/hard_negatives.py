@@ -152,11 +152,11 @@ def cap_hard_negatives(candidates: DataFrame, excluded: DataFrame, per_request: 
     # No join hint: when every partition of the excluded pairs is small enough to become an
     # in-memory hash table, AQE picks a shuffled hash join (neither side sorted on the pair;
     # spark.sql.adaptive.maxShuffledHashJoinLocalMapThreshold in core.spark.BASE_CONF),
-    # otherwise a sort-merge join, which spills. Forcing the hash join ran a 4 GB driver out of
-    # memory on the large preset (12M pairs per partition).
+    # otherwise a sort-merge join, which spills. Forcing the hash join runs out of memory once a
+    # partition holds more pairs than fit in one hash table.
     kept = dedup.join(excluded, ["_u", "_pair"], "left_anti")
     # The cap interleaves difficulties (rank-cut, pre_rank-cut, rank-cut, ...), each in a seeded
-    # hash order: a request has ~2x more pre_rank cuts than rank cuts, and "harder first" alone
+    # hash order: a request has more pre_rank cuts than rank cuts, and "harder first" alone
     # would keep almost no difficulty-1 negatives. With k the row's place in its difficulty's
     # order and n_d the request's count of difficulty d, its place in the interleaved order
     # (k asc, difficulty desc) is k + min(k - 1, n1) for difficulty 2 and k + min(k, n2) for

@@ -1,9 +1,10 @@
 """The only module of the ETL that reads or writes storage.
 
-Paths come from :class:`storage.layout.Layout`. Reads apply the contract schema; raw reads
-drop the rows data quality quarantines (``quality.rules.bad_row_condition``), so quality and
-ETL apply the same row rules. Writes replace whole day partitions atomically (see
-:func:`write_partitions`).
+Every function takes the step's :class:`core.context.RunContext`: paths come from its
+``layout``, the contract's feature columns and the row rules from its ``cfg``. Reads apply the
+contract schema; raw reads drop the rows data quality quarantines
+(``quality.rules.bad_row_condition``), so quality and ETL apply the same row rules. Writes
+replace whole day partitions atomically (see :func:`write_partitions`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 from contracts.days import ds_str
 from contracts.schemas import ETL_OUTPUTS, raw_tables
 from core.errors import DataError, data_error_message
-from storage.layout import COMPLETE_SNAPSHOT_MARKER, SOURCE_MARKER, Layout
+from storage.layout import COMPLETE_SNAPSHOT_MARKER, SOURCE_MARKER
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
     from core.config import Config
+    from core.context import RunContext
 
 # Column every multi-day read adds: the partition's day (DateType).
 EVENT_DS = "event_ds"
@@ -40,7 +42,7 @@ PER_DAY_SOURCES: dict[str, tuple[str, ...]] = {
 _LISTING_THREADS = 8
 
 
-def _bad_row_condition(table: str, cfg: Config, ds: str) -> Column | None:
+def _bad_row_condition(table: str, cfg: Config, ds: str | None) -> Column | None:
     """The quality module's row rules for one raw partition (None: no rules)."""
     # Imported here: quality.rules builds pyspark Columns and this module must import cheaply.
     from quality.rules import bad_row_condition
@@ -48,32 +50,32 @@ def _bad_row_condition(table: str, cfg: Config, ds: str) -> Column | None:
     return bad_row_condition(table, cfg, ds)
 
 
-def _guard(cfg: Config, table: str, days: Sequence[str]) -> None:
+def _guard(ctx: RunContext, table: str, days: Sequence[str]) -> None:
     """Open every data file's Parquet footer of the partitions before Spark reads them: a
     zero-byte, truncated or non-Parquet file raises ``quality.io.UnreadableFile`` (a DataError
     naming table, partition and file) instead of a Spark stack trace mid-stage."""
     # Imported here, like the row rules: the one guarded reader lives with data quality.
     from quality.io import checked_row_count
 
-    layout = Layout(cfg.paths)
+    layout = ctx.layout
     for day in days:
         checked_row_count(layout, table, day)
 
 
-def has_partition(cfg: Config, table: str, ds: str) -> bool:
+def has_partition(ctx: RunContext, table: str, ds: str) -> bool:
     """The partition exists in the store and holds at least one Parquet data file."""
-    layout = Layout(cfg.paths)
+    layout = ctx.layout
     return bool(layout.store.data_files(layout.path_for(table, ds)))
 
 
-def is_complete_snapshot(cfg: Config, table: str, ds: str) -> bool:
+def is_complete_snapshot(ctx: RunContext, table: str, ds: str) -> bool:
     """The producer marked the raw partition a complete snapshot (``COMPLETE_SNAPSHOT_MARKER``)."""
-    layout = Layout(cfg.paths)
+    layout = ctx.layout
     return layout.store.is_file(layout.path_for(table, ds_str(ds)) / COMPLETE_SNAPSHOT_MARKER)
 
 
 def read_raw(
-    spark: SparkSession, cfg: Config, table: str, ds: str, *, required: bool = True
+    spark: SparkSession, ctx: RunContext, table: str, ds: str, *, required: bool = True
 ) -> DataFrame | None:
     """One raw partition with the contract schema, minus the rows data quality sets aside.
 
@@ -88,9 +90,9 @@ def read_raw(
     from pyspark.sql import functions as F
 
     ds = ds_str(ds)
-    layout = Layout(cfg.paths)
+    layout = ctx.layout
     path = layout.path_for(table, ds)
-    if not has_partition(cfg, table, ds):
+    if not has_partition(ctx, table, ds):
         if required:
             raise DataError(
                 data_error_message(
@@ -101,18 +103,18 @@ def read_raw(
                 )
             )
         return None
-    _guard(cfg, table, [ds])
-    contract = raw_tables(cfg.features)[table]
+    _guard(ctx, table, [ds])
+    contract = raw_tables(ctx.cfg.features)[table]
     # Optional contract columns absent from the files read as null with an explicit schema.
     df = spark.read.schema(contract.spark_schema()).parquet(layout.store.uri(path))
-    bad = _bad_row_condition(table, cfg, ds)
+    bad = _bad_row_condition(table, ctx.cfg, ds)
     if bad is not None:
         df = df.filter(~bad)
     return df.withColumn(EVENT_DS, F.lit(ds).cast("date"))
 
 
 def read_raw_days(
-    spark: SparkSession, cfg: Config, table: str, days: Sequence[str], *, required_days: Iterable[str] = ()
+    spark: SparkSession, ctx: RunContext, table: str, days: Sequence[str], *, required_days: Iterable[str] = ()
 ) -> tuple[DataFrame | None, list[str]]:
     """Several raw partitions as ONE scan (each row filtered by its own day's row rules).
 
@@ -127,26 +129,26 @@ def read_raw_days(
         DataError: a ``required_days`` partition is missing.
     """
     days = [ds_str(d) for d in days]
-    present = [d for d in days if has_partition(cfg, table, d)]
+    present = [d for d in days if has_partition(ctx, table, d)]
     missing = [d for d in days if d not in set(present)]
     for day in required_days:
         if ds_str(day) in missing:
-            read_raw(spark, cfg, table, ds_str(day))  # raises the missing-partition error
+            read_raw(spark, ctx, table, ds_str(day))  # raises the missing-partition error
     if not present:
         return None, missing
-    _guard(cfg, table, present)
-    contract = raw_tables(cfg.features)[table]
-    df = _scan(spark, cfg, table, present, contract.spark_schema())
-    bad = _bad_row_condition(table, cfg, None)
+    _guard(ctx, table, present)
+    contract = raw_tables(ctx.cfg.features)[table]
+    df = _scan(spark, ctx, table, present, contract.spark_schema())
+    bad = _bad_row_condition(table, ctx.cfg, None)
     return (df if bad is None else df.filter(~bad)), missing
 
 
-def _scan(spark: SparkSession, cfg: Config, table: str, days: Sequence[str], schema=None) -> DataFrame:
+def _scan(spark: SparkSession, ctx: RunContext, table: str, days: Sequence[str], schema=None) -> DataFrame:
     """The partitions ``days`` of ``table`` in one read, their day as the date column ``event_ds``
     (from the partition path: Spark's partition discovery under ``basePath``)."""
     from pyspark.sql import functions as F
 
-    layout = Layout(cfg.paths)
+    layout = ctx.layout
     reader = spark.read.option("basePath", layout.store.uri(layout.table_root(table)))
     if schema is not None:
         reader = reader.schema(schema)
@@ -157,11 +159,11 @@ def _scan(spark: SparkSession, cfg: Config, table: str, days: Sequence[str], sch
 
 
 def read_output(
-    spark: SparkSession, cfg: Config, table: str, ds: str, *, required: bool = True
+    spark: SparkSession, ctx: RunContext, table: str, ds: str, *, required: bool = True
 ) -> DataFrame | None:
     """One partition of an ETL output (columns as written, plus no ``ds`` column)."""
     ds = ds_str(ds)
-    layout = Layout(cfg.paths)
+    layout = ctx.layout
     path = layout.path_for(table, ds)
     if not layout.store.is_dir(path):
         if required:
@@ -174,12 +176,12 @@ def read_output(
                 )
             )
         return None
-    _guard(cfg, table, [ds])
+    _guard(ctx, table, [ds])
     return spark.read.parquet(layout.store.uri(path))
 
 
 def read_output_days(
-    spark: SparkSession, cfg: Config, table: str, days: Sequence[str]
+    spark: SparkSession, ctx: RunContext, table: str, days: Sequence[str]
 ) -> tuple[DataFrame | None, list[str]]:
     """The existing partitions of an ETL output for ``days`` as one scan (each row with
     ``event_ds``: its own column where the table has one, else the partition's day).
@@ -187,23 +189,23 @@ def read_output_days(
     Returns:
         (DataFrame or None, the days with no partition).
     """
-    layout = Layout(cfg.paths)
+    layout = ctx.layout
     days = [ds_str(d) for d in days]
     present = [d for d in days if layout.store.is_dir(layout.path_for(table, d))]
     missing = [d for d in days if d not in set(present)]
     if not present:
         return None, missing
-    _guard(cfg, table, present)
-    return _scan(spark, cfg, table, present), missing
+    _guard(ctx, table, present)
+    return _scan(spark, ctx, table, present), missing
 
 
-def output_days(cfg: Config, table: str) -> list[str]:
+def output_days(ctx: RunContext, table: str) -> list[str]:
     """Days that have a partition of ETL output ``table`` (sorted)."""
-    return Layout(cfg.paths).partitions(table)
+    return ctx.layout.partitions(table)
 
 
 def source_fingerprints(
-    cfg: Config, table: str, days: Sequence[str], params: Mapping[str, Any] | None = None
+    ctx: RunContext, table: str, days: Sequence[str], params: Mapping[str, Any] | None = None
 ) -> dict[str, str]:
     """Day -> the fingerprint (JSON text) of the raw partitions that per-day output ``table``'s
     partition of that day is derived from (``PER_DAY_SOURCES``): every data file's name, size
@@ -211,7 +213,7 @@ def source_fingerprints(
     settings the derivation depends on. A re-export of a raw partition, or a day's raw
     partition appearing or disappearing, changes it; reading it costs one listing per partition.
     """
-    layout = Layout(cfg.paths)
+    layout = ctx.layout
     sources = PER_DAY_SOURCES[table]
     days = [ds_str(d) for d in days]
     keys = [(t, d) for d in days for t in sources]
@@ -232,12 +234,12 @@ def source_fingerprints(
     }
 
 
-def stale_days(cfg: Config, table: str, fingerprints: Mapping[str, str]) -> list[str]:
+def stale_days(ctx: RunContext, table: str, fingerprints: Mapping[str, str]) -> list[str]:
     """The days of ``fingerprints`` whose partition of per-day output ``table`` is missing, or
     was written from other raw partitions (its ``SOURCE_MARKER`` differs or is absent: an
     output written before markers existed is recomputed once). Sorted."""
-    layout = Layout(cfg.paths)
-    existing = set(output_days(cfg, table))
+    layout = ctx.layout
+    existing = set(output_days(ctx, table))
     have = [d for d in fingerprints if d in existing]
     with ThreadPoolExecutor(_LISTING_THREADS) as pool:
         stored = dict(zip(have, pool.map(lambda d: layout.store.read_text(layout.path_for(table, d) / SOURCE_MARKER), have), strict=True))
@@ -245,7 +247,7 @@ def stale_days(cfg: Config, table: str, fingerprints: Mapping[str, str]) -> list
 
 
 def write_partitions(
-    df: DataFrame, cfg: Config, table: str, days: Sequence[str], *, sources: Mapping[str, str] | None = None
+    df: DataFrame, ctx: RunContext, table: str, days: Sequence[str], *, sources: Mapping[str, str] | None = None
 ) -> None:
     """Replace the partitions ``days`` of ETL output ``table`` with the rows of ``df``.
 
@@ -281,7 +283,7 @@ def write_partitions(
             f"fingerprint of every day it writes, any other output without one (days {days}, "
             f"fingerprints for {sorted(sources or ())})"
         )
-    layout = Layout(cfg.paths)
+    layout = ctx.layout
     store = layout.store
     root = layout.table_root(table)
     # Contract timestamps are timestamp[us, tz=UTC]; Spark's default INT96 reads back in Arrow
@@ -309,9 +311,9 @@ def write_partitions(
         store.remove_dir(staging)
 
 
-def drop_partition(cfg: Config, table: str, ds: str) -> None:
+def drop_partition(ctx: RunContext, table: str, ds: str) -> None:
     """Remove one partition of an ETL output (used when a written partition fails its check)."""
-    layout = Layout(cfg.paths)
+    layout = ctx.layout
     layout.store.remove_dir(layout.path_for(table, ds))
 
 

@@ -35,7 +35,7 @@ def observed_values(df: DataFrame, mapping: Iterable[tuple[str, str]]) -> DataFr
     Not deduplicated here: :func:`extend_vocabulary` deduplicates the union of every source in
     one aggregate. Deduplicating each source first leaves identically partitioned children,
     which Spark unions without a shuffle and AQE then reads in one task (the whole vocabulary
-    in one core: 15 s of the 34 s stage on the ``large`` preset).
+    on one core).
 
     Args:
         mapping: (column of df, vocab name) pairs.

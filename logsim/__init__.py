@@ -1,4 +1,4 @@
-"""Daily feed-log simulator with planted ground truth (issue 3).
+"""Daily feed-log simulator with planted ground truth.
 
 ``simulate(cfg, preset, start, days, seed) -> dict`` writes the four raw tables per day;
 ``logsim.truth.Truth.load(layout)`` gives the planted vectors and the true click propensity.

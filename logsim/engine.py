@@ -138,10 +138,6 @@ class World:
         return make_catalogue(self.preset, [self.block(k) for k in range(first, offset + 1)], offset)
 
 
-# Kept for callers written against the first version (bench/bench_index.py).
-_World = World
-
-
 def simulate_day(cfg, world: World, day: dt.date) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Simulate one day and write its four raw partitions (each atomically).
 

@@ -2,14 +2,14 @@
 
 Volumes per day (impressions = requests x shown_per_request, +-8% by weekday; ranking-log rows
 per request are at most 2 x retrieval_size (retrieval and pre_rank rows of every candidate) +
-prerank_keep (rank rows); duplicate candidates enter once, so the measured volume is a bit lower):
+prerank_keep (rank rows); duplicate candidates enter once, so the actual volume is a bit lower):
 
-| preset | users | catalogue | new items/day | requests/day | impressions/day | ranking rows/day (max; measured) |
+| preset | users | catalogue | new items/day | requests/day | impressions/day | ranking rows/day (max) |
 | --- | --- | --- | --- | --- | --- | --- |
-| tiny   | 1,000     | ~510     | 17     | 2,000     | 20,000     | 160,000 (8/impression; ~7)      |
-| small  | 20,000    | ~5,010   | 167    | 50,000    | 500,000    | 4.0M (8/impression; ~7.7)       |
-| medium | 200,000   | ~50,010  | 1,667  | 500,000   | 5,000,000  | 32.5M (6.5/impression; ~6.4)    |
-| large  | 2,000,000 | ~500,010 | 16,667 | 5,000,000 | 50,000,000 | 325M (6.5/impression)           |
+| tiny   | 1,000     | ~510     | 17     | 2,000     | 20,000     | 160,000 (8/impression) |
+| small  | 20,000    | ~5,010   | 167    | 50,000    | 500,000    | 4.0M (8/impression)    |
+| medium | 200,000   | ~50,010  | 1,667  | 500,000   | 5,000,000  | 32.5M (6.5/impression) |
+| large  | 2,000,000 | ~500,010 | 16,667 | 5,000,000 | 50,000,000 | 325M (6.5/impression)  |
 
 The catalogue is ``item_lifetime_days`` blocks of ``new_items_per_day`` items: every day a block
 of new items arrives and the oldest block retires, and exposure fades with age (time constant

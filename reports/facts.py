@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from contracts.schemas import ETL_STAGE_ORDER
 from storage.layout import Layout
 
 DQ_STEPS = ("validate_raw", "validate_outputs")
@@ -21,6 +22,11 @@ DQ_STEPS = ("validate_raw", "validate_outputs")
 STEPS_BEFORE_ETL = ("validate_raw",)
 STEPS_AFTER_ETL = ("validate_outputs", "train", "evaluate", "train_final", "build_index", "publish")
 METRIC = "recall@50"
+# Metric columns of the evaluation table and plot, in order (those no row has are left out).
+EVAL_COLUMNS = (
+    "recall@10", "recall@50", "recall@50_se", "recall@100", "hitrate@50", "ndcg@50", "coverage",
+    "recall@50_tail", "recall@50_cold", "users_scored",
+)
 # Trailing days a day's volume is compared with.
 TRAILING_DAYS = 7
 
@@ -70,14 +76,10 @@ def load_metrics(layout: Layout, ds: str, stats: dict[str, Any]) -> dict[str, An
 
 
 def etl_steps(stats: dict[str, Any]) -> list[str]:
-    """ETL step names present (``etl_<stage>``), in the order of ``etl.jobs.ETL_STAGES`` when known."""
+    """ETL step names present (``etl_<stage>``), in ``contracts.schemas.ETL_STAGE_ORDER`` (a
+    stage not in it, e.g. from older code, goes last)."""
     present = [k for k in stats if k.startswith("etl_")]
-    try:
-        from etl.jobs import ETL_STAGES
-
-        order = [f"etl_{s}" for s in ETL_STAGES]
-    except ImportError:  # the report must still render without the ETL package
-        order = []
+    order = [f"etl_{s}" for s in ETL_STAGE_ORDER]
     return [s for s in order if s in present] + sorted(s for s in present if s not in order)
 
 

@@ -167,9 +167,10 @@ def test_a_handful_of_null_item_ids_is_quarantined(case, spark):
     q = pq.read_table(Layout(case.paths).quarantine("impressions", RUN_DAY))
     assert q.num_rows == 3 and set(q["dq_reason"].to_pylist()) == {"null_item_id"}
     # The ETL's raw reader drops exactly those rows.
+    from core.context import RunContext
     from etl.io import read_raw
 
-    assert read_raw(spark, case, "impressions", RUN_DAY).count() == t.num_rows - 3
+    assert read_raw(spark, RunContext.build(case, RUN_DAY), "impressions", RUN_DAY).count() == t.num_rows - 3
     # Rerun after the export is fixed: the day's quarantine and reports are replaced, not appended.
     _write(case, "impressions", t)
     again = pipeline.validate_raw(case, RUN_DAY)

@@ -1,4 +1,4 @@
-"""The carried-forward catalogue (etl.jobs: live items of day D) and exact, order-independent
+"""The carried-forward catalogue (etl.stages.inputs: live items of day D) and exact, order-independent
 feature statistics.
 
 A log imported without an items file has partial snapshots (the items seen that day), so an
@@ -58,12 +58,14 @@ def _imported_without_items_file(tmp_path):
 
 
 def _live(spark, cfg, ds: str) -> tuple[set[str], dict]:
+    from core.context import RunContext
     from etl import io
     from etl.jobs import run_stage
 
+    ctx = RunContext.build(cfg, ds)
     for stage in ("click_positives", "vocabulary", "features"):
-        stats = run_stage(cfg, spark, ds, stage)
-    cat = io.read_output(spark, cfg, "item_catalogue", ds).toPandas()
+        stats = run_stage(ctx, spark, stage).to_dict()
+    cat = io.read_output(spark, ctx, "item_catalogue", ds).toPandas()
     return set(cat[cat.active].item_id), stats["catalogue"]
 
 
@@ -106,6 +108,7 @@ def test_complete_snapshot_retires_an_absent_item_at_once(spark, tmp_path):
 
 @pytest.mark.spark
 def test_unreadable_file_on_an_earlier_catalogue_day_names_table_partition_and_file(spark, tmp_path):
+    from core.context import RunContext
     from etl.jobs import run_stage
     from quality.io import UnreadableFile
     from storage.layout import Layout
@@ -114,9 +117,10 @@ def test_unreadable_file_on_an_earlier_catalogue_day_names_table_partition_and_f
     # Day 1's items snapshot is outside the 2-day window but inside the catalogue days of day 5.
     bad = Layout(cfg.paths).path_for("items", "2026-11-01") / "part-00000.parquet"
     bad.write_bytes(bad.read_bytes()[:20])  # truncated: no footer
-    run_stage(cfg, spark, "2026-11-05", "click_positives")
+    ctx = RunContext.build(cfg, "2026-11-05")
+    run_stage(ctx, spark, "click_positives")
     with pytest.raises(UnreadableFile, match=r"table items, partition ds=2026-11-01.*part-00000\.parquet"):
-        run_stage(cfg, spark, "2026-11-05", "vocabulary")
+        run_stage(ctx, spark, "vocabulary")
 
 
 @pytest.mark.spark

@@ -401,22 +401,23 @@ def test_eval_examples_targets_exclude_training_clicks(spark):
 
 @pytest.mark.spark
 def test_write_partitions_replaces_only_its_days_even_when_empty(spark, tmp_path):
+    from core.context import RunContext
     from etl import io
     from tests.conftest import make_config
 
-    cfg = make_config(tmp_path)
+    ctx = RunContext.build(make_config(tmp_path), "2026-11-02")
     schema = "feature string, mean double, std double, ds string"
     first = spark.createDataFrame([("x", 1.0, 2.0, "2026-11-01"), ("y", 0.0, 1.0, "2026-11-02")], schema)
-    io.write_partitions(first, cfg, "feature_stats", ["2026-11-01", "2026-11-02"])
-    assert io.output_days(cfg, "feature_stats") == ["2026-11-01", "2026-11-02"]
+    io.write_partitions(first, ctx, "feature_stats", ["2026-11-01", "2026-11-02"])
+    assert io.output_days(ctx, "feature_stats") == ["2026-11-01", "2026-11-02"]
     # Rerun of Nov 2 with no rows: the partition becomes empty (not stale), Nov 1 untouched.
-    io.write_partitions(spark.createDataFrame([], schema), cfg, "feature_stats", ["2026-11-02"])
-    assert io.read_output(spark, cfg, "feature_stats", "2026-11-02").count() == 0
-    assert io.read_output(spark, cfg, "feature_stats", "2026-11-02").columns == ["feature", "mean", "std"]
-    assert [r.feature for r in io.read_output(spark, cfg, "feature_stats", "2026-11-01").collect()] == ["x"]
+    io.write_partitions(spark.createDataFrame([], schema), ctx, "feature_stats", ["2026-11-02"])
+    assert io.read_output(spark, ctx, "feature_stats", "2026-11-02").count() == 0
+    assert io.read_output(spark, ctx, "feature_stats", "2026-11-02").columns == ["feature", "mean", "std"]
+    assert [r.feature for r in io.read_output(spark, ctx, "feature_stats", "2026-11-01").collect()] == ["x"]
     # No staging folders are left behind.
     leftovers = [
-        p.name for p in io.Layout(cfg.paths).table_root("feature_stats").iterdir() if p.name.startswith(".")
+        p.name for p in ctx.layout.table_root("feature_stats").iterdir() if p.name.startswith(".")
     ]
     assert leftovers == []
 
@@ -426,6 +427,7 @@ def test_raw_reader_drops_the_rows_quality_quarantines(spark, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from core.context import RunContext
     from core.errors import DataError
     from etl import io
     from storage.layout import Layout
@@ -447,13 +449,14 @@ def test_raw_reader_drops_the_rows_quality_quarantines(spark, tmp_path):
         }
     )
     pq.write_table(table, part / "part-0.parquet")
-    df = io.read_raw(spark, cfg, "impressions", "2026-11-02")
+    ctx = RunContext.build(cfg, "2026-11-02")
+    df = io.read_raw(spark, ctx, "impressions", "2026-11-02")
     # Only r1 survives the quality row rules; optional contract columns read as null.
     assert [(r.request_id, r.liked, str(r.event_ds)) for r in df.collect()] == [("r1", None, "2026-11-02")]
     with pytest.raises(
         DataError, match=r"table users, partition ds=2026-11-02: required raw partition is missing"
     ):
-        io.read_raw(spark, cfg, "users", "2026-11-02")
+        io.read_raw(spark, ctx, "users", "2026-11-02")
 
 
 def test_every_etl_output_is_declared_by_exactly_one_stage():
@@ -465,9 +468,55 @@ def test_every_etl_output_is_declared_by_exactly_one_stage():
     assert sorted(declared) == sorted(ETL_OUTPUTS)
 
 
+def test_every_stage_depends_only_on_stages_before_it():
+    from etl.jobs import ETL_STAGES, STAGE_DEPENDENCIES
+
+    assert tuple(STAGE_DEPENDENCIES) == ETL_STAGES
+    for place, stage in enumerate(ETL_STAGES):
+        assert set(STAGE_DEPENDENCIES[stage]) <= set(ETL_STAGES[:place]), stage
+
+
 def test_row_counts_lists_only_integer_counts():
     from etl.jobs import row_counts
 
     stats = {"rows": 1204, "upsampled_rows": 31, "users": 9, "alpha": 0.75, "flag": True, "train_days_missing": []}
     assert row_counts(stats) == "rows=1,204 upsampled_rows=31 users=9"
     assert row_counts({"shown_overlap_rows": True, "vocabs": {}}) == "no row counts"
+
+
+def test_row_counts_read_a_stage_result_like_its_json():
+    from core.results.etl import HardNegativesResult
+    from etl.jobs import row_counts
+
+    result = HardNegativesResult(stage="hard_negatives", ds="2026-11-03", seconds=2.5, rows=40, requests=12)
+    assert row_counts(result) == row_counts(result.to_dict()) == "rows=40 requests=12"
+
+
+def test_every_stage_has_a_result_class_whose_json_reads_back():
+    from core.results.etl import (
+        STAGE_RESULTS,
+        CatalogueChange,
+        FeaturesResult,
+        FeatureStat,
+        VocabSize,
+        VocabularyResult,
+    )
+    from etl.jobs import ETL_STAGES
+
+    assert tuple(STAGE_RESULTS) == ETL_STAGES
+    vocab = VocabularyResult(stage="vocabulary", window=("2026-11-02", "2026-11-03"), rows=3, vocabs={"item": VocabSize(3, 1, 3)})
+    assert vocab.to_dict()["vocabs"] == {"item": {"size": 3, "new": 1, "max_id": 3}}
+    assert vocab.to_dict()["window"] == ["2026-11-02", "2026-11-03"]
+    assert VocabularyResult.from_dict(vocab.to_dict()).vocabs == vocab.vocabs
+    features = FeaturesResult(catalogue=CatalogueChange(rule="carried forward", size=5), feature_stats={"u_num_age": FeatureStat(1.0, 2.0)})
+    back = FeaturesResult.from_dict(features.to_dict())
+    assert back.catalogue == features.catalogue and back.feature_stats == features.feature_stats
+
+
+def test_hard_negative_counts_not_measured_are_left_out_of_the_json():
+    from core.results.etl import HardNegativesResult
+
+    # No ranking log: no request count; verification off: no overlap count.
+    assert {"requests", "shown_overlap_rows"}.isdisjoint(HardNegativesResult(rows=0).to_dict())
+    measured = HardNegativesResult(rows=3, requests=2, shown_overlap_rows=0).to_dict()
+    assert (measured["requests"], measured["shown_overlap_rows"]) == (2, 0)

@@ -32,19 +32,21 @@ def _raw(cfg, table: str, days: list[str]) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def etl_run(spark, tmp_path_factory):
     import logsim
+    from core.context import RunContext
     from etl.jobs import run_etl
 
     root = tmp_path_factory.mktemp("etl_tiny")
     cfg = make_config(root, etl={"window_days": 3, "eval_days": 1, "hot_threshold": 100})
     logsim.simulate(cfg, "tiny", START, 4, 7)
-    stats = run_etl(cfg, spark, D)
+    stats = {stage: r.to_dict() for stage, r in run_etl(RunContext.build(cfg, D), spark).items()}
     return cfg, stats
 
 
 def _read(spark, cfg, table, ds=D):
+    from core.context import RunContext
     from etl import io
 
-    return io.read_output(spark, cfg, table, ds)
+    return io.read_output(spark, RunContext.build(cfg, ds), table, ds)
 
 
 def test_every_contract_output_is_written_with_its_columns(spark, etl_run):
@@ -86,13 +88,14 @@ def test_click_positives_match_raw_clicks(spark, etl_run):
 def test_progress_lines_number_the_stage_and_give_its_row_count(spark, etl_run, caplog):
     import logging
 
+    from core.context import RunContext
     from etl.jobs import ETL_STAGES, run_stage
 
     cfg, _ = etl_run
     imp = _raw(cfg, "impressions", [D])
     clicks = len(imp[imp.clicked][["request_id", "item_id"]].drop_duplicates())
     with caplog.at_level(logging.INFO, logger="etl.jobs"):
-        run_stage(cfg, spark, D, "click_positives")  # a rerun: same outputs
+        run_stage(RunContext.build(cfg, D), spark, "click_positives")  # a rerun: same outputs
     lines = [r.getMessage() for r in caplog.records if r.name == "etl.jobs"]
     n = len(ETL_STAGES)
     assert f"ETL stage 1/{n} click_positives for ds={D} started (3-day window)" in lines
@@ -234,6 +237,7 @@ def test_rerun_gives_identical_outputs_and_next_day_keeps_vocabulary_ids(spark, 
     from pyspark.sql import functions as F
     from pyspark.testing import assertDataFrameEqual
 
+    from core.context import RunContext
     from etl.jobs import run_etl, run_stage
 
     def row_bits(name: str) -> list[int]:
@@ -245,7 +249,7 @@ def test_rerun_gives_identical_outputs_and_next_day_keeps_vocabulary_ids(spark, 
     cfg, _ = etl_run
     before = {name: _read(spark, cfg, name).toPandas() for name in ETL_OUTPUTS}
     bits = {name: row_bits(name) for name in ETL_OUTPUTS}
-    run_etl(cfg, spark, D)
+    run_etl(RunContext.build(cfg, D), spark)
     for name in ETL_OUTPUTS:
         after = _read(spark, cfg, name)
         assertDataFrameEqual(
@@ -253,8 +257,8 @@ def test_rerun_gives_identical_outputs_and_next_day_keeps_vocabulary_ids(spark, 
         )
         assert row_bits(name) == bits[name], f"{name}: a rerun changed some value's bits"
     # Day D+1 extends day D's vocabulary: every (vocab, value) keeps its id; new ids follow the max.
-    run_stage(cfg, spark, NEXT, "click_positives")
-    run_stage(cfg, spark, NEXT, "vocabulary")
+    run_stage(RunContext.build(cfg, NEXT), spark, "click_positives")
+    run_stage(RunContext.build(cfg, NEXT), spark, "vocabulary")
     old = before["vocabulary"].set_index(["vocab", "value"])
     new = _read(spark, cfg, "vocabulary", NEXT).toPandas().set_index(["vocab", "value"])
     assert (new.loc[old.index, "id"] == old["id"]).all()
@@ -267,16 +271,18 @@ def test_rerun_gives_identical_outputs_and_next_day_keeps_vocabulary_ids(spark, 
 
 def test_missing_ranking_log_gives_empty_hard_negatives_and_missing_impressions_fail(spark, tmp_path):
     import logsim
+    from core.context import RunContext
     from core.errors import DataError
     from etl.jobs import run_stage
 
     cfg = make_config(tmp_path, etl={"window_days": 2})
     logsim.simulate(cfg, "tiny", START, 2, 3)
     shutil.rmtree(Layout(cfg.paths).table_root("ranking_log"))
-    run_stage(cfg, spark, "2026-11-02", "click_positives")
-    stats = run_stage(cfg, spark, "2026-11-02", "hard_negatives")
+    ctx = RunContext.build(cfg, "2026-11-02")
+    run_stage(ctx, spark, "click_positives")
+    stats = run_stage(ctx, spark, "hard_negatives").to_dict()
     assert stats["ranking_log_present"] is False and stats["rows"] == 0
     empty = _read(spark, cfg, "hard_negatives", "2026-11-02")
     assert empty.count() == 0 and "difficulty" in empty.columns
     with pytest.raises(DataError, match=r"table impressions, partition ds=2026-11-05"):
-        run_stage(cfg, spark, "2026-11-05", "click_positives")
+        run_stage(RunContext.build(cfg, "2026-11-05"), spark, "click_positives")

@@ -165,9 +165,10 @@ def test_a_few_malformed_ids_are_quarantined_never_new_ids(case, spark):
     assert out["quarantined"]["impressions"]["by_rule"] == {"malformed_user_id": 3}
     q = pq.read_table(Layout(case.paths).quarantine("impressions", RUN_DAY))
     assert sorted(q["user_id"].to_pylist()) == sorted([ids[0], ids[1], ""])
+    from core.context import RunContext
     from etl.io import read_raw
 
-    kept = read_raw(spark, case, "impressions", RUN_DAY)
+    kept = read_raw(spark, RunContext.build(case, RUN_DAY), "impressions", RUN_DAY)
     assert kept.count() == t.num_rows - 3
     from pyspark.sql import functions as F
 

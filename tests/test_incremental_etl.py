@@ -24,15 +24,22 @@ DAYS = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05"]
 COLS = ["request_id", "user_id", "item_id", "event_ds", "stage_cut", "difficulty"]
 
 
+def _ctx(cfg, ds: str = START):
+    """A run context of ``cfg`` (for the io calls: only its layout counts)."""
+    from core.context import RunContext
+
+    return RunContext.build(cfg, ds)
+
+
 def _from_scratch(spark, cfg, ds: str):
     """Hard negatives of ds's window straight from the raw logs (no per-day output read)."""
+    from core.context import RunContext
     from etl import io
     from etl.hard_negatives import hard_negatives_from_ranking_log
-    from etl.jobs import RunWindow
 
-    win = RunWindow.for_run(cfg, ds)
-    ranking, _ = io.read_raw_days(spark, cfg, "ranking_log", win.days)
-    shown, _ = io.read_raw_days(spark, cfg, "impressions", win.days)
+    ctx = RunContext.build(cfg, ds)
+    ranking, _ = io.read_raw_days(spark, ctx, "ranking_log", ctx.window.days)
+    shown, _ = io.read_raw_days(spark, ctx, "impressions", ctx.window.days)
     clicks = shown.filter("clicked")
     return hard_negatives_from_ranking_log(
         ranking, shown.select("user_id", "item_id"), clicks.select("user_id", "item_id"), clicks.select("request_id"),
@@ -48,7 +55,7 @@ def _rows(df) -> list[tuple]:
 def _assert_equals_from_scratch(spark, cfg, ds: str) -> list[tuple]:
     from etl import io
 
-    got = _rows(io.read_output(spark, cfg, "hard_negatives", ds))
+    got = _rows(io.read_output(spark, _ctx(cfg), "hard_negatives", ds))
     expected = _rows(_from_scratch(spark, cfg, ds))
     assert expected, f"the reference for ds={ds} is empty: the comparison would prove nothing"
     assert got == expected, f"ds={ds}: {len(got)} incremental rows vs {len(expected)} from scratch"
@@ -57,9 +64,11 @@ def _assert_equals_from_scratch(spark, cfg, ds: str) -> list[tuple]:
 
 def _run(spark, cfg, ds: str) -> tuple[dict, dict]:
     """(click_positives stats, hard_negatives stats) of one run of day ds."""
+    from core.context import RunContext
     from etl.jobs import run_stage
 
-    return run_stage(cfg, spark, ds, "click_positives"), run_stage(cfg, spark, ds, "hard_negatives")
+    ctx = RunContext.build(cfg, ds)
+    return run_stage(ctx, spark, "click_positives").to_dict(), run_stage(ctx, spark, "hard_negatives").to_dict()
 
 
 def _re_export(cfg, table: str, ds: str) -> None:
@@ -73,9 +82,9 @@ def _per_day_counts(spark, cfg) -> dict[tuple[str, str], int]:
     from etl import io
 
     return {
-        (table, d): io.read_output(spark, cfg, table, d).count()
+        (table, d): io.read_output(spark, _ctx(cfg), table, d).count()
         for table in ("hard_negative_candidates", "shown_pairs")
-        for d in io.output_days(cfg, table)
+        for d in io.output_days(_ctx(cfg), table)
     }
 
 
@@ -113,7 +122,7 @@ def test_a_rerun_middle_day_with_changed_input_reaches_every_later_window(spark,
     cfg = simulated
     for ds in DAYS[2:]:
         _run(spark, cfg, ds)
-    before = {ds: _rows(io.read_output(spark, cfg, "hard_negatives", ds)) for ds in DAYS[2:]}
+    before = {ds: _rows(io.read_output(spark, _ctx(cfg), "hard_negatives", ds)) for ds in DAYS[2:]}
 
     # The producer re-exports day 3 with half of its ranking log; day 3 is rerun (it rewrites
     # its per-day outputs), then the later days whose window holds it (a backfill 4..5).
@@ -136,7 +145,7 @@ def test_a_re_export_nobody_reran_is_recomputed_by_the_next_window(spark, simula
     cfg = simulated
     for ds in DAYS[2:4]:
         _run(spark, cfg, ds)
-    before = _rows(io.read_output(spark, cfg, "hard_negatives", DAYS[3]))
+    before = _rows(io.read_output(spark, _ctx(cfg), "hard_negatives", DAYS[3]))
 
     _re_export(cfg, "ranking_log", DAYS[1])
     _re_export(cfg, "impressions", DAYS[2])
@@ -169,7 +178,7 @@ def test_a_window_without_ranking_log_computes_only_its_day_until_a_ranking_log_
     _, hard = _run(spark, cfg, DAYS[2])
     assert hard["ranking_log_present"] is False and hard["rows"] == 0
     assert hard["per_day_outputs_computed"] == [DAYS[2]]
-    assert io.output_days(cfg, "shown_pairs") == [DAYS[2]]
+    assert io.output_days(_ctx(cfg), "shown_pairs") == [DAYS[2]]
 
     shutil.move(aside, root)
     _, hard = _run(spark, cfg, DAYS[3])

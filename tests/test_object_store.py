@@ -109,6 +109,7 @@ def test_daily_pipeline_on_object_storage(spark, tmp_path, s3_endpoint):
     import logsim
     from contracts.schemas import ETL_OUTPUTS, RAW_TABLE_NAMES
     from core.config_load import load_config
+    from core.context import RunContext
     from etl.jobs import run_etl
     from storage.layout import Layout
 
@@ -153,7 +154,7 @@ def test_daily_pipeline_on_object_storage(spark, tmp_path, s3_endpoint):
     # The first day's ETL outputs equal a local-mode ETL from the same simulated raw data.
     local_cfg = load_config(_write_config(tmp_path / "local.toml", tmp_path / "local", "", ""), env={})
     logsim.simulate(local_cfg, "tiny", START, DAYS, 7)
-    run_etl(local_cfg, spark, D1)
+    run_etl(RunContext.build(local_cfg, D1), spark)
     local = Layout(local_cfg.paths)
     for table in ETL_OUTPUTS:
         expected = _row_multiset(local.path_for(table, D1))

@@ -164,6 +164,7 @@ def test_etl_on_standalone_cluster_equals_local_mode(spark, tmp_path, standalone
     import logsim
     from contracts.schemas import ETL_OUTPUTS
     from core.config_load import load_config
+    from core.context import RunContext
     from etl.jobs import run_etl
     from storage.layout import Layout
 
@@ -175,7 +176,7 @@ def test_etl_on_standalone_cluster_equals_local_mode(spark, tmp_path, standalone
     shutil.copytree(local_root / "data", cluster_root / "data")
 
     # Local mode: the shared local[2] session of this process.
-    run_etl(local_cfg, spark, D)
+    run_etl(RunContext.build(local_cfg, D), spark)
 
     # Cluster mode: the user-facing CLI in its own process, switched by the environment only.
     env = {**os.environ, "TWOTOWER_SPARK_MASTER": url, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}

@@ -207,13 +207,13 @@ def test_source_fingerprint_sees_a_re_export_and_commits_with_its_partition(layo
     from etl import io
     from storage.layout import SOURCE_MARKER
 
-    cfg = SimpleNamespace(paths=layout.paths)
+    ctx = SimpleNamespace(layout=layout)  # the io calls read only the run context's layout
     store, day = layout.store, "2026-11-02"
     raw = layout.path_for("impressions", day)
     _put(layout, raw, {"part-0.parquet": _parquet_bytes(3), "_SUCCESS": b""})
-    first = io.source_fingerprints(cfg, "click_positives", [day], {"positive_weight": "constant"})
-    assert io.source_fingerprints(cfg, "click_positives", [day], {"positive_weight": "constant"}) == first
-    assert io.stale_days(cfg, "click_positives", first) == [day]  # no output partition yet
+    first = io.source_fingerprints(ctx, "click_positives", [day], {"positive_weight": "constant"})
+    assert io.source_fingerprints(ctx, "click_positives", [day], {"positive_weight": "constant"}) == first
+    assert io.stale_days(ctx, "click_positives", first) == [day]  # no output partition yet
 
     staged = layout.table_root("click_positives") / ".staging-x" / f"ds={day}"
     _put(layout, staged, {"part-0.parquet": _parquet_bytes(1)})
@@ -221,16 +221,16 @@ def test_source_fingerprint_sees_a_re_export_and_commits_with_its_partition(layo
     store.commit_dir(staged, layout.path_for("click_positives", day))
     assert store.read_text(layout.path_for("click_positives", day) / SOURCE_MARKER) == first[day]
     assert store.data_files(layout.path_for("click_positives", day)) == ["part-0.parquet"]  # not a data file
-    assert io.stale_days(cfg, "click_positives", first) == []
+    assert io.stale_days(ctx, "click_positives", first) == []
 
     # The producer re-exports the day (same file name, other bytes); or a setting changes.
     _put(layout, raw, {"part-0.parquet": _parquet_bytes(5)})
-    second = io.source_fingerprints(cfg, "click_positives", [day], {"positive_weight": "constant"})
-    assert second != first and io.stale_days(cfg, "click_positives", second) == [day]
-    other = io.source_fingerprints(cfg, "click_positives", [day], {"positive_weight": "engagement"})
-    assert io.stale_days(cfg, "click_positives", other) == [day]
+    second = io.source_fingerprints(ctx, "click_positives", [day], {"positive_weight": "constant"})
+    assert second != first and io.stale_days(ctx, "click_positives", second) == [day]
+    other = io.source_fingerprints(ctx, "click_positives", [day], {"positive_weight": "engagement"})
+    assert io.stale_days(ctx, "click_positives", other) == [day]
     # An output written before markers existed counts as stale; a missing marker reads as None.
     _put(layout, layout.path_for("click_positives", "2026-11-01"), {"part-0.parquet": _parquet_bytes(1)})
-    legacy = io.source_fingerprints(cfg, "click_positives", ["2026-11-01"])
-    assert io.stale_days(cfg, "click_positives", legacy) == ["2026-11-01"]
+    legacy = io.source_fingerprints(ctx, "click_positives", ["2026-11-01"])
+    assert io.stale_days(ctx, "click_positives", legacy) == ["2026-11-01"]
     assert store.read_text(layout.path_for("click_positives", "2026-11-01") / SOURCE_MARKER) is None

@@ -15,12 +15,13 @@ DS = "2026-11-07"
 @pytest.mark.spark
 def test_model_beats_popularity_on_tiny_simulated_data(tmp_path, spark):
     import logsim
+    from core.context import RunContext
     from etl.jobs import run_etl
     from tests.support.training import train
 
     cfg = make_config(tmp_path)
     logsim.simulate(cfg, "tiny", "2026-11-01", 7, 7)
-    run_etl(cfg, spark, DS)
+    run_etl(RunContext.build(cfg, DS), spark)
     stats = train(cfg, DS).to_dict()
     model = stats["recall@50"]
     window = stats["baseline_recall@50"]["popularity_window"]

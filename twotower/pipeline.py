@@ -240,18 +240,20 @@ def validate_raw(cfg: Config, ds: str) -> dict[str, Any]:
 
 def etl_stages() -> tuple[str, ...]:
     """ETL stage names in dependency order (see ``etl.jobs.STAGE_DEPENDENCIES``)."""
-    from etl.jobs import ETL_STAGES
+    from contracts.schemas import ETL_STAGE_ORDER
 
-    return ETL_STAGES
+    return ETL_STAGE_ORDER
 
 
 @_locked("etl_stage")
 def etl_stage(cfg: Config, ds: str, stage: str) -> dict[str, Any]:
     """One ETL stage for day ``ds`` (read -> transform -> write)."""
+    from core.context import RunContext
     from etl.jobs import run_stage
 
-    ds = ds_str(ds)
-    return _record(cfg, ds, f"etl_{stage}", run_stage(cfg, _spark(cfg), ds, stage))
+    ctx = RunContext.build(cfg, ds)
+    result = run_stage(ctx, _spark(cfg), stage)
+    return _record(cfg, ctx.ds, f"etl_{stage}", result.to_dict())
 
 
 def etl(cfg: Config, ds: str) -> dict[str, Any]:
