@@ -62,18 +62,20 @@ import json, logging, os, sys, time
 os.environ.setdefault("TQDM_DISABLE", "1")
 logging.basicConfig(level=logging.WARNING)
 from core.config_load import load_config
+from core.context import RunContext
 from twotower import pipeline
 config, step, ds, kw = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 cfg = load_config(config)
 startup = 0.0
 if step in {spark_steps!r}:
     t = time.perf_counter()
-    pipeline._spark(cfg)
+    pipeline._spark(RunContext.build(cfg, ds))
     startup = time.perf_counter() - t
 t = time.perf_counter()
 out = getattr(pipeline, step)(cfg, ds, **kw)
 inner = time.perf_counter() - t
-print(json.dumps({{"startup_s": startup, "inner_s": inner, "stats": out}}, default=str))
+stats = {{k: v.to_dict() for k, v in out.items()}} if isinstance(out, dict) else out.to_dict()
+print(json.dumps({{"startup_s": startup, "inner_s": inner, "stats": stats}}, default=str))
 """
 
 _SESSION_CHILD = r"""

@@ -70,7 +70,7 @@ def _run_day() -> str:
     return run_day_for(ctx["params"].get("ds"), ctx.get("logical_date"), ctx["dag_run"].run_after)
 
 
-def _run_step(step: str, **kwargs: Any) -> dict[str, Any]:
+def _run_step(step: str, **kwargs: Any):
     """Load the config once, run ``twotower.pipeline.<step>(cfg, ds)`` and turn a gate into a failure."""
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -190,8 +190,8 @@ def two_tower_daily():
     @task(retries=1, trigger_rule=TriggerRule.ALL_DONE)
     def report() -> str:
         out = _run_step("report")
-        print(f"run report: {out['report']}")
-        return out["report"]
+        print(f"run report: {out.report}")
+        return out.report
 
     @task(retries=0)
     def done() -> None:

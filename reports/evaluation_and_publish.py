@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reports import format as fm
-from reports.facts import EVAL_COLUMNS, METRIC, read_json
+from reports.facts import EVAL_COLUMNS, METRIC, publish_of, read_json
 from reports.format import DASH, e, kv_table, num
 from reports.plots import ASSETS, plot_metrics
 from storage.layout import Layout
@@ -56,8 +56,9 @@ def _metrics_table(rows: dict[str, dict[str, Any]]) -> str:
 def _previous_version_metrics(layout: Layout, ds: str, stats: dict[str, Any]) -> tuple[str, dict] | None:
     """The published model's metrics on this day's held-out set (from the publish gate), else
     the previous published version's own metrics (measured on its own day: not the same set)."""
-    pub = stats.get("publish") or {}
-    gate = pub.get("gate") or (_rejected_gate(layout, ds) if pub.get("decision") == "rejected" else {})
+    pub = publish_of(stats)
+    rejected = pub is not None and pub.decision == "rejected"
+    gate = (stats.get("publish") or {}).get("gate") or (_rejected_gate(layout, ds) if rejected else {})
     if isinstance(gate.get("published"), int | float):
         # The publish gate evaluated the then-published version on this day's held-out set.
         metric = gate.get("metric", METRIC)
@@ -90,16 +91,16 @@ def _rejected_gate(layout: Layout, ds: str) -> dict[str, Any]:
 
 
 def section_publish(stats: dict[str, Any], layout: Layout | None = None, ds: str | None = None) -> str:
-    pub = stats.get("publish")
+    pub = publish_of(stats)
     if pub is None:
         return '<h2>Publish decision</h2><p><b>not published</b>: the run stopped before the publish step.</p>'
-    decision = "published" if pub.get("published", True) is not False else "not published"
-    gate = pub.get("gate") or {}
-    if not gate and decision == "not published" and pub.get("decision") == "rejected" and layout is not None and ds:
+    decision = "published" if pub.published else "not published"
+    gate = stats["publish"].get("gate") or {}  # the gate's recorded figures, shown as they were written
+    if not gate and not pub.published and pub.decision == "rejected" and layout is not None and ds:
         gate = _rejected_gate(layout, ds)
-    reason = pub.get("reason") or gate.get("reason") or pub.get("decision") or ""
-    if pub.get("version"):
-        decision += f" as version {pub['version']}"
+    reason = pub.reason or gate.get("reason") or pub.decision or ""
+    if pub.version:
+        decision += f" as version {pub.version}"
     rows: list[tuple[str, Any]] = []
     if gate:
         se = lambda k: f" ± {gate[k]:.4f}" if isinstance(gate.get(k), int | float) else ""  # noqa: E731
@@ -114,12 +115,13 @@ def section_publish(stats: dict[str, Any], layout: Layout | None = None, ds: str
             ("decidable (margins beyond the SE)", gate.get("decidable")),
             ("forced", gate.get("forced")),
         ]
+    recorded = stats["publish"]
     for k in ("previous_latest", "latest", "path", "retention_deleted"):
-        if k in pub:
-            rows.append((fm.label(k), pub[k]))
+        if k in recorded:
+            rows.append((fm.label(k), recorded[k]))
     # Not folded: the decision is the first thing under its heading.
     return (
         f'<h2>Publish decision</h2><p><b>{decision}</b> {e(str(reason))}</p>'
         + (kv_table(rows) if rows else "")
-        + fm.sub_folded("all recorded values", fm.details_table(pub, skip=("run_info",)))
+        + fm.sub_folded("all recorded values", fm.details_table(recorded, skip=("run_info",)))
     )

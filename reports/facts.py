@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.schemas import ETL_STAGE_ORDER
+from core.results.indexing import PublishResult
 from storage.layout import Layout
 
 DQ_STEPS = ("validate_raw", "validate_outputs")
@@ -38,6 +39,13 @@ VOLUME_LOW, VOLUME_HIGH = 0.5, 2.0  # day volume vs the trailing median
 FEW_EVAL_USERS = 100  # the publish gate's default publish.min_eval_users
 OUT_OF_CATALOGUE_SHARE = 0.2
 RETIRED_SHARE = 0.2
+
+
+def publish_of(stats: dict[str, Any]) -> PublishResult | None:
+    """The day's publish decision as recorded by the publish step (None: the step never ran).
+    The one reader of it: whether it published, which version, what LATEST serves and why."""
+    recorded = stats.get("publish")
+    return None if recorded is None else PublishResult.from_dict(recorded)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -170,11 +178,11 @@ def day_facts(ds: str, stats: dict[str, Any], dq: dict[str, Any], metrics: dict[
     oracle = m.get("oracle") if isinstance(m.get("oracle"), dict) else {}
     f["oracle_recall50"], f["oracle_cold_recall50"] = _num(oracle.get(METRIC)), _num(oracle.get(f"{METRIC}_cold"))
 
-    pub = stats.get("publish")
-    f["published"] = None if pub is None else pub.get("published", True) is not False
-    f["version"] = (pub or {}).get("version")
-    f["latest"] = (pub or {}).get("latest")
-    gate = (pub or {}).get("gate") or {}
+    pub = publish_of(stats)
+    f["published"] = None if pub is None else pub.published
+    f["version"] = pub.version if pub else None
+    f["latest"] = pub.latest if pub else None
+    gate = (stats.get("publish") or {}).get("gate") or {}
     f["ann_recall"] = _num(gate.get("ann_recall")) or _num(((stats.get("build_index") or {}).get("ann") or {}).get("recall"))
     f["gate_decidable"], f["gate_forced"] = gate.get("decidable"), gate.get("forced")
     f["gate_undecided"] = list(gate.get("undecided") or [])

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from reports import format as fm
-from reports.facts import DQ_STEPS, STEPS_AFTER_ETL, STEPS_BEFORE_ETL
+from reports.facts import DQ_STEPS, STEPS_AFTER_ETL, STEPS_BEFORE_ETL, publish_of
 from reports.format import e, grid
 
 
@@ -25,15 +25,14 @@ def run_status(stats: dict[str, dict[str, Any]], dq: dict[str, dict[str, Any]] |
             fails = dq[step].get("critical_failures") or []
             first = shorten(split_examples(fails[0])[0], 300) if fails else "see the data-quality summary"
             return {"state": "failed", "detail": f"data-quality gate {step} failed ({len(fails)} critical): {first}"}
-    pub = stats.get("publish")
+    pub = publish_of(stats)
     if pub is not None:
-        if pub.get("published", True) is not False:
-            detail = f"version {pub.get('version', '?')} published"
-            latest = pub.get("latest")
-            if latest and pub.get("version") and latest != pub.get("version"):
-                detail += f"; LATEST stays at the newer {latest}"
+        if pub.published:
+            detail = f"version {pub.version or '?'} published"
+            if pub.latest and pub.version and pub.latest != pub.version:
+                detail += f"; LATEST stays at the newer {pub.latest}"
             return {"state": "published", "detail": detail}
-        return {"state": "rejected", "detail": str(pub.get("reason") or pub.get("decision") or "publish rejected")}
+        return {"state": "rejected", "detail": str(pub.reason or pub.decision or "publish rejected")}
     order = [*STEPS_BEFORE_ETL, *STEPS_AFTER_ETL]
     missing = next((s for s in order if s not in stats), None)
     if not stats:

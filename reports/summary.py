@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reports.facts import METRIC, trailing_median
+from reports.facts import METRIC, publish_of, trailing_median
 from reports.format import DASH, Raw, dur, e, kv_table, num, pct
 
 
@@ -14,7 +14,8 @@ def summary_html(ds: str, status: dict, facts: dict, trailing: list[dict], warni
     """The opening block of the page: the verdict, the day's key numbers against the trailing days
     (``trailing``: their facts, oldest first) and the warnings."""
     state = status["state"]
-    latest = (stats.get("publish") or {}).get("latest")
+    pub = publish_of(stats)
+    latest = pub.latest if pub else None
     verdict = {
         "published": f"version {facts.get('version') or ds} published"
         + ("; it is what LATEST serves" if latest == (facts.get("version") or ds) else f"; LATEST stays at {latest}" if latest else ""),
@@ -22,10 +23,8 @@ def summary_html(ds: str, status: dict, facts: dict, trailing: list[dict], warni
         "failed": "not published: the run failed",
     }.get(state, state)
     rows: list[tuple[str, Any]] = []
-    pub = stats.get("publish") or {}
-    gate = pub.get("gate") or {}
     if state == "published":
-        why = gate.get("reason") or ""
+        why = (pub.reason if pub else None) or ""
         rows.append(("publish", Raw(f"version <b>{e(facts.get('version') or ds)}</b>" + (f": {e(why)}" if why else ""))))
     else:
         rows.append(("why not published", status["detail"]))

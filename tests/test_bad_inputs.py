@@ -104,7 +104,7 @@ def _dq_show(cfg, monkeypatch, capture, *extra: str) -> tuple[int, str]:
 def test_good_day_passes_with_reports(case, monkeypatch, capfd):
     """No false alarm on good data: the gate passes and writes its summary and Data Docs."""
     capfd.readouterr()
-    out = pipeline.validate_raw(case, RUN_DAY)
+    out = pipeline.validate_raw(case, RUN_DAY).to_dict()
     # GE's tqdm bars ("Calculating Metrics: ...") are switched off in the GE project.
     assert "Calculating Metrics" not in capfd.readouterr().err
     assert out["status"] == "passed", out["critical_failures"] + out["warnings"]
@@ -160,7 +160,7 @@ def test_a_handful_of_null_item_ids_is_quarantined(case, spark):
     i = t.column_names.index("item_id")
     mask = pa.array([r < 3 for r in range(t.num_rows)])  # 3 rows: below 0.1% of ~21k rows
     _write(case, "impressions", t.set_column(i, "item_id", pc.if_else(mask, pa.scalar(None, pa.string()), t["item_id"])))
-    out = pipeline.validate_raw(case, RUN_DAY)
+    out = pipeline.validate_raw(case, RUN_DAY).to_dict()
     assert out["status"] == "warning"
     assert out["quarantined"]["impressions"]["rows"] == 3
     assert out["quarantined"]["impressions"]["by_rule"] == {"null_item_id": 3}
@@ -173,7 +173,7 @@ def test_a_handful_of_null_item_ids_is_quarantined(case, spark):
     assert read_raw(spark, RunContext.build(case, RUN_DAY), "impressions", RUN_DAY).count() == t.num_rows - 3
     # Rerun after the export is fixed: the day's quarantine and reports are replaced, not appended.
     _write(case, "impressions", t)
-    again = pipeline.validate_raw(case, RUN_DAY)
+    again = pipeline.validate_raw(case, RUN_DAY).to_dict()
     assert again["status"] == "passed" and again["quarantined"] == {}
     assert not Layout(case.paths).quarantine("impressions", RUN_DAY).exists()
     assert len(list(Layout(case.paths).dq_dir(RUN_DAY).iterdir())) == 2  # validate_raw.json + its GE project

@@ -160,7 +160,7 @@ def test_a_few_malformed_ids_are_quarantined_never_new_ids(case, spark):
     ids = t["user_id"].to_pylist()
     ids[0], ids[1], ids[2] = ids[0] + " ", "\t" + ids[1], ""  # trailing space, leading tab, empty
     _write(case, "impressions", t.set_column(i, "user_id", pa.array(ids, pa.string())))
-    out = pipeline.validate_raw(case, RUN_DAY)
+    out = pipeline.validate_raw(case, RUN_DAY).to_dict()
     assert out["status"] == "warning"
     assert out["quarantined"]["impressions"]["by_rule"] == {"malformed_user_id": 3}
     q = pq.read_table(Layout(case.paths).quarantine("impressions", RUN_DAY))
@@ -189,7 +189,7 @@ def test_one_bad_row_of_a_small_snapshot_is_quarantined(case):
     i = t.column_names.index(feature)
     values = pc.if_else(mask, pa.scalar(float("nan"), t.schema.field(feature).type), t[feature])
     _write(case, "items", t.set_column(i, feature, values))
-    out = pipeline.validate_raw(case, RUN_DAY)
+    out = pipeline.validate_raw(case, RUN_DAY).to_dict()
     assert out["status"] == "warning", out["critical_failures"]
     assert out["quarantined"]["items"]["by_rule"] == {f"nan_{feature}": 1}
 
@@ -224,7 +224,7 @@ def test_clicked_items_missing_from_the_snapshot_stop_the_day(case):
 def test_a_small_share_of_unknown_clicked_items_is_reported(case):
     lost, clicks, n = _drop_top_clicked_items(case, 10)
     cfg = case.replace(quality=dataclasses.replace(case.quality, unknown_item_click_max_fraction=0.5))
-    out = pipeline.validate_raw(cfg, RUN_DAY)
+    out = pipeline.validate_raw(cfg, RUN_DAY).to_dict()
     assert out["status"] == "warning"
     [m] = [w for w in out["warnings"] if "unknown_clicked_item" in w]
     print(m)

@@ -218,9 +218,9 @@ def test_warm_start_matches_categorical_tables_by_feature_name(tmp_path):
 
 def test_train_day_warm_starts_from_latest(trained, tmp_path):
     cfg, version = _day_with_published_model(trained, tmp_path)
-    stats = pipeline.train(cfg, DS)
+    stats = pipeline.train(cfg, DS).to_dict()
     assert stats["warm_start_from"] == str(version)
-    assert pipeline.train(cfg, DS, full_retrain=True)["warm_start_from"] is None
+    assert pipeline.train(cfg, DS, full_retrain=True).to_dict()["warm_start_from"] is None
 
 
 def test_a_warm_started_model_gets_the_configured_passes_not_the_min_steps_ones(trained, tmp_path):
@@ -228,8 +228,8 @@ def test_a_warm_started_model_gets_the_configured_passes_not_the_min_steps_ones(
     # model keeps training.epochs (1): more passes over rows it has seen only overfit it.
     cfg, _version = _day_with_published_model(trained, tmp_path)
     cfg = cfg.replace(training=dataclasses.replace(cfg.training, min_steps=10_000))
-    assert pipeline.train(cfg, DS)["epochs"] == 1
-    assert pipeline.train(cfg, DS, full_retrain=True)["epochs"] == 20
+    assert pipeline.train(cfg, DS).to_dict()["epochs"] == 1
+    assert pipeline.train(cfg, DS, full_retrain=True).to_dict()["epochs"] == 20
 
 
 def _day_with_published_model(trained, tmp_path):
@@ -269,7 +269,7 @@ def test_train_day_refuses_to_warm_start_from_a_damaged_published_model(trained,
     state.write_bytes(bytes(data))
     with pytest.raises(TamperedArtifact, match="model_state.pt"):
         pipeline.train(cfg, DS)
-    assert pipeline.train(cfg, DS, full_retrain=True)["warm_start_from"] is None  # the explicit way out
+    assert pipeline.train(cfg, DS, full_retrain=True).to_dict()["warm_start_from"] is None  # the explicit way out
 
 
 def test_ranker_metrics_by_hand():

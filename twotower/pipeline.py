@@ -2,9 +2,11 @@
 CLI (``twotower run``) and the tests.
 
 Each step takes the config and the run day ``ds`` (``YYYY-MM-DD``: the run for day D reads
-D's logs), does its work through the stage package, writes its statistics to
-``Layout.stage_stats(ds, step)`` for the run report, and returns them. Heavy libraries are
-imported inside the steps, so importing this module (as DAG files do) is cheap.
+D's logs), builds the step's :class:`core.context.RunContext` once (config, day, window,
+layout), does its work through the stage package, writes its typed result
+(:mod:`core.results`) to ``Layout.stage_stats(ds, step)`` for the run report, and returns it.
+Heavy libraries are imported inside the steps, so importing this module (as DAG files do) is
+cheap.
 
 Order: validate_raw -> etl stages -> validate_outputs -> train -> evaluate -> train_final ->
 build_index -> publish -> report. A step raises :class:`core.errors.PipelineError` (data-quality gate,
@@ -12,8 +14,8 @@ publish gate, bad input) to stop everything downstream; nothing is published the
 
 Storage: with ``[paths] remote`` set, Spark steps read and write the object store directly;
 every other step runs in a working copy (:mod:`storage.sync`): it pulls exactly what it reads
-and pushes exactly what it wrote (the lists are in each step below). With local storage
-those calls do nothing.
+(:mod:`twotower.step_io`) and pushes exactly what it wrote. With local storage those calls do
+nothing.
 """
 
 from __future__ import annotations
@@ -29,20 +31,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from contracts.days import ds_str
-from contracts.schemas import ETL_OUTPUTS
 from core.config import Config
+from core.context import RunContext
 from core.errors import PipelineError
-from core.results import StepResult
+from core.results import RunInfo, StepResult
 from core.results.indexing import BuildIndexResult, PublishResult
+from core.results.reports import ReportResult
 from storage import sync
 from storage.layout import Layout, atomic_write_text
+from twotower import step_io
 
 if TYPE_CHECKING:
-    from core.results.training import TrainResult
-    from training.evaluate import Oracle
+    from core.results.etl import EtlStageResult
+    from core.results.quality import ValidationResult
+    from core.results.training import EvaluateResult, TrainFinalResult, TrainResult
 
 log = logging.getLogger(__name__)
-R = TypeVar("R", StepResult, dict)
+R = TypeVar("R", bound=StepResult)
 
 # Start (time.monotonic) of the step running in this context, set by _locked.
 _step_started: contextvars.ContextVar[float | None] = contextvars.ContextVar("step_started", default=None)
@@ -51,18 +56,21 @@ STEPS = ("validate_raw", "etl", "validate_outputs", "train", "evaluate", "train_
 
 
 def _locked(step: str) -> Callable:
-    """Run the step under day ``ds``'s run lock (:mod:`twotower.runlock`): a second run of the
-    same day stops at once with ``RunInProgress`` naming the running process and the lock."""
+    """Run the step under day ``ds``'s run lock (:mod:`twotower.runlock`), with the step's run
+    context built once: the wrapped function takes ``(ctx, ...)``, its callers ``(cfg, ds, ...)``.
+    A second run of the same day stops at once with ``RunInProgress`` naming the running
+    process and the lock."""
 
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def locked(cfg: Config, ds: str, *args, **kwargs):
             from twotower.runlock import day_lock
 
-            with day_lock(cfg, ds, step):
+            ctx = RunContext.build(cfg, ds)
+            with day_lock(cfg, ctx.ds, step):
                 token = _step_started.set(time.monotonic())  # read by _record: the step's wall time
                 try:
-                    return fn(cfg, ds, *args, **kwargs)
+                    return fn(ctx, *args, **kwargs)
                 finally:
                     _step_started.reset(token)
 
@@ -71,140 +79,43 @@ def _locked(step: str) -> Callable:
     return wrap
 
 
-def _spark(cfg: Config):
+def _spark(ctx: RunContext):
     from core.spark import spark_session
 
-    store = Layout(cfg.paths).store
-    return spark_session(cfg.spark, storage_conf=store.spark_conf() if store.remote else None)
+    store = ctx.layout.store
+    return spark_session(ctx.cfg.spark, storage_conf=store.spark_conf() if store.remote else None)
 
 
-def _record(cfg: Config, ds: str, step: str, result: R) -> R:
-    """Write a step's result (returned unchanged) for the run report, with ``run_info``:
+def _record(ctx: RunContext, step: str, result: R) -> R:
+    """Write a step's result (returned unchanged) for the run report, with its :class:`RunInfo`:
     the step's wall seconds (under its run lock), finish time, code version and config hash."""
     from core.version import code_version, utc_now
 
-    stats = result.to_dict() if isinstance(result, StepResult) else result
     started = _step_started.get()
-    run_info = {
-        "wall_seconds": None if started is None else round(time.monotonic() - started, 3),
-        "finished_at": utc_now(),
-        "code_version": code_version(),
-        "config_hash": cfg.hash(),
-    }
-    path = Layout(cfg.paths).stage_stats(ds, step)
-    atomic_write_text(path, json.dumps({**stats, "run_info": run_info}, indent=2, sort_keys=True, default=str))
-    sync.push(cfg.paths, [path])
-    log.info("step %s for ds=%s done; stats in %s", step, ds, path)
+    run_info = RunInfo(
+        wall_seconds=None if started is None else round(time.monotonic() - started, 3),
+        finished_at=utc_now(),
+        code_version=code_version(),
+        config_hash=ctx.cfg.hash(),
+    )
+    path = ctx.layout.stage_stats(ctx.ds, step)
+    record = {**result.to_dict(), "run_info": run_info.to_dict()}
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str))
+    sync.push(ctx.cfg.paths, [path])
+    log.info("step %s for ds=%s done; stats in %s", step, ctx.ds, path)
     return result
 
 
-# -- what each non-Spark step reads from the store (pulled into the working copy first) ----
-
-
-def etl_outputs(layout: Layout, ds: str) -> list[Path]:
-    """Every ETL output partition of day ``ds`` (what training, evaluation and indexing read)."""
-    return [layout.path_for(table, ds) for table in ETL_OUTPUTS]
-
-
-def _popularity_inputs(cfg: Config, layout: Layout, ds: str) -> list[Path]:
-    """click_positives of the 28 days before the evaluation days: the popularity bars."""
-    from core.context import Window
-    from training.baselines import POPULARITY_DAYS
-
-    return [layout.path_for("click_positives", d) for d in Window.for_run(cfg, ds).before(max(POPULARITY_DAYS.values()))]
-
-
-def _prior_inputs(cfg: Config, layout: Layout, ds: str) -> list[Path]:
-    """What the popularity prior reads (nothing when it is off): the earlier days' grid records
-    (their metrics.json) and click_positives of the counted days, up to day ds itself (the
-    index counts through the last day the published weights saw)."""
-    from contracts.days import day_range
-    from core.context import RunContext
-    from training.prior_context import prior_record_days
-
-    if cfg.training.prior == "off":
-        return []
-    records = [layout.model_dir(d) / "metrics.json" for d in prior_record_days(RunContext.build(cfg, ds))]
-    return [*records, *(layout.path_for("click_positives", d) for d in day_range(ds, cfg.training.prior_days + cfg.etl.eval_days))]
-
-
-def _evaluation_inputs(cfg: Config, layout: Layout, ds: str) -> list[Path]:
-    """What the held-out evaluation of day ds reads besides the model: the day's ETL outputs,
-    the popularity bars' and the prior's inputs, and the simulator's truth (the oracle)."""
-    return [*etl_outputs(layout, ds), *_popularity_inputs(cfg, layout, ds), *_prior_inputs(cfg, layout, ds), layout.truth_dir]
-
-
-def _published_model_dir(layout: Layout) -> Path | None:
-    """The version directory LATEST points at, loaded the way serving loads it: every file must
-    match its manifest sha256 first (``indexing.artifacts.load_version`` raises
-    ``TamperedArtifact`` naming the file otherwise), so a damaged model is never warm-started
-    from. None before the first publish."""
-    from indexing.artifacts import load_version, read_latest
-
-    version = read_latest(layout)
-    if version is None:
-        return None
-    target = load_version(layout, version, verify=True).path
-    if not (target / "model_state.pt").is_file() or not (target / "model_config.json").is_file():
-        log.warning("LATEST points at %s, which has no model_state.pt/model_config.json: no warm start", target)
-        return None
-    return target
-
-
-def _oracle(layout: Layout) -> Oracle | None:
-    """The simulator truth's scores (user ids, item ids) -> [U, N] for the evaluation's oracle,
-    or None when the data root has no truth (imported data) or logsim is not installed."""
-    try:
-        from logsim.truth import Truth
-    except ImportError:
-        return None
-    truth = Truth.load(layout)
-    return None if truth is None else truth.scores
-
-
-def _train_model(cfg: Config, ds: str, *, ablate: frozenset[str], full_retrain: bool, evaluate: bool) -> TrainResult:
-    """Train day ds's model in this process (no lock, no storage sync): the body of
-    :func:`train`, and what torchrun workers other than 0 run (worker 0 holds the lock and
-    syncs). Every worker joins the process group before reading LATEST, so all of them see
-    what worker 0 pulled and warm-start alike."""
-    from core.context import RunContext
-    from training.train import train_day, wants_warm_start
-    from training.workers import join_workers
-
-    ctx = RunContext.build(cfg, ds)
-    join_workers(cfg)
-    warm = _published_model_dir(ctx.layout) if wants_warm_start(cfg.training, ablate, full_retrain) else None
-    oracle = _oracle(ctx.layout) if evaluate else None
-    return train_day(ctx, warm_start_dir=warm, ablate=ablate, full_retrain=full_retrain, evaluate=evaluate, oracle=oracle)
-
-
-def _report_inputs(layout: Layout, ds: str) -> list[Path]:
-    from core.published import published_days
-    from quality.io import summary_path
-
-    model_dir = layout.model_dir(ds)
-    earlier = [d for d in published_days(layout) if d < ds]
-    days = [name for name in layout.store.child_dirs(layout.reports_root) if name.startswith("ds=")]
-    return [
-        layout.stage_stats(ds, "x").parent,
-        *(summary_path(layout, ds, stage) for stage in ("validate_raw", "validate_outputs")),
-        *(model_dir / name for name in ("metrics.json", "train_stats.json", "loss_curve.png")),
-        *([layout.version_dir(earlier[-1]) / "metrics.json"] if earlier else []),
-        *(layout.reports_root / day / "summary.json" for day in days),
-    ]
-
-
 @contextlib.contextmanager
-def _dq_pushed(cfg: Config, ds: str, stage: str) -> Iterator[None]:
+def _dq_pushed(ctx: RunContext, stage: str) -> Iterator[None]:
     """Push a validation stage's summary and Data Docs, also when the gate stops the run:
     the report of a failed gate is what people read."""
     from quality.io import docs_root, summary_path
 
-    layout = Layout(cfg.paths)
     try:
         yield
     finally:
-        sync.push(cfg.paths, [summary_path(layout, ds, stage), docs_root(layout, ds, stage)])
+        sync.push(ctx.cfg.paths, [summary_path(ctx.layout, ctx.ds, stage), docs_root(ctx.layout, ctx.ds, stage)])
 
 
 def missing_raw(cfg: Config, ds: str) -> list[str]:
@@ -228,14 +139,12 @@ def raw_landed(cfg: Config, ds: str) -> bool:
 
 
 @_locked("validate_raw")
-def validate_raw(cfg: Config, ds: str) -> dict[str, Any]:
+def validate_raw(ctx: RunContext) -> ValidationResult:
     """Great Expectations on the raw partitions of day ``ds`` (quarantines what it may)."""
-    from core.context import RunContext
     from quality.gates import validate_raw as _validate_raw
 
-    ctx = RunContext.build(cfg, ds)
-    with _dq_pushed(cfg, ctx.ds, "validate_raw"):
-        return _record(cfg, ctx.ds, "validate_raw", _validate_raw(ctx, _spark(cfg)).to_dict())
+    with _dq_pushed(ctx, "validate_raw"):
+        return _record(ctx, "validate_raw", _validate_raw(ctx, _spark(ctx)))
 
 
 def etl_stages() -> tuple[str, ...]:
@@ -246,138 +155,137 @@ def etl_stages() -> tuple[str, ...]:
 
 
 @_locked("etl_stage")
-def etl_stage(cfg: Config, ds: str, stage: str) -> dict[str, Any]:
+def etl_stage(ctx: RunContext, stage: str) -> EtlStageResult:
     """One ETL stage for day ``ds`` (read -> transform -> write)."""
-    from core.context import RunContext
     from etl.jobs import run_stage
 
-    ctx = RunContext.build(cfg, ds)
-    result = run_stage(ctx, _spark(cfg), stage)
-    return _record(cfg, ctx.ds, f"etl_{stage}", result.to_dict())
+    return _record(ctx, f"etl_{stage}", run_stage(ctx, _spark(ctx), stage))
 
 
-def etl(cfg: Config, ds: str) -> dict[str, Any]:
+def etl(cfg: Config, ds: str) -> dict[str, EtlStageResult]:
     """Every ETL stage for day ``ds``, in order."""
     return {stage: etl_stage(cfg, ds, stage) for stage in etl_stages()}
 
 
 @_locked("validate_outputs")
-def validate_outputs(cfg: Config, ds: str) -> dict[str, Any]:
+def validate_outputs(ctx: RunContext) -> ValidationResult:
     """Great Expectations on every ETL output of day ``ds``."""
-    from core.context import RunContext
     from quality.gates import validate_outputs as _validate_outputs
 
-    ctx = RunContext.build(cfg, ds)
-    with _dq_pushed(cfg, ctx.ds, "validate_outputs"):
-        return _record(cfg, ctx.ds, "validate_outputs", _validate_outputs(ctx, _spark(cfg)).to_dict())
+    with _dq_pushed(ctx, "validate_outputs"):
+        return _record(ctx, "validate_outputs", _validate_outputs(ctx, _spark(ctx)))
+
+
+def train_model(ctx: RunContext, *, ablate: frozenset[str], full_retrain: bool, evaluate: bool) -> TrainResult:
+    """Train day ds's model in this process (no lock, no storage sync): the body of
+    :func:`train`, and what torchrun workers other than 0 run (worker 0 holds the lock and
+    syncs). Every worker joins the process group before reading LATEST, so all of them see
+    what worker 0 pulled and warm-start alike."""
+    from training.train import train_day, wants_warm_start
+    from training.workers import join_workers
+
+    join_workers(ctx.cfg)
+    warm = step_io.published_model_dir(ctx.layout) if wants_warm_start(ctx.cfg.training, ablate, full_retrain) else None
+    oracle = step_io.oracle(ctx.layout) if evaluate else None
+    return train_day(ctx, warm_start_dir=warm, ablate=ablate, full_retrain=full_retrain, evaluate=evaluate, oracle=oracle)
 
 
 @_locked("train")
 def train(
-    cfg: Config, ds: str, ablate: frozenset[str] = frozenset(), full_retrain: bool = False, *,
+    ctx: RunContext, ablate: frozenset[str] = frozenset(), full_retrain: bool = False, *,
     evaluate: bool = False, record: bool = True,
-) -> dict[str, Any]:
+) -> TrainResult:
     """Train the two-tower model for day ``ds`` into ``Layout.model_dir(ds)`` (an ablation: the
     sibling ``ds=D.ablate-...``), warm-started from the published model unless
     ``full_retrain``. The held-out evaluation is the next step (:func:`evaluate`), not repeated
     here, unless ``evaluate`` (``twotower train --no-record`` and ablations, whose model the
     evaluate step does not look at). ``record`` False: no stage statistics (ablation runs)."""
-    ds = ds_str(ds)
-    layout = Layout(cfg.paths)
     from indexing.artifacts import pull_published
 
-    pull_published(layout)  # the warm start
-    sync.pull(cfg.paths, _evaluation_inputs(cfg, layout, ds) if evaluate else etl_outputs(layout, ds))
-    result = _train_model(cfg, ds, ablate=ablate, full_retrain=full_retrain, evaluate=evaluate)
+    pull_published(ctx.layout)  # the warm start
+    sync.pull(ctx.cfg.paths, step_io.evaluation_inputs(ctx) if evaluate else step_io.etl_outputs(ctx.layout, ctx.ds))
+    result = train_model(ctx, ablate=ablate, full_retrain=full_retrain, evaluate=evaluate)
     if result.model_dir is not None:
-        sync.push(cfg.paths, [Path(result.model_dir)])
-    return _record(cfg, ds, "train", result.to_dict()) if record else result.to_dict()
+        sync.push(ctx.cfg.paths, [Path(result.model_dir)])
+    return _record(ctx, "train", result) if record else result
 
 
 @_locked("evaluate")
-def evaluate(cfg: Config, ds: str) -> dict[str, Any]:
+def evaluate(ctx: RunContext) -> EvaluateResult:
     """Held-out evaluation of the candidate against baselines (and the oracle on simulated data)."""
-    from core.context import RunContext
     from training.evaluate import evaluate_day
 
-    ctx = RunContext.build(cfg, ds)
-    ds, layout = ctx.ds, ctx.layout
-    with sync.working_copy(cfg.paths, [*_evaluation_inputs(cfg, layout, ds), layout.model_dir(ds)], [layout.model_dir(ds)]):
-        result = evaluate_day(ctx, oracle=_oracle(layout))
-    return _record(cfg, ds, "evaluate", result.to_dict())
+    model_dir = ctx.layout.model_dir(ctx.ds)
+    with sync.working_copy(ctx.cfg.paths, [*step_io.evaluation_inputs(ctx), model_dir], [model_dir]):
+        result = evaluate_day(ctx, oracle=step_io.oracle(ctx.layout))
+    return _record(ctx, "evaluate", result)
 
 
 @_locked("train_final")
-def train_final(cfg: Config, ds: str) -> dict[str, Any]:
+def train_final(ctx: RunContext) -> TrainFinalResult:
     """After the gate's evaluation on ds: continue the candidate on ds's own clicks
     (``final_examples``) so the published weights have seen day ds (docs/training.md)."""
-    from core.context import RunContext
     from training.final_training import train_final_day
 
-    ctx = RunContext.build(cfg, ds)
-    ds, layout = ctx.ds, ctx.layout
-    with sync.working_copy(cfg.paths, [*etl_outputs(layout, ds), layout.model_dir(ds)], [layout.model_dir(ds)]):
+    model_dir = ctx.layout.model_dir(ctx.ds)
+    with sync.working_copy(ctx.cfg.paths, [*step_io.etl_outputs(ctx.layout, ctx.ds), model_dir], [model_dir]):
         result = train_final_day(ctx)
-    return _record(cfg, ds, "train_final", result.to_dict())
+    return _record(ctx, "train_final", result)
 
 
 @_locked("build_index")
-def build_index(cfg: Config, ds: str) -> BuildIndexResult:
+def build_index(ctx: RunContext) -> BuildIndexResult:
     """Embed the catalogue, build the FAISS index and stage the candidate version."""
-    from core.context import RunContext
     from indexing.staging import build_index_for_day
     from indexing.version_store import STAGING
 
-    ctx = RunContext.build(cfg, ds)
     layout = ctx.layout
     staged = layout.model_root / STAGING / ctx.ds
     prior = None
-    if cfg.training.prior != "off":
+    if ctx.cfg.training.prior != "off":
         from training.prior import index_prior as prior
-    pulled = [*etl_outputs(layout, ctx.ds), *_prior_inputs(cfg, layout, ctx.ds), layout.model_dir(ctx.ds)]
-    with sync.working_copy(cfg.paths, pulled, [staged]):
+    pulled = [*step_io.etl_outputs(layout, ctx.ds), *step_io.prior_inputs(ctx), layout.model_dir(ctx.ds)]
+    with sync.working_copy(ctx.cfg.paths, pulled, [staged]):
         result = build_index_for_day(ctx, prior=prior)
-    return _record(cfg, ctx.ds, "build_index", result)
+    return _record(ctx, "build_index", result)
 
 
 @_locked("publish")
-def publish(cfg: Config, ds: str, force: bool = False) -> PublishResult:
+def publish(ctx: RunContext, force: bool = False) -> PublishResult:
     """Quality gate, then the atomic publish of the staged version and the LATEST switch."""
-    from core.context import RunContext
     from indexing.publish import publish_day
     from training.evaluate import evaluate_model_dir
 
-    ctx = RunContext.build(cfg, ds)
-    ds, layout = ctx.ds, ctx.layout
-    refuse_publish_gap(cfg, ds, force)  # a failed or rejected day blocks the days after it
+    _refuse_gap(ctx, force)  # a failed or rejected day blocks the days after it
+    layout = ctx.layout
     # The whole model root: the gate compares with the published version, retention prunes.
-    sync.pull(cfg.paths, [layout.model_root, *etl_outputs(layout, ds), *_prior_inputs(cfg, layout, ds), layout.truth_dir])
+    sync.pull(ctx.cfg.paths, [layout.model_root, *step_io.etl_outputs(layout, ctx.ds), *step_io.prior_inputs(ctx), layout.truth_dir])
     try:
-        result = publish_day(ctx, evaluator=lambda c, d: evaluate_model_dir(c, d, oracle=_oracle(c.layout)), force=force)
+        result = publish_day(ctx, evaluator=lambda c, d: evaluate_model_dir(c, d, oracle=step_io.oracle(c.layout)), force=force)
     except PipelineError as exc:  # rejected by the publish gate: keep the reason for the run report
-        sync.push(cfg.paths, [layout.model_root])  # the rejected candidate, kept for inspection
-        _record(cfg, ds, "publish", PublishResult.rejected(str(exc)))
+        sync.push(ctx.cfg.paths, [layout.model_root])  # the rejected candidate, kept for inspection
+        _record(ctx, "publish", PublishResult.rejected(str(exc)))
         raise
     # Version files, then its manifest, then LATEST (storage.sync orders commit markers last).
-    sync.push(cfg.paths, [layout.model_root])
-    return _record(cfg, ds, "publish", result)
+    sync.push(ctx.cfg.paths, [layout.model_root])
+    return _record(ctx, "publish", result)
 
 
-def report(cfg: Config, ds: str) -> dict[str, Any]:
+def report(cfg: Config, ds: str) -> ReportResult:
     """The run's HTML report (and the index page of all runs)."""
     from reports.run_report import ASSETS, INDEX_NAME, SUMMARY_NAME, build_run_report, report_path
 
-    ds = ds_str(ds)
-    layout = Layout(cfg.paths)
-    out = layout.report_dir(ds)
-    pushed = [report_path(layout, ds), out / SUMMARY_NAME, out / ASSETS, layout.reports_root / INDEX_NAME]
-    with sync.working_copy(cfg.paths, _report_inputs(layout, ds), pushed):
-        path = build_run_report(cfg, ds)
-    return {"report": str(path)}
+    ctx = RunContext.build(cfg, ds)
+    layout, out = ctx.layout, ctx.layout.report_dir(ctx.ds)
+    pushed = [report_path(layout, ctx.ds), out / SUMMARY_NAME, out / ASSETS, layout.reports_root / INDEX_NAME]
+    with sync.working_copy(cfg.paths, step_io.report_inputs(ctx), pushed):
+        path = build_run_report(cfg, ctx.ds)
+    return ReportResult(report=str(path))
 
 
 def run_day(cfg: Config, ds: str, force: bool = False, ablate: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Every step for day ``ds`` in order, in this process (what ``twotower run`` does).
+    """Every step for day ``ds`` in order, in this process (what ``twotower run`` does): step
+    name -> its result (``etl``: stage -> result).
 
     The run report is written even when a step fails, so the failure is visible; the
     exception is then re-raised.
@@ -423,10 +331,13 @@ def refuse_publish_gap(cfg: Config, ds: str, force: bool = False) -> None:
     report) when :func:`publish_gap_reason` gives a reason. The publish step and ``twotower
     index`` (before it builds anything) ask this; the DAG's previous-day sensor asks
     :func:`publish_gap_reason` before the day does any work."""
+    _refuse_gap(RunContext.build(cfg, ds), force)
+
+
+def _refuse_gap(ctx: RunContext, force: bool) -> None:
     from core.published import PublishGap
 
-    ds = ds_str(ds)
-    reason = publish_gap_reason(cfg, ds, force)
+    reason = publish_gap_reason(ctx.cfg, ctx.ds, force)
     if reason:
-        _record(cfg, ds, "publish", PublishResult.blocked(reason))
+        _record(ctx, "publish", PublishResult.blocked(reason))
         raise PublishGap(reason)

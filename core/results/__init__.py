@@ -32,8 +32,12 @@ class StepResult:
             if f.name not in data:
                 continue
             value = data[f.name]
-            nested = _result_class(hints.get(f.name))
-            if nested is not None and isinstance(value, dict):
+            hint = hints.get(f.name)
+            nested = _result_class(hint)
+            mapped = _mapped_result_class(hint)
+            if mapped is not None and isinstance(value, dict):
+                value = {k: mapped.from_dict(v) if isinstance(v, dict) else v for k, v in value.items()}
+            elif nested is not None and isinstance(value, dict):
                 value = nested.from_dict(value)
             elif nested is not None and isinstance(value, list | tuple):
                 value = tuple(nested.from_dict(v) if isinstance(v, dict) else v for v in value)
@@ -66,8 +70,21 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def _mapped_result_class(hint: Any) -> type[StepResult] | None:
+    """``X`` of a ``dict[str, X]`` (or ``dict[str, X] | None``) field whose values are results."""
+    for h in (hint, *typing.get_args(hint)):
+        if typing.get_origin(h) is dict:
+            args = typing.get_args(h)
+            if len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], StepResult):
+                return args[1]
+    return None
+
+
 def _result_class(hint: Any) -> type[StepResult] | None:
-    """The StepResult class inside ``X``, ``X | None`` or ``tuple[X, ...]`` (else None)."""
+    """The StepResult class inside ``X``, ``X | None`` or ``tuple[X, ...]`` (else None; a
+    ``dict[str, X]`` is :func:`_mapped_result_class`'s)."""
+    if _mapped_result_class(hint) is not None:
+        return None
     candidates = [hint, *typing.get_args(hint)]
     for c in candidates:
         if isinstance(c, type) and issubclass(c, StepResult):

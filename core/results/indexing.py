@@ -242,6 +242,8 @@ class PublishResult(StepResult):
         data = dict(data or {})
         if "decision" not in data:
             data["decision"] = data.get("status", PUBLISHED)
+        if "published" not in data:
+            data["published"] = data["decision"] in (PUBLISHED, ALREADY_PUBLISHED)
         result = super().from_dict(data)
         if result.reason is None and result.gate is not None:
             result = dataclasses.replace(result, reason=result.gate.reason)

@@ -32,7 +32,7 @@ def _etl(cfg: Config, args: argparse.Namespace) -> int:
         stages = pipeline.etl_stages()
         if args.stage not in stages:
             raise UserError(f"unknown ETL stage {args.stage!r} (stages: {', '.join(stages)})")
-        print_json(pipeline.etl_stage(cfg, ds, args.stage))
+        print_json(pipeline.etl_stage(cfg, ds, args.stage).to_dict())
     else:
-        print_json(pipeline.etl(cfg, ds))
+        print_json({stage: result.to_dict() for stage, result in pipeline.etl(cfg, ds).items()})
     return 0

@@ -31,12 +31,13 @@ def _run(cfg: Config, args: argparse.Namespace) -> int:
     from twotower.cli import print_json
 
     out = pipeline.run_day(cfg, args.ds, force=args.force)
-    print_json({"ds": args.ds, "report": out.get("report", {}).get("report"), "publish": out.get("publish")})
+    report, published = out.get("report"), out.get("publish")
+    print_json({"ds": args.ds, "report": report.report if report else None, "publish": published.to_dict() if published else None})
     return 0
 
 
 def _report(cfg: Config, args: argparse.Namespace) -> int:
     from twotower import pipeline
 
-    print(pipeline.report(cfg, args.ds)["report"])
+    print(pipeline.report(cfg, args.ds).report)
     return 0

@@ -26,19 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _show(cfg: Config, args: argparse.Namespace) -> int:
     from contracts.days import parse_ds
     from core.errors import UserError
-    from quality.io import summary_path
-    from quality.report import STAGES, day_summary, render_text
-    from storage import sync
-    from storage.layout import Layout
+    from quality.report import render_text
+    from twotower import operations
     from twotower.cli import print_json
 
     try:
         parse_ds(args.ds)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    layout = Layout(cfg.paths)
-    sync.pull(cfg.paths, [summary_path(layout, args.ds, stage) for stage in STAGES])
-    summary = day_summary(layout, args.ds)
+    summary = operations.dq_summary(cfg, args.ds)
     if args.json:
         print_json(summary)
     else:
@@ -52,5 +48,5 @@ def _validate(cfg: Config, args: argparse.Namespace) -> int:
 
     step = pipeline.validate_raw if args.stage == "raw" else pipeline.validate_outputs
     out = step(cfg, args.ds)
-    print(f"{out.get('stage')} ds={out.get('ds')}: {out.get('status')}; Data Docs: {out.get('data_docs')}")
+    print(f"{out.stage} ds={out.ds}: {out.status}; Data Docs: {out.data_docs}")
     return 0

@@ -62,18 +62,21 @@ def _train(cfg: Config, args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) > 0:
         # Under torchrun, worker 0 runs the pipeline step (the day's lock, the storage sync, the
         # statistics); the other workers train beside it and write nothing.
-        stats = pipeline._train_model(cfg, args.ds, ablate=ablate, full_retrain=args.full_retrain, evaluate=False).to_dict()
+        from core.context import RunContext
+
+        ctx = RunContext.build(cfg, args.ds)
+        stats = pipeline.train_model(ctx, ablate=ablate, full_retrain=args.full_retrain, evaluate=False).to_dict()
     elif args.no_record or ablate:
         # Not the day's candidate of record (an ablation writes beside it): evaluated in place,
         # no stage statistics.
         stats = pipeline.train(cfg, args.ds, ablate=ablate, full_retrain=args.full_retrain,
-                               evaluate=not args.no_evaluate, record=False)
+                               evaluate=not args.no_evaluate, record=False).to_dict()
     else:
-        stats = pipeline.train(cfg, args.ds, full_retrain=args.full_retrain)
+        stats = pipeline.train(cfg, args.ds, full_retrain=args.full_retrain).to_dict()
         if not args.no_evaluate:
             # The same two steps as the DAG (train, then evaluate), so metrics.json is complete
             # and `twotower index --ds D` can gate on it.
-            metrics = pipeline.evaluate(cfg, args.ds)
+            metrics = pipeline.evaluate(cfg, args.ds).to_dict()
             stats = {**stats, **_headline(metrics)}
     print_json(_summary(stats))
     return 0
@@ -92,7 +95,7 @@ def _evaluate(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     from twotower import pipeline
 
-    metrics = pipeline.evaluate(cfg, args.ds)
+    metrics = pipeline.evaluate(cfg, args.ds).to_dict()
     print_json({"model": metrics["model"], "baselines": metrics["baselines"], "oracle": metrics["oracle"],
                 "eval_users": metrics["eval_users"], "eval_targets": metrics["eval_targets"]})
     return 0
