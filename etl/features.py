@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from contracts.schemas import (
+from contracts.outputs import (
     FRESHNESS_FEATURES,
     ITEM_CAT_PREFIX,
     ITEM_NUM_PREFIX,

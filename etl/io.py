@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from contracts.days import ds_str
-from contracts.schemas import ETL_OUTPUTS, raw_tables
+from contracts.outputs import ETL_OUTPUTS
+from contracts.schemas import raw_tables
 from core.errors import DataError, data_error_message
 from storage.layout import COMPLETE_SNAPSHOT_MARKER, SOURCE_MARKER
 
@@ -263,7 +264,7 @@ def write_partitions(
 
     Args:
         df: rows to write.
-        table: ETL output name (``contracts.schemas.ETL_OUTPUTS``).
+        table: ETL output name (``contracts.outputs.ETL_OUTPUTS``).
         days: the partitions this write owns (a listed day with no rows becomes empty).
         sources: per-day outputs only: day -> :func:`source_fingerprints` text, taken *before*
             the raw partitions were read, stored as ``SOURCE_MARKER`` in the day's partition

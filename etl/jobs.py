@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from contracts.schemas import ETL_STAGE_ORDER
+from contracts.outputs import ETL_STAGE_ORDER
 from core.errors import UserError
 from core.results.etl import EtlStageResult
 from etl.stages.datasets import stage_datasets

@@ -74,7 +74,7 @@ def check_embeddings(emb: np.ndarray, item_idx: np.ndarray, queries: np.ndarray,
 def check_item_tower(layout: Layout, ds: str, model_dir: Path, mc: dict, item_idx: np.ndarray, emb: np.ndarray) -> TowerCheck:
     """Re-embed up to :data:`TOWER_CHECK_ITEMS` catalogue items with the exported item tower and
     compare with item_embeddings.npy: the index must hold what the served tower produces."""
-    from contracts.schemas import ITEM_CAT_PREFIX, ITEM_NUM_PREFIX
+    from contracts.outputs import ITEM_CAT_PREFIX, ITEM_NUM_PREFIX
 
     cat_path = layout.path_for("item_catalogue", ds)
     if not cat_path.is_dir():

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from contracts.schemas import USER_CAT_PREFIX, USER_NUM_PREFIX
+from contracts.outputs import USER_CAT_PREFIX, USER_NUM_PREFIX
 from core.errors import PipelineError
 
 OOV = 0

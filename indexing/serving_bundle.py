@@ -29,7 +29,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from contracts.schemas import ITEM_CAT_PREFIX, ITEM_NUM_PREFIX, OOV_ID, USER_CAT_PREFIX, USER_NUM_PREFIX
+from contracts.outputs import ITEM_CAT_PREFIX, ITEM_NUM_PREFIX, USER_CAT_PREFIX, USER_NUM_PREFIX
+from contracts.schemas import OOV_ID
 from storage.layout import Layout
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from contracts.schemas import ETL_OUTPUTS, OPTIONAL_RAW_TABLES, RAW_TABLE_NAMES, raw_tables
+from contracts.outputs import ETL_OUTPUTS
+from contracts.schemas import OPTIONAL_RAW_TABLES, RAW_TABLE_NAMES, raw_tables
 from core.results.quality import TableState, ValidationResult
 from core.spark import progress_enabled
 from quality import io

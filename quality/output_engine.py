@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from contracts.schemas import ETL_OUTPUTS
+from contracts.outputs import ETL_OUTPUTS
 from quality import io
 from quality.checks import (
     FLAG_PREFIX,

@@ -14,7 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from contracts.schemas import ETL_STAGE_ORDER
+from contracts.outputs import ETL_STAGE_ORDER
 from core.results.indexing import PublishResult
 from storage.layout import Layout
 
@@ -84,7 +84,7 @@ def load_metrics(layout: Layout, ds: str, stats: dict[str, Any]) -> dict[str, An
 
 
 def etl_steps(stats: dict[str, Any]) -> list[str]:
-    """ETL step names present (``etl_<stage>``), in ``contracts.schemas.ETL_STAGE_ORDER`` (a
+    """ETL step names present (``etl_<stage>``), in ``contracts.outputs.ETL_STAGE_ORDER`` (a
     stage not in it, e.g. from older code, goes last)."""
     present = [k for k in stats if k.startswith("etl_")]
     order = [f"etl_{s}" for s in ETL_STAGE_ORDER]

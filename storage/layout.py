@@ -29,7 +29,8 @@ from contracts.days import ds_str
 
 if TYPE_CHECKING:
     from storage.stores import Store
-from contracts.schemas import ETL_OUTPUTS, RAW_TABLE_NAMES
+from contracts.outputs import ETL_OUTPUTS
+from contracts.schemas import RAW_TABLE_NAMES
 
 RAW = "raw"
 ETL = "etl"

@@ -460,7 +460,7 @@ def test_raw_reader_drops_the_rows_quality_quarantines(spark, tmp_path):
 
 
 def test_every_etl_output_is_declared_by_exactly_one_stage():
-    from contracts.schemas import ETL_OUTPUTS
+    from contracts.outputs import ETL_OUTPUTS
     from etl.jobs import ETL_STAGES, STAGE_OUTPUTS
 
     assert tuple(STAGE_OUTPUTS) == ETL_STAGES

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
-from contracts.schemas import ETL_OUTPUTS
+from contracts.outputs import ETL_OUTPUTS
 from storage.layout import Layout
 from tests.conftest import make_config
 
@@ -50,7 +50,7 @@ def _read(spark, cfg, table, ds=D):
 
 
 def test_every_contract_output_is_written_with_its_columns(spark, etl_run):
-    from contracts.schemas import ITEM_CAT_PREFIX, ITEM_NUM_PREFIX, USER_CAT_PREFIX, USER_NUM_PREFIX
+    from contracts.outputs import ITEM_CAT_PREFIX, ITEM_NUM_PREFIX, USER_CAT_PREFIX, USER_NUM_PREFIX
 
     cfg, stats = etl_run
     prefixes = (USER_CAT_PREFIX, USER_NUM_PREFIX, ITEM_CAT_PREFIX, ITEM_NUM_PREFIX)

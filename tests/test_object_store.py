@@ -107,7 +107,8 @@ def test_daily_pipeline_on_object_storage(spark, tmp_path, s3_endpoint):
     import pyarrow.parquet as pq
 
     import logsim
-    from contracts.schemas import ETL_OUTPUTS, RAW_TABLE_NAMES
+    from contracts.outputs import ETL_OUTPUTS
+    from contracts.schemas import RAW_TABLE_NAMES
     from core.config_load import load_config
     from core.context import RunContext
     from etl.jobs import run_etl

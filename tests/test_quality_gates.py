@@ -105,7 +105,7 @@ def test_window_days_split(tmp_path):
 def test_output_check_declarations_are_complete(tmp_path):
     """Every declared output check names an ETL output, a kind the engine knows, and (for
     cross-table checks) a reference frame it can read; day selectors are Window attributes."""
-    from contracts.schemas import ETL_OUTPUTS
+    from contracts.outputs import ETL_OUTPUTS
     from quality.output_checks import OUTPUT_CHECKS
     from quality.output_engine import KINDS, REFERENCES
 

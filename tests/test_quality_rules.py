@@ -10,7 +10,8 @@ import math
 
 import pytest
 
-from contracts.schemas import IMPRESSIONS, ITEM_SAMPLING, RANKING_LOG, users_table
+from contracts.outputs import ITEM_SAMPLING
+from contracts.schemas import IMPRESSIONS, RANKING_LOG, users_table
 from core.config import Config
 from quality.checks import ANY_ROW_RULE, Suite, overlap_flag
 from quality.contract_suites import contract_suite

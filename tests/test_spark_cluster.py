@@ -162,7 +162,7 @@ def _row_multiset(path: Path | str, filesystem=None) -> collections.Counter:
 
 def test_etl_on_standalone_cluster_equals_local_mode(spark, tmp_path, standalone_cluster):
     import logsim
-    from contracts.schemas import ETL_OUTPUTS
+    from contracts.outputs import ETL_OUTPUTS
     from core.config_load import load_config
     from core.context import RunContext
     from etl.jobs import run_etl

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from contracts.days import ds_str
-from contracts.schemas import ITEM_CAT_PREFIX, USER_CAT_PREFIX
+from contracts.outputs import ITEM_CAT_PREFIX, USER_CAT_PREFIX
 from core.errors import DataError, data_error_message
 from storage.layout import Layout
 from training.columns import FeatureColumns, column_values, float_matrix, int_matrix, list_csr, pad_lists
@@ -54,7 +54,7 @@ def read_table(layout: Layout, table: str, ds: str, columns: list[str] | None = 
             raise DataError(
                 data_error_message(
                     table, f"ds={ds_str(ds)}", f"missing columns {missing} (has {schema.names})", column=missing[0],
-                    fix="rerun the ETL with the current contracts (contracts/schemas.py)",
+                    fix="rerun the ETL with the current contracts (contracts/outputs.py)",
                 )
             )
     return pa.concat_tables([pq.read_table(f, columns=columns) for f in files], promote_options="default")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from contracts.days import parse_ds
-from contracts.schemas import FRESHNESS_FEATURES
+from contracts.outputs import FRESHNESS_FEATURES
 from core.context import RunContext
 from training.data import Catalogue, load_item_day_features, load_item_sampling
 from training.frequency import StreamingFrequencyEstimator

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from contracts.days import parse_ds
-from contracts.schemas import FRESHNESS_FEATURES
+from contracts.outputs import FRESHNESS_FEATURES
 from core.config import Config, TrainingConfig
 from core.context import RunContext
 from core.errors import UserError

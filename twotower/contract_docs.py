@@ -7,12 +7,13 @@ cannot drift from the code.
 from __future__ import annotations
 
 from contracts import schemas
+from contracts.outputs import ETL_OUTPUTS
 from contracts.schemas import Table
 from core.config import FeaturesConfig
 
 HEADER = """# Data contracts
 
-Generated from `contracts/schemas.py` by `python -m twotower.contract_docs` (do not edit by hand;
+Generated from `contracts/schemas.py` (raw inputs) and `contracts/outputs.py` (ETL outputs) by `python -m twotower.contract_docs` (do not edit by hand;
 `make docs` regenerates it and `tests/test_contracts.py` fails when it is stale).
 
 Raw inputs are Parquet under `<data_root>/raw/<table>/ds=YYYY-MM-DD/`; ETL outputs under
@@ -44,7 +45,7 @@ def render() -> str:
     parts = [HEADER, "## Raw inputs\n"]
     parts += [render_table(t) for t in raw.values()]
     parts.append("## ETL outputs\n")
-    parts += [render_table(t) for t in schemas.ETL_OUTPUTS.values()]
+    parts += [render_table(t) for t in ETL_OUTPUTS.values()]
     return "\n".join(parts)
 
 

@@ -149,7 +149,7 @@ def validate_raw(ctx: RunContext) -> ValidationResult:
 
 def etl_stages() -> tuple[str, ...]:
     """ETL stage names in dependency order (see ``etl.jobs.STAGE_DEPENDENCIES``)."""
-    from contracts.schemas import ETL_STAGE_ORDER
+    from contracts.outputs import ETL_STAGE_ORDER
 
     return ETL_STAGE_ORDER
 

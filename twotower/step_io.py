@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from contracts.days import day_range
-from contracts.schemas import ETL_OUTPUTS
+from contracts.outputs import ETL_OUTPUTS
 from core.context import RunContext
 from storage.layout import Layout
 

@@ -34,7 +34,7 @@ def stage_hard_negatives(ctx: RunContext, spark: SparkSession) -> HardNegativesR
     over the raw window."""
     from pyspark.sql import functions as F
 
-    from contracts.schemas import HARD_NEGATIVE_CANDIDATES, HARD_NEGATIVES
+    from contracts.outputs import HARD_NEGATIVE_CANDIDATES, HARD_NEGATIVES
     from etl.hard_negatives import cap_hard_negatives, cut_candidates, excluded_pairs, shown_overlap
 
     etl_cfg, days, ds = ctx.cfg.etl, ctx.window.days, ctx.ds
