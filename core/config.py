@@ -1,17 +1,7 @@
-"""Typed, frozen configuration for every entry point (CLI, DAG tasks, tests, benchmarks).
-
-Built once per process by :func:`core.config_load.load_config` from a TOML file (default ``twotower.toml``
-at the project root, or ``$TWOTOWER_CONFIG``) plus environment overrides, then passed
-explicitly. Nothing else in the project reads the environment for settings.
-
-Environment overrides:
-  * ``TWOTOWER_DATA_ROOT``, ``TWOTOWER_ARTIFACT_ROOT``, ``TWOTOWER_REPORTS_ROOT``,
-    ``TWOTOWER_REMOTE``, ``TWOTOWER_SPARK_MASTER``: the common ones, by name;
-  * ``TWOTOWER__<SECTION>__<KEY>=value``: any scalar key, e.g.
-    ``TWOTOWER__ETL__WINDOW_DAYS=3`` (parsed with the key's declared type).
-
-Unknown sections or keys and values of the wrong type raise :class:`ConfigError` naming the
-key, e.g. ``etl.window_dayz: unknown key (known: ...)``.
+"""Typed, frozen configuration for every entry point (CLI, DAG tasks, tests, benchmarks): one
+frozen dataclass per ``[section]`` of the TOML file, each key with its type, default and a
+comment (``docs/config.md`` is generated from them). Built once per process by
+:func:`core.config_load.load_config` (file + environment overrides) and passed explicitly.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from core.config import Config
 
 HEADER = """# Configuration reference
 
-Generated from `twotower/config.py` by `python -m twotower.config_docs` (`make docs`); do not
+Generated from `core/config.py` by `python -m twotower.config_docs` (`make docs`); do not
 edit by hand. The file is `twotower.toml` at the project root (or `--config FILE`, or
 `$TWOTOWER_CONFIG`). Every key is optional; unknown keys and wrong types are errors naming
 the key. Relative paths resolve against the config file's folder.

@@ -17,7 +17,7 @@ Generated from `contracts/schemas.py` (raw inputs) and `contracts/outputs.py` (E
 `make docs` regenerates it and `tests/test_contracts.py` fails when it is stale).
 
 Raw inputs are Parquet under `<data_root>/raw/<table>/ds=YYYY-MM-DD/`; ETL outputs under
-`<data_root>/etl/<dataset>/ds=YYYY-MM-DD/` (`contracts/layout.py`). The day lives in the
+`<data_root>/etl/<dataset>/ds=YYYY-MM-DD/` (`storage/layout.py`). The day lives in the
 partition path, not in the files. Timestamps are UTC. A column marked optional may be
 absent from a dataset; when present it must have the declared type.
 
