@@ -5,6 +5,7 @@ what it changes (no-ops with local storage)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from core.config import Config
@@ -74,3 +75,15 @@ def dq_summary(cfg: Config, ds: str) -> dict[str, Any]:
     layout = Layout(cfg.paths)
     sync.pull(cfg.paths, [summary_path(layout, ds, stage) for stage in ("validate_raw", "validate_outputs")])
     return day_summary(layout, ds)
+
+
+def evaluate_model(cfg: Config, ds: str, model_dir: Path) -> dict[str, Any]:
+    """Evaluate any exported model folder (e.g. a published version) on day ``ds``'s held-out
+    set, like the publish gate does: the same inputs pulled, the oracle on simulated data."""
+    from core.context import RunContext
+    from training.evaluate import evaluate_model_dir
+    from twotower import step_io
+
+    ctx = RunContext.build(cfg, ds)
+    sync.pull(cfg.paths, [*step_io.evaluation_inputs(ctx), model_dir])
+    return evaluate_model_dir(ctx, model_dir, oracle=step_io.oracle(ctx.layout))

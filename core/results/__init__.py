@@ -12,37 +12,66 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 
 @dataclasses.dataclass(frozen=True)
 class StepResult:
     """Base class: ``to_dict()`` gives the JSON form, ``from_dict()`` reads it back (keys the
-    class does not know are ignored; missing keys take the field defaults)."""
+    class does not know are ignored; missing keys take the field defaults). Nested results,
+    tuples of results and ``dict[str, Result]`` maps convert both ways.
+
+    Three class attributes shape the JSON where a record's historical form needs it:
+    ``_keys`` (field -> JSON key, for keys that are not identifiers, e.g. ``recall@50``),
+    ``_optional`` (fields left out when None; :data:`ALL_FIELDS` for every field) and ``_flat``
+    (nested results whose keys sit at this record's level).
+    """
+
+    _keys: ClassVar[dict[str, str]] = {}
+    _optional: ClassVar[frozenset[str]] = frozenset()
+    _flat: ClassVar[frozenset[str]] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        out: dict[str, Any] = {}
+        omit_all = self._optional is ALL_FIELDS
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None and (omit_all or f.name in self._optional):
+                continue
+            if f.name in self._flat:
+                out.update(value.to_dict() if value is not None else {})
+                continue
+            out[self._keys.get(f.name, f.name)] = _plain(value)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Self:
         data = data or {}
         hints = _hints(cls)
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            if f.name not in data:
-                continue
-            value = data[f.name]
             hint = hints.get(f.name)
-            nested = _result_class(hint)
-            mapped = _mapped_result_class(hint)
+            nested, mapped = _result_class(hint), _mapped_result_class(hint)
+            if f.name in cls._flat:
+                if nested is not None and any(nested._keys.get(g.name, g.name) in data for g in dataclasses.fields(nested)):
+                    kwargs[f.name] = nested.from_dict(data)
+                continue
+            key = cls._keys.get(f.name, f.name)
+            if key not in data:
+                continue
+            value = data[key]
             if mapped is not None and isinstance(value, dict):
                 value = {k: mapped.from_dict(v) if isinstance(v, dict) else v for k, v in value.items()}
             elif nested is not None and isinstance(value, dict):
                 value = nested.from_dict(value)
-            elif nested is not None and isinstance(value, list | tuple):
-                value = tuple(nested.from_dict(v) if isinstance(v, dict) else v for v in value)
+            elif isinstance(value, list):
+                value = tuple(nested.from_dict(v) if nested is not None and isinstance(v, dict) else v for v in value)
             kwargs[f.name] = value
         return cls(**kwargs)
+
+
+# ``_optional = ALL_FIELDS``: a sparse record, every None field left out of its JSON.
+ALL_FIELDS: frozenset[str] = frozenset({"*"})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ field.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Self
+from typing import ClassVar
 
 from core.results import StepResult
 
@@ -83,12 +83,7 @@ class HardNegativesResult(EtlStageResult):
     requests: int | None = None
     shown_overlap_rows: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        for key in ("requests", "shown_overlap_rows"):
-            if out[key] is None:
-                del out[key]
-        return out
+    _optional: ClassVar[frozenset[str]] = frozenset({"requests", "shown_overlap_rows"})  # when not measured
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,12 +98,6 @@ class VocabularyResult(EtlStageResult):
     previous_partition: str | None = None  # the vocabulary extended (None: the first one)
     rows: int = 0
     vocabs: dict[str, VocabSize] = dataclasses.field(default_factory=dict)  # vocabulary name -> size
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Self:
-        data = dict(data or {})
-        vocabs = data.pop("vocabs", {})
-        return dataclasses.replace(super().from_dict(data), vocabs=_results_by_key(VocabSize, vocabs))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,12 +129,6 @@ class FeaturesResult(EtlStageResult):
     freshness_as_of: str = ""
     feature_stats: dict[str, FeatureStat] = dataclasses.field(default_factory=dict)  # feature -> mean/std
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Self:
-        data = dict(data or {})
-        stats = data.pop("feature_stats", {})
-        return dataclasses.replace(super().from_dict(data), feature_stats=_results_by_key(FeatureStat, stats))
-
 
 @dataclasses.dataclass(frozen=True)
 class ItemSamplingResult(EtlStageResult):
@@ -173,12 +156,6 @@ class DatasetsResult(EtlStageResult):
     eval_excluded: int = 0
     train_days: tuple[str, ...] = ()
     eval_days: tuple[str, ...] = ()
-
-
-def _results_by_key(cls: type[StepResult], values: dict[str, Any]) -> dict[str, Any]:
-    """A JSON map of results read back value by value (``StepResult.from_dict`` reads a field
-    typed ``dict[str, X]`` as one ``X``, so these maps are taken out of its hands)."""
-    return {k: cls.from_dict(v) if isinstance(v, dict) else v for k, v in (values or {}).items()}
 
 
 # The result class of each stage (to read a recorded ``etl_<stage>`` back with ``from_dict``).

@@ -9,9 +9,9 @@ entries), so old statistics read back with ``from_dict``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
-from core.results import StepResult
+from core.results import ALL_FIELDS, StepResult
 
 # -- build_index ------------------------------------------------------------------------------
 
@@ -36,12 +36,6 @@ class IndexSpec(StepResult):
     def exact(self) -> bool:
         return self.kind == "flat"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "factory": self.factory, "params": dict(self.params), "notes": list(self.notes)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Self:
-        return cls(kind=d["kind"], factory=d["factory"], params=dict(d.get("params", {})), notes=tuple(d.get("notes", ())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +73,7 @@ class TowerCheck(StepResult):
     max_abs_diff: float | None = None
     reason: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in super().to_dict().items() if v is not None}
+    _optional: ClassVar[frozenset[str]] = ALL_FIELDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,21 +145,8 @@ class GateResult(StepResult):
     metric: str = "recall@50"
     forced: bool | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        out = {key: getattr(self, name) for name, key in _GATE_KEYS.items()}
-        out["undecided"] = list(self.undecided)
-        if self.forced is not None:
-            out["forced"] = self.forced
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Self:
-        data = data or {}
-        kwargs = {name: data[key] for name, key in _GATE_KEYS.items() if key in data}
-        kwargs["undecided"] = tuple(kwargs.get("undecided", ()))
-        if "forced" in data:
-            kwargs["forced"] = data["forced"]
-        return cls(**kwargs)
+    _keys: ClassVar[dict[str, str]] = {name: key for name, key in _GATE_KEYS.items() if name != key}
+    _optional: ClassVar[frozenset[str]] = frozenset({"forced"})
 
 
 @dataclasses.dataclass(frozen=True)

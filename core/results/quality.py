@@ -9,17 +9,16 @@ keys that do not apply, as the summaries always have.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
-from core.results import StepResult
+from core.results import ALL_FIELDS, StepResult
 
 
 @dataclasses.dataclass(frozen=True)
 class _Sparse(StepResult):
     """A record whose JSON form leaves out the fields that are None."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in super().to_dict().items() if v is not None}
+    _optional: ClassVar[frozenset[str]] = ALL_FIELDS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,9 +4,8 @@
 Their ``to_dict()`` is the JSON the steps have always recorded (``train_stats.json``, the stage
 statistics, ``metrics.json``): some keys are not identifiers (``recall@50``), some appear only
 when they apply (the evaluation headline of a train run that evaluated, the export counts of
-worker 0), and a few nested results are written flat into their parent. Three class variables
-say which: ``_keys`` (field -> JSON key), ``_optional`` (fields left out while None) and
-``_flat`` (nested results whose keys are merged into the parent's).
+worker 0), and a few nested results are written flat into their parent: the base class's
+``_keys``, ``_optional`` and ``_flat`` say which (:class:`core.results.StepResult`).
 """
 
 from __future__ import annotations
@@ -14,59 +13,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, Self
 
-from core.results import StepResult, _hints, _plain, _result_class
-
-
-@dataclasses.dataclass(frozen=True)
-class _Json(StepResult):
-    _keys: ClassVar[dict[str, str]] = {}
-    _optional: ClassVar[frozenset[str]] = frozenset()
-    _flat: ClassVar[frozenset[str]] = frozenset()
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is None and f.name in self._optional:
-                continue
-            if f.name in self._flat:
-                out.update(value.to_dict() if value is not None else {})
-                continue
-            out[self._keys.get(f.name, f.name)] = _plain(value)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Self:
-        data = data or {}
-        hints = _hints(cls)
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            nested = _result_class(hints.get(f.name))
-            if f.name in cls._flat:
-                if nested is not None and any(_json_key(nested, g.name) in data for g in dataclasses.fields(nested)):
-                    kwargs[f.name] = nested.from_dict(data)
-                continue
-            key = cls._keys.get(f.name, f.name)
-            if key not in data:
-                continue
-            value = data[key]
-            if nested is not None and isinstance(value, dict):
-                value = nested.from_dict(value)
-            elif isinstance(value, list):
-                value = tuple(value)
-            kwargs[f.name] = value
-        return cls(**kwargs)
-
-
-def _json_key(cls: type[StepResult], name: str) -> str:
-    return getattr(cls, "_keys", {}).get(name, name)
-
+from core.results import StepResult
 
 # -- train ----------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
-class NegativeCounts(_Json):
+class NegativeCounts(StepResult):
     """Negatives per training example (hard, catalogue draws) and shared per batch."""
 
     hard_per_example: int = 0
@@ -75,7 +28,7 @@ class NegativeCounts(_Json):
 
 
 @dataclasses.dataclass(frozen=True)
-class FeatureColumnNames(_Json):
+class FeatureColumnNames(StepResult):
     """The feature columns the model was built on (by prefix, sorted)."""
 
     user_cat: tuple[str, ...] = ()
@@ -85,7 +38,7 @@ class FeatureColumnNames(_Json):
 
 
 @dataclasses.dataclass(frozen=True)
-class DayPass(_Json):
+class DayPass(StepResult):
     """The closing passes over the last training day's own clicks (``final_examples``)."""
 
     day: str = ""
@@ -96,7 +49,7 @@ class DayPass(_Json):
 
 
 @dataclasses.dataclass(frozen=True)
-class WarmStartReport(_Json):
+class WarmStartReport(StepResult):
     """Where the weights started from. ``warm_start_from`` None = fresh initialisation;
     ``skipped`` says why a published model was not used (JSON ``reason``)."""
 
@@ -111,7 +64,7 @@ class WarmStartReport(_Json):
 
 
 @dataclasses.dataclass(frozen=True)
-class ExportCounts(_Json):
+class ExportCounts(StepResult):
     """What the export embedded (catalogue items, evaluation users)."""
 
     items_embedded: int = 0
@@ -119,7 +72,7 @@ class ExportCounts(_Json):
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainHeadline(_Json):
+class TrainHeadline(StepResult):
     """recall@50 of the model, each popularity bar and the oracle, when the train run evaluated."""
 
     _keys: ClassVar[dict[str, str]] = {
@@ -132,7 +85,7 @@ class TrainHeadline(_Json):
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainResult(_Json):
+class TrainResult(StepResult):
     """What ``train`` records (also ``train_stats.json``, without ``model_dir``). Workers other
     than 0 of a torchrun job return it without the export, the headline and ``model_dir``."""
 
@@ -175,7 +128,7 @@ class TrainResult(_Json):
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluateResult(_Json):
+class EvaluateResult(StepResult):
     """``metrics.json`` of a day's model: the held-out counts, the metric maps of the model, of
     each popularity bar and of the oracle (metric name -> value: the ks are configured), and
     the popularity prior, continued-training protocol and training figures when recorded."""
@@ -207,7 +160,7 @@ class EvaluateResult(_Json):
 
 
 @dataclasses.dataclass(frozen=True)
-class GateEvaluation(_Json):
+class GateEvaluation(StepResult):
     """The candidate the gate evaluated: the days it trained on, the days it was scored on."""
 
     _keys: ClassVar[dict[str, str]] = {"recall_at_50": "recall@50", "recall_at_50_se": "recall@50_se"}
@@ -220,7 +173,7 @@ class GateEvaluation(_Json):
 
 
 @dataclasses.dataclass(frozen=True)
-class FinalTraining(_Json):
+class FinalTraining(StepResult):
     """The continued training on the evaluation days (``wall_seconds`` only in the step's result)."""
 
     _optional: ClassVar[frozenset[str]] = frozenset({"wall_seconds"})
@@ -236,7 +189,7 @@ class FinalTraining(_Json):
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainFinalResult(_Json):
+class TrainFinalResult(StepResult):
     """What ``train_final`` records. Skipped (no ``final_examples``, or switched off): JSON
     ``final_training`` is ``"skipped"`` and ``reason`` says why."""
 

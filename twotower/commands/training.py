@@ -88,10 +88,9 @@ def _evaluate(cfg: Config, args: argparse.Namespace) -> int:
     if args.model_dir:
         from pathlib import Path
 
-        from core.context import RunContext
-        from training.evaluate import evaluate_model_dir
+        from twotower import operations
 
-        print_json(evaluate_model_dir(RunContext.build(cfg, args.ds), Path(args.model_dir)))
+        print_json(operations.evaluate_model(cfg, args.ds, Path(args.model_dir)))
         return 0
     from twotower import pipeline
 
