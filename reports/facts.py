@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.outputs import ETL_STAGE_ORDER
+from core.results import RunInfo
 from core.results.indexing import PublishResult
 from storage.layout import Layout
 
@@ -96,12 +97,19 @@ def all_steps(stats: dict[str, Any]) -> list[str]:
     return [*STEPS_BEFORE_ETL, *(etl_steps(stats) or ["etl_*"]), *STEPS_AFTER_ETL]
 
 
+def run_info_of(step_stats: dict[str, Any] | None) -> RunInfo:
+    """When and with what code a step ran, as the pipeline recorded it beside its result
+    (all fields None for records written before run_info existed)."""
+    recorded = (step_stats or {}).get("run_info") if isinstance(step_stats, dict) else None
+    return RunInfo.from_dict(recorded if isinstance(recorded, dict) else None)
+
+
 def step_seconds(step_stats: dict[str, Any] | None) -> float | None:
     """Wall seconds of a step: ``run_info.wall_seconds`` (every step since it was recorded),
     else what the step itself measured (``seconds``, ``duration_s``)."""
     if not isinstance(step_stats, dict):
         return None
-    for v in ((step_stats.get("run_info") or {}).get("wall_seconds"), step_stats.get("seconds"), step_stats.get("duration_s")):
+    for v in (run_info_of(step_stats).wall_seconds, step_stats.get("seconds"), step_stats.get("duration_s")):
         if isinstance(v, int | float) and not isinstance(v, bool):
             return float(v)
     return None
@@ -190,10 +198,10 @@ def day_facts(ds: str, stats: dict[str, Any], dq: dict[str, Any], metrics: dict[
     secs = {s: step_seconds(stats.get(s)) for s in all_steps(stats) if s in stats}
     f["step_seconds"] = {s: v for s, v in secs.items() if v is not None}
     f["total_seconds"] = sum(f["step_seconds"].values()) if f["step_seconds"] else None
-    infos = [st.get("run_info") for st in stats.values() if isinstance(st, dict) and isinstance(st.get("run_info"), dict)]
-    latest_info = max(infos, key=lambda i: str(i.get("finished_at", ""))) if infos else {}
-    f["code_version"], f["config_hash"] = latest_info.get("code_version"), latest_info.get("config_hash")
-    versions = sorted({str(i.get("code_version")) for i in infos if i.get("code_version")})
+    infos = [run_info_of(st) for st in stats.values() if isinstance(st, dict) and isinstance(st.get("run_info"), dict)]
+    latest_info = max(infos, key=lambda i: str(i.finished_at or "")) if infos else RunInfo()
+    f["code_version"], f["config_hash"] = latest_info.code_version, latest_info.config_hash
+    versions = sorted({str(i.code_version) for i in infos if i.code_version})
     f["code_versions"] = versions if len(versions) > 1 else None
     return f
 

@@ -18,6 +18,7 @@ from reports.facts import (
     load_dq_summaries,
     quarantined_rows,
     read_json,
+    run_info_of,
     step_seconds,
 )
 from reports.format import DASH, Raw, dur, e, grid, kv_table, num
@@ -48,7 +49,7 @@ def section_steps(stats: dict[str, Any], dq: dict[str, Any]) -> str:
             state = '<span class="muted">not run</span>'
         s = secs.get(step)
         bar = Raw(f'<span class="bar" style="width:{max(1, int(160 * s / longest))}px"></span>{e(dur(s))}') if s and longest else dur(s)
-        finished = str(((stats.get(step) or {}).get("run_info") or {}).get("finished_at") or DASH)
+        finished = str(run_info_of(stats.get(step)).finished_at or DASH)
         rows.append([step, Raw(state), bar, finished[11:19] if len(finished) >= 19 else finished])
     total = sum(v for v in secs.values() if v)
     body = grid(["step", "state", "wall time", "finished (UTC)"], rows) + f"<p>Total: {e(dur(total) if total else DASH)}</p>"
