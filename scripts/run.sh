@@ -22,7 +22,7 @@ data_root=$(printf '%s' "$paths_json" | "$BIN/python" -c 'import json,sys; print
 last_day() {
   "$BIN/python" - <<'EOF'
 from storage.layout import Layout
-from core.config import load_config
+from core.config_load import load_config
 
 days = Layout(load_config().paths).partitions("impressions")
 print(days[-1] if days else "")
@@ -59,8 +59,10 @@ import time
 
 from storage.layout import Layout
 from indexing.artifacts import read_latest
-from reports.run_report import etl_steps, load_dq_summaries, load_stage_stats, report_path, run_status
-from core.config import load_config
+from core.config_load import load_config
+from reports.facts import etl_steps, load_dq_summaries, load_stage_stats, step_seconds
+from reports.run_report import report_path
+from reports.status import run_status
 
 ds, rc, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 cfg = load_config()
@@ -69,8 +71,8 @@ stats = load_stage_stats(layout, ds)
 order = ["validate_raw", *etl_steps(stats), "validate_outputs", "train", "evaluate", "build_index", "publish"]
 stats = {k: stats[k] for k in order + sorted(set(stats) - set(order)) if k in stats}
 for step, s in stats.items():
-    secs = s.get("seconds") or s.get("duration_s") or s.get("wall_seconds")
-    print(f"  {step:<24} done" + (f" ({float(secs):.1f} s)" if isinstance(secs, int | float) else ""))
+    secs = step_seconds(s)
+    print(f"  {step:<24} done" + (f" ({secs:.1f} s)" if secs is not None else ""))
 status = run_status(stats, load_dq_summaries(layout, ds, stats))
 print(f"  => {status['state']}: {status['detail']}")
 latest = read_latest(layout)
