@@ -17,9 +17,10 @@ from typing import Any
 from contracts.outputs import ETL_STAGE_ORDER
 from core.results import RunInfo
 from core.results.indexing import PublishResult
+from quality.report import STAGES as DQ_STAGES
 from storage.layout import Layout
 
-DQ_STEPS = ("validate_raw", "validate_outputs")
+DQ_STEPS = DQ_STAGES  # the two gates, in run order (quality.report.STAGES)
 # Pipeline steps in run order (the ETL stages are inserted after validate_raw).
 STEPS_BEFORE_ETL = ("validate_raw",)
 STEPS_AFTER_ETL = ("validate_outputs", "train", "evaluate", "train_final", "build_index", "publish")

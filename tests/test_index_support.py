@@ -161,7 +161,6 @@ def metrics_evaluator(ctx, version_dir):
 
 def real_evaluator(ctx, version_dir):
     """The publish gate's evaluator as the pipeline wires it (training.evaluate.evaluate_model_dir)."""
-    from tests.support.training import truth_oracle
-    from training.evaluate import evaluate_model_dir
+    from twotower.step_io import gate_evaluator
 
-    return evaluate_model_dir(ctx, version_dir, oracle=truth_oracle(ctx.layout))
+    return gate_evaluator(ctx, version_dir)

@@ -70,10 +70,10 @@ def run_summaries(cfg: Config) -> list[dict[str, Any]]:
 def dq_summary(cfg: Config, ds: str) -> dict[str, Any]:
     """Day ``ds``'s data-quality summary over both gates (what ``twotower dq show`` prints)."""
     from quality.io import summary_path
-    from quality.report import day_summary
+    from quality.report import STAGES, day_summary
 
     layout = Layout(cfg.paths)
-    sync.pull(cfg.paths, [summary_path(layout, ds, stage) for stage in ("validate_raw", "validate_outputs")])
+    sync.pull(cfg.paths, [summary_path(layout, ds, stage) for stage in STAGES])
     return day_summary(layout, ds)
 
 
@@ -81,9 +81,8 @@ def evaluate_model(cfg: Config, ds: str, model_dir: Path) -> dict[str, Any]:
     """Evaluate any exported model folder (e.g. a published version) on day ``ds``'s held-out
     set, like the publish gate does: the same inputs pulled, the oracle on simulated data."""
     from core.context import RunContext
-    from training.evaluate import evaluate_model_dir
     from twotower import step_io
 
     ctx = RunContext.build(cfg, ds)
     sync.pull(cfg.paths, [*step_io.evaluation_inputs(ctx), model_dir])
-    return evaluate_model_dir(ctx, model_dir, oracle=step_io.oracle(ctx.layout))
+    return step_io.gate_evaluator(ctx, model_dir)

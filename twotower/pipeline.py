@@ -254,14 +254,13 @@ def build_index(ctx: RunContext) -> BuildIndexResult:
 def publish(ctx: RunContext, force: bool = False) -> PublishResult:
     """Quality gate, then the atomic publish of the staged version and the LATEST switch."""
     from indexing.publish import publish_day
-    from training.evaluate import evaluate_model_dir
 
     _refuse_gap(ctx, force)  # a failed or rejected day blocks the days after it
     layout = ctx.layout
     # The whole model root: the gate compares with the published version, retention prunes.
     sync.pull(ctx.cfg.paths, [layout.model_root, *step_io.etl_outputs(layout, ctx.ds), *step_io.prior_inputs(ctx), layout.truth_dir])
     try:
-        result = publish_day(ctx, evaluator=lambda c, d: evaluate_model_dir(c, d, oracle=step_io.oracle(c.layout)), force=force)
+        result = publish_day(ctx, evaluator=step_io.gate_evaluator, force=force)
     except PipelineError as exc:  # rejected by the publish gate: keep the reason for the run report
         sync.push(ctx.cfg.paths, [layout.model_root])  # the rejected candidate, kept for inspection
         _record(ctx, "publish", PublishResult.rejected(str(exc)))
@@ -319,11 +318,13 @@ def _run_steps(cfg: Config, ds: str, out: dict[str, Any], force: bool, ablate: f
 def publish_gap_reason(cfg: Config, ds: str, force: bool = False) -> str | None:
     """Why day ``ds`` may not publish on top of the published history (:func:`core.published.publish_gap`),
     or None when it may, or when ``force`` or ``publish.allow_gaps`` lets it anyway."""
+    return _gap_reason(cfg, Layout(cfg.paths), ds_str(ds), force)
+
+
+def _gap_reason(cfg: Config, layout: Layout, ds: str, force: bool) -> str | None:
     from core.published import publish_gap
 
-    if force or cfg.publish.allow_gaps:
-        return None
-    return publish_gap(Layout(cfg.paths), ds_str(ds))
+    return None if force or cfg.publish.allow_gaps else publish_gap(layout, ds)
 
 
 def refuse_publish_gap(cfg: Config, ds: str, force: bool = False) -> None:
@@ -337,7 +338,7 @@ def refuse_publish_gap(cfg: Config, ds: str, force: bool = False) -> None:
 def _refuse_gap(ctx: RunContext, force: bool) -> None:
     from core.published import PublishGap
 
-    reason = publish_gap_reason(ctx.cfg, ctx.ds, force)
+    reason = _gap_reason(ctx.cfg, ctx.layout, ctx.ds, force)
     if reason:
         _record(ctx, "publish", PublishResult.blocked(reason))
         raise PublishGap(reason)

@@ -23,9 +23,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("twotower.pipeline")
 
-DQ_STAGES = ("validate_raw", "validate_outputs")
-
-
 def etl_outputs(layout: Layout, ds: str) -> list[Path]:
     """Every ETL output partition of day ``ds`` (what training, evaluation and indexing read)."""
     return [layout.path_for(table, ds) for table in ETL_OUTPUTS]
@@ -63,6 +60,7 @@ def report_inputs(ctx: RunContext) -> list[Path]:
     metrics and curves, the previous published version's metrics and every day's summary."""
     from core.published import published_days
     from quality.io import summary_path
+    from quality.report import STAGES
 
     layout, ds = ctx.layout, ctx.ds
     model_dir = layout.model_dir(ds)
@@ -70,7 +68,7 @@ def report_inputs(ctx: RunContext) -> list[Path]:
     days = [name for name in layout.store.child_dirs(layout.reports_root) if name.startswith("ds=")]
     return [
         layout.stage_stats(ds, "x").parent,
-        *(summary_path(layout, ds, stage) for stage in DQ_STAGES),
+        *(summary_path(layout, ds, stage) for stage in STAGES),
         *(model_dir / name for name in ("metrics.json", "train_stats.json", "loss_curve.png")),
         *([layout.version_dir(earlier[-1]) / "metrics.json"] if earlier else []),
         *(layout.reports_root / day / "summary.json" for day in days),
@@ -103,3 +101,12 @@ def oracle(layout: Layout) -> Oracle | None:
         return None
     truth = Truth.load(layout)
     return None if truth is None else truth.scores
+
+
+def gate_evaluator(ctx: RunContext, model_dir: Path) -> dict:
+    """Evaluate an exported model folder on day ds's held-out set with the oracle when the data
+    root has simulator truth: what the publish gate runs on the published version
+    (``indexing.publish.publish_day(evaluator=)``) and ``twotower evaluate --model-dir``."""
+    from training.evaluate import evaluate_model_dir
+
+    return evaluate_model_dir(ctx, model_dir, oracle=oracle(ctx.layout))

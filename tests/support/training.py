@@ -9,11 +9,11 @@ from storage.layout import Layout
 
 
 def truth_oracle(layout: Layout):
-    """The simulator truth's scores as the evaluation's oracle (None: the root has no truth)."""
-    from logsim.truth import Truth
+    """The simulator truth's scores as the evaluation's oracle (None: the root has no truth),
+    as the pipeline builds it."""
+    from twotower.step_io import oracle
 
-    truth = Truth.load(layout)
-    return None if truth is None else truth.scores
+    return oracle(layout)
 
 
 def train(
