@@ -67,12 +67,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import real_eval as ev  # noqa: E402
 from bench.common import REPO, load_average, run_measured, utc_now, write_json  # noqa: E402
+from core.config import TrainingConfig  # noqa: E402
 
 TWOTOWER = str(REPO / ".venv" / "bin" / "twotower")
 NICE = ["nice", "-n", "10"]
 ML_TEST_DAYS = 28
 ML_CUTOFFS = ("2000-11-06", "2000-12-04", "2001-01-01")
 ML_VALIDATION_CUTOFF = "2000-10-09"
+# The project's held-out days (etl.eval_days) in its MovieLens runs; --eval-days overrides it.
+ML_EVAL_DAYS = 1
+# The betas the prior's daily evaluations score (training.prior_grid; --prior-grid overrides it).
+ML_PRIOR_GRID = ", ".join(str(b) for b in TrainingConfig().prior_grid)
 ALS_GRID = [(f, reg, a) for f in (32, 64) for reg in (0.1, 10.0) for a in (1.0, 10.0)]
 ALS_ITERATIONS = 10
 METHODS = ("two-tower (published)", "popularity", "recent popularity", "ItemCF", "ALS")
@@ -85,7 +90,7 @@ reports_root = "{root}/reports"
 {features_toml}
 [etl]
 window_days = {window}
-eval_days = 1
+eval_days = {eval_days}
 
 # Chosen on the validation fold (cutoff 2000-10-09) only, never on a reported fold: a small
 # grid over example_age_buckets {{0, 30, 60, 120}}, time_decay_half_life_days {{0, 7, 14, 28}},
@@ -102,6 +107,7 @@ temperature = 0.1
 # "Popularity prior").
 prior = "{prior}"
 prior_days = 7
+prior_grid = [{prior_grid}]
 """
 # Days run before the reported day so that its popularity prior has earlier grid records to
 # choose beta from (a production root has them from its daily runs).
@@ -367,7 +373,7 @@ def evaluate_fold(fold: ev.Fold, project: dict[str, Any], als: dict[str, Any]) -
 
 
 def run_movielens(path: Path, cutoffs: list[str], scratch: Path, save, reuse: bool, prior_runs: int = ML_PRIOR_RUNS,
-                  features: bool = True) -> dict[str, Any]:
+                  features: bool = True, eval_days: int = ML_EVAL_DAYS, prior_grid: str = ML_PRIOR_GRID) -> dict[str, Any]:
     events = load_movielens(path)
     window_s = ML_TEST_DAYS * ev.DAY_S
     first_day = ts_day(int(events["ts"].min()))
@@ -387,16 +393,20 @@ def run_movielens(path: Path, cutoffs: list[str], scratch: Path, save, reuse: bo
         log(f"fold {cutoff}: {fold.summary()}")
         work = scratch / f"ml-{cutoff}"
         ds = ts_day(c - ev.DAY_S)
-        earlier = tuple(ts_day(c - (k + 1) * ev.DAY_S) for k in range(prior_runs, 0, -1))
+        # The prior's records must come from evaluations that end before the reported day's held-out
+        # days begin (training.prior_context.prior_record_days): day D - (eval_days - 1) - k.
+        lag = eval_days - 1
+        earlier = tuple(ts_day(c - (lag + k + 1) * ev.DAY_S) for k in range(prior_runs, 0, -1))
         # The window of the earliest run starts at the first rating (a later run's drops as many first days).
-        window = (dt.date.fromisoformat(ds) - dt.date.fromisoformat(first_day)).days + 1 - prior_runs
+        window = (dt.date.fromisoformat(ds) - dt.date.fromisoformat(first_day)).days + 1 - prior_runs - (lag if prior_runs else 0)
 
         def inputs(work: Path = work, c: int = c, fold: ev.Fold = fold, window: int = window) -> None:
             before = events[events["ts"] < c]
             before[["user_id", "item_id", "rating", "ts"]].rename(columns={"user_id": "user", "item_id": "item"}).to_csv(work / "ratings.csv", index=False)
             pd.DataFrame({"item": fold.item_ids}).to_csv(work / "items.csv", index=False)
-            (work / "ml.toml").write_text(ML_TOML.format(root=work, window=window, features_toml=ML_IDS_ONLY,
-                                                         prior="validated" if prior_runs else "off", prior_runs=prior_runs))
+            (work / "ml.toml").write_text(ML_TOML.format(root=work, window=window, features_toml=ML_IDS_ONLY, eval_days=eval_days,
+                                                         prior="validated" if prior_runs else "off", prior_runs=prior_runs,
+                                                         prior_grid=prior_grid))
         env = {"TWOTOWER_DATA_ROOT": str(work / "data"), "TWOTOWER_ARTIFACT_ROOT": str(work / "artifacts"),
                "TWOTOWER_REPORTS_ROOT": str(work / "reports"), "TQDM_DISABLE": "1"}
         cmd = ["import", "interactions", "--file", "ratings.csv", "--user-col", "user", "--item-col", "item",
@@ -409,7 +419,7 @@ def run_movielens(path: Path, cutoffs: list[str], scratch: Path, save, reuse: bo
         log(f"  project: {project.get('status')} in {project.get('wall_s')} s")
         res = evaluate_fold(fold, project, als)
         if features and cutoff == cutoffs[-1] and (path.parent / "users.dat").is_file() and (path.parent / "movies.dat").is_file():
-            res["with_features"] = _movielens_with_features(path.parent, events, fold, c, window, ds, scratch, reuse)
+            res["with_features"] = _movielens_with_features(path.parent, events, fold, c, window, ds, scratch, reuse, eval_days)
             res["methods"].update(res["with_features"].pop("methods"))
         res["load_average_after"] = load_average()
         out["folds"].append(res)
@@ -430,7 +440,7 @@ def _movielens_attributes(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _movielens_with_features(directory: Path, events: pd.DataFrame, fold: ev.Fold, c: int, window: int, ds: str,
-                             scratch: Path, reuse: bool) -> dict[str, Any]:
+                             scratch: Path, reuse: bool, eval_days: int = 1) -> dict[str, Any]:
     """The same fold with the users' and movies' attribute files: the model must not get worse."""
     work = scratch / f"ml-{ts_day(c)}-features"
     users, movies = _movielens_attributes(directory)
@@ -441,7 +451,8 @@ def _movielens_with_features(directory: Path, events: pd.DataFrame, fold: ev.Fol
         items = pd.DataFrame({"item": fold.item_ids.astype(str)}).merge(movies, on="item", how="left")
         items.to_csv(work / "items.csv", index=False)
         users[users["user"].isin(set(before["user_id"].astype(str)))].to_csv(work / "users.csv", index=False)
-        (work / "ml.toml").write_text(ML_TOML.format(root=work, window=window, features_toml=ML_WITH_FEATURES, prior="off", prior_runs=0))
+        (work / "ml.toml").write_text(ML_TOML.format(root=work, window=window, features_toml=ML_WITH_FEATURES, eval_days=eval_days,
+                                                     prior="off", prior_runs=0, prior_grid=ML_PRIOR_GRID))
 
     env = {"TWOTOWER_DATA_ROOT": str(work / "data"), "TWOTOWER_ARTIFACT_ROOT": str(work / "artifacts"),
            "TWOTOWER_REPORTS_ROOT": str(work / "reports"), "TQDM_DISABLE": "1"}
@@ -542,6 +553,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ml1m", type=Path, help="MovieLens ratings.dat (ML-1M) or u.data (ML-100k); skipped when absent")
     p.add_argument("--mind", type=Path, default=REPO.parent / "shared" / "data" / "mind_small_subset")
     p.add_argument("--folds", type=int, default=len(ML_CUTOFFS), help=f"reported MovieLens folds (the last N of {', '.join(ML_CUTOFFS)})")
+    p.add_argument("--cutoffs", help="MovieLens: comma-separated cutoffs to run instead of the reported ones "
+                   f"(e.g. the validation cutoff {ML_VALIDATION_CUTOFF})")
+    p.add_argument("--eval-days", type=int, default=ML_EVAL_DAYS, help="MovieLens: the project's etl.eval_days")
+    p.add_argument("--prior-grid", default=ML_PRIOR_GRID, help="MovieLens: training.prior_grid, comma-separated betas")
     p.add_argument("--quick", action="store_true", help="one MovieLens fold (the last) + MIND")
     p.add_argument("--mind-history", default="feature,clicks", help="MIND import variants (--history)")
     p.add_argument("--skip-mind", action="store_true")
@@ -564,7 +579,9 @@ def main(argv: list[str] | None = None) -> int:
             write_json(a.out, {**result, "partial": True})
 
     if a.ml1m and a.ml1m.is_file():
-        ml = run_movielens(a.ml1m, list(ML_CUTOFFS[-n:]), a.scratch, save, a.reuse_runs, a.prior_runs, not a.skip_features)
+        cutoffs = a.cutoffs.split(",") if a.cutoffs else list(ML_CUTOFFS[-n:])
+        ml = run_movielens(a.ml1m, cutoffs, a.scratch, save, a.reuse_runs, a.prior_runs, not a.skip_features, a.eval_days,
+                           a.prior_grid)
         ml["summary"] = summary_rows(ml["folds"])
         ratios = [f.get("ratio_recall@50_vs_recent") for f in ml["folds"] if f.get("ratio_recall@50_vs_recent")]
         ml["ratio_recall@50_vs_recent_mean"] = float(np.mean(ratios)) if ratios else None
