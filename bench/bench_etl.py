@@ -110,9 +110,11 @@ def _input_scans(spark, cfg, stage: str, ds: str, steady_state: bool = False):
         ]
     if stage == "hard_negatives":
         # A first run computes every window day's per-day outputs; a steady-state day only
-        # its own (the exact-string proof still reads the window's impressions).
-        ranking, _ = io.read_raw_days(spark, ctx, "ranking_log", [ds] if steady_state else list(win.days))
-        shown, _ = io.read_raw_days(spark, ctx, "impressions", list(win.days))
+        # its own (the stage's own exact-string proof, when on, reads the window's impressions).
+        own = [ds] if steady_state else list(win.days)
+        ranking, _ = io.read_raw_days(spark, ctx, "ranking_log", own)
+        proof = cfg.etl.verify_hard_negatives or not cfg.quality.enabled
+        shown, _ = io.read_raw_days(spark, ctx, "impressions", list(win.days) if proof else own)
         cuts = ranking.filter(F.col("stage").isin(*CUT_STAGES) & ~F.col("passed"))
         return [
             cuts.select("request_id", "user_id", "item_id", "stage", "event_ds"),
@@ -196,6 +198,8 @@ def main() -> int:
         # Warm-up: JVM start and the first compiled query are not charged to a stage.
         spark.read.parquet(str(layout.path_for("items", ds))).count()
         warmup = time.perf_counter() - t
+        # Whether the Spark stage proves its hard negatives itself (the reference then does too).
+        proof = cfg.etl.verify_hard_negatives or not cfg.quality.enabled
         if args.steady_state:
             # Yesterday's run, untimed: the per-day outputs of every earlier window day exist.
             t = time.perf_counter()
@@ -203,13 +207,15 @@ def main() -> int:
             for stage in ("click_positives", "hard_negatives"):
                 run_stage(RunContext.build(cfg, prev), spark, stage)
             before = DuckDbEtl(
-                layout.data_root / "raw", root / "duckdb", prev, args.window_days, threads=2, seed=cfg.etl.seed
+                layout.data_root / "raw", root / "duckdb", prev, args.window_days, threads=2, seed=cfg.etl.seed,
+                verify_hard_negatives=proof,
             )
             before.click_positives()
             before.hard_negatives()
             print(f"previous day {prev} prepared in both engines in {time.perf_counter() - t:.1f} s (untimed)")
         duck = DuckDbEtl(
-            layout.data_root / "raw", root / "duckdb", ds, args.window_days, threads=2, seed=cfg.etl.seed
+            layout.data_root / "raw", root / "duckdb", ds, args.window_days, threads=2, seed=cfg.etl.seed,
+            verify_hard_negatives=proof,
         )
         for stage in stages:
             t = time.perf_counter()

@@ -161,10 +161,15 @@ def cap_hard_negatives(candidates: DataFrame, excluded: DataFrame, per_request: 
     # order and n_d the request's count of difficulty d, its place in the interleaved order
     # (k asc, difficulty desc) is k + min(k - 1, n1) for difficulty 2 and k + min(k, n2) for
     # difficulty 1, so one sort serves both windows.
-    within = Window.partitionBy("_u", "_r", "difficulty").orderBy(
-        hash_uniform(seed, "request_id", "item_id"), F.col("item_id")
+    order = (hash_uniform(seed, "request_id", "item_id"), F.col("item_id"))
+    within = Window.partitionBy("_u", "_r", "difficulty").orderBy(*order)
+    # The request's counts over the same order (the whole request as the frame): both windows
+    # then need one sort of the rows, (_u, _r, difficulty, order), instead of one each.
+    request = (
+        Window.partitionBy("_u", "_r")
+        .orderBy(F.col("difficulty"), *order)
+        .rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     )
-    request = Window.partitionBy("_u", "_r")
     k = F.row_number().over(within)
     n1 = F.sum((F.col("difficulty") == 1).cast("int")).over(request)
     n2 = F.sum((F.col("difficulty") == 2).cast("int")).over(request)

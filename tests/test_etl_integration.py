@@ -36,7 +36,9 @@ def etl_run(spark, tmp_path_factory):
     from etl.jobs import run_etl
 
     root = tmp_path_factory.mktemp("etl_tiny")
-    cfg = make_config(root, etl={"window_days": 3, "eval_days": 1, "hot_threshold": 100})
+    # The stage's own overlap proof is on here (off by default: the outputs gate is the check),
+    # so its statistic is compared with the independent reference below.
+    cfg = make_config(root, etl={"window_days": 3, "eval_days": 1, "hot_threshold": 100, "verify_hard_negatives": True})
     logsim.simulate(cfg, "tiny", START, 4, 7)
     stats = {stage: r.to_dict() for stage, r in run_etl(RunContext.build(cfg, D), spark).items()}
     return cfg, stats

@@ -187,3 +187,35 @@ def test_a_window_without_ranking_log_computes_only_its_day_until_a_ranking_log_
     assert hard["per_day_outputs_computed"] == DAYS[1:4]
     assert hard["stale_days_recomputed"] == DAYS[1:3]
     _assert_equals_from_scratch(spark, cfg, DAYS[3])
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [{"etl": {"window_days": 3, "verify_hard_negatives": True}}, {"etl": {"window_days": 3}, "quality": {"enabled": False}}],
+    ids=["verify_on", "gates_off"],
+)
+def test_the_stage_proof_stops_an_exclusion_that_let_shown_items_through(spark, tmp_path, monkeypatch, sections):
+    """The outputs gate proves every day that no hard negative was shown to its user
+    (tests/test_bad_inputs.py); the stage proves it itself when asked to, or when the gates
+    are off. An exclusion that excludes nothing (most cut items of a request were shown on
+    other requests of the same user) must then stop the stage, naming table, partition and
+    count, and leave no partition that training could read."""
+    import logsim
+    from core.errors import DataError
+    from etl import hard_negatives as hn
+    from etl.jobs import run_stage
+
+    cfg = make_config(tmp_path, **sections)
+    logsim.simulate(cfg, "tiny", START, 3, 11)
+    ds = DAYS[2]
+    cap = hn.cap_hard_negatives
+    monkeypatch.setattr(hn, "cap_hard_negatives", lambda cands, excluded, n, seed: cap(cands, excluded.limit(0), n, seed))
+    ctx = _ctx(cfg, ds)
+    run_stage(ctx, spark, "click_positives")
+    with pytest.raises(DataError) as err:
+        run_stage(ctx, spark, "hard_negatives")
+    msg = str(err.value)
+    assert msg.startswith(f"table hard_negatives, partition ds={ds}: "), msg
+    count = int(msg.split(": ", 1)[1].split(" rows: ", 1)[0].replace(",", ""))
+    assert count > 0 and "hard negatives were shown to the same user in the window" in msg
+    assert not Layout(cfg.paths).path_for("hard_negatives", ds).exists()

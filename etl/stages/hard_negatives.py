@@ -1,5 +1,5 @@
 """The hard-negative stage: per-day candidate and shown-pair outputs (incremental), assembled
-into the window's hard negatives and verified against the raw impressions."""
+into the window's hard negatives (the outputs gate proves none was shown to its user)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from etl import io
 from etl.stages.inputs import per_day_todo, with_ds
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
     from core.context import RunContext
 
@@ -35,7 +35,7 @@ def stage_hard_negatives(ctx: RunContext, spark: SparkSession) -> HardNegativesR
     from pyspark.sql import functions as F
 
     from contracts.outputs import HARD_NEGATIVE_CANDIDATES, HARD_NEGATIVES
-    from etl.hard_negatives import cap_hard_negatives, cut_candidates, excluded_pairs, shown_overlap
+    from etl.hard_negatives import cap_hard_negatives, cut_candidates, excluded_pairs
 
     etl_cfg, days, ds = ctx.cfg.etl, ctx.window.days, ctx.ds
     cand_sources = io.source_fingerprints(ctx, "hard_negative_candidates", days)
@@ -89,10 +89,25 @@ def stage_hard_negatives(ctx: RunContext, spark: SparkSession) -> HardNegativesR
     result = dataclasses.replace(
         result, rows=agg["rows"], by_difficulty={"1": agg["d1"] or 0, "2": agg["d2"] or 0}, requests=agg["requests"]
     )
-    if not etl_cfg.verify_hard_negatives:
-        return result
-    # Checked on the written output, by exact string comparison against the raw impressions of
-    # the whole window (independent of the hashes the exclusion used).
+    if etl_cfg.verify_hard_negatives or not ctx.cfg.quality.enabled:
+        return _verified(ctx, spark, written, result)
+    # The outputs gate proves it (check disjoint_from_shown_or_clicked) before training reads
+    # the partition: proving it here too would join the window's impressions twice a day. With
+    # the gates off nothing else would, so the stage does.
+    return result
+
+
+def _verified(ctx: RunContext, spark: SparkSession, written: DataFrame, result: HardNegativesResult) -> HardNegativesResult:
+    """``result`` with ``shown_overlap_rows`` measured on the written output, by exact string
+    comparison against the raw impressions of the whole window (independent of the hashes the
+    exclusion used).
+
+    Raises:
+        DataError: a hard negative was shown to its user (the partition is removed first).
+    """
+    from etl.hard_negatives import shown_overlap
+
+    days, ds = ctx.window.days, ctx.ds
     shown, _ = io.read_raw_days(spark, ctx, "impressions", days, required_days=[ds])
     overlap = shown_overlap(written, shown).count()
     if overlap:
