@@ -98,7 +98,7 @@ def _input_scans(spark, cfg, stage: str, ds: str, steady_state: bool = False):
 
     from core.context import RunContext
     from etl import io
-    from etl.hard_negatives import CUT_STAGES
+    from etl.hard_negatives import CUT_STAGES, stage_proves_hard_negatives
 
     ctx = RunContext.build(cfg, ds)
     win = ctx.window
@@ -113,7 +113,7 @@ def _input_scans(spark, cfg, stage: str, ds: str, steady_state: bool = False):
         # its own (the stage's own exact-string proof, when on, reads the window's impressions).
         own = [ds] if steady_state else list(win.days)
         ranking, _ = io.read_raw_days(spark, ctx, "ranking_log", own)
-        proof = cfg.etl.verify_hard_negatives or not cfg.quality.enabled
+        proof = stage_proves_hard_negatives(cfg)
         shown, _ = io.read_raw_days(spark, ctx, "impressions", list(win.days) if proof else own)
         cuts = ranking.filter(F.col("stage").isin(*CUT_STAGES) & ~F.col("passed"))
         return [
@@ -163,6 +163,7 @@ def main() -> int:
     from core.config import SparkConfig
     from core.context import RunContext
     from core.spark import spark_session
+    from etl.hard_negatives import stage_proves_hard_negatives
     from etl.jobs import ETL_STAGES, STAGE_OUTPUTS, run_stage
     from storage.layout import Layout
     from tests.conftest import make_config
@@ -199,7 +200,7 @@ def main() -> int:
         spark.read.parquet(str(layout.path_for("items", ds))).count()
         warmup = time.perf_counter() - t
         # Whether the Spark stage proves its hard negatives itself (the reference then does too).
-        proof = cfg.etl.verify_hard_negatives or not cfg.quality.enabled
+        proof = stage_proves_hard_negatives(cfg)
         if args.steady_state:
             # Yesterday's run, untimed: the per-day outputs of every earlier window day exist.
             t = time.perf_counter()

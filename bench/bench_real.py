@@ -440,7 +440,7 @@ def _movielens_attributes(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _movielens_with_features(directory: Path, events: pd.DataFrame, fold: ev.Fold, c: int, window: int, ds: str,
-                             scratch: Path, reuse: bool, eval_days: int = 1) -> dict[str, Any]:
+                             scratch: Path, reuse: bool, eval_days: int = ML_EVAL_DAYS) -> dict[str, Any]:
     """The same fold with the users' and movies' attribute files: the model must not get worse."""
     work = scratch / f"ml-{ts_day(c)}-features"
     users, movies = _movielens_attributes(directory)

@@ -25,6 +25,8 @@ from etl.positives import hash_uniform
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
+    from core.config import Config
+
 CUT_STAGES = {"pre_rank": 1, "rank": 2}
 
 
@@ -176,6 +178,13 @@ def cap_hard_negatives(candidates: DataFrame, excluded: DataFrame, per_request: 
     place = F.when(F.col("difficulty") == 2, k + F.least(k - 1, n1)).otherwise(k + F.least(k, n2))
     capped = kept.withColumn("_place", place).filter(F.col("_place") <= per_request)
     return capped.select("request_id", "user_id", "item_id", "event_ds", "stage_cut", "difficulty")
+
+
+def stage_proves_hard_negatives(cfg: Config) -> bool:
+    """Whether the stage itself proves no hard negative was shown to its user: when asked
+    (``etl.verify_hard_negatives``), or when no outputs gate runs to prove it (``quality.enabled``
+    false)."""
+    return cfg.etl.verify_hard_negatives or not cfg.quality.enabled
 
 
 def shown_overlap(hard_negatives: DataFrame, impressions: DataFrame) -> DataFrame:

@@ -165,7 +165,7 @@ def _in_days(spec: OutputCheck, env: _Env, b: _Build) -> None:
     b.checks.extend(checks)
 
 
-def _joined(spec: OutputCheck, env: _Env, b: _Build, reference: DataFrame | None, make, *, disjoint: bool) -> None:
+def _joined(spec: OutputCheck, env: _Env, b: _Build, reference: DataFrame | None, *, disjoint: bool) -> None:
     """A cross-table check. Failing keys are looked for first, among the table's distinct keys
     only (a semi-join of the reference for a disjointness check, an anti-join for a subset
     check); on valid data there are none, and the flag is a constant, so the table is never
@@ -186,16 +186,17 @@ def _joined(spec: OutputCheck, env: _Env, b: _Build, reference: DataFrame | None
     if none:
         b.flag(spec, env, F.lit(False))
         return
+    make = overlap_flag if disjoint else subset_flag
     b.frame, check = make(b.frame, reference, keys, spec.name, spec.problem, spec.fix, column=spec.named_column)
     b.checks.append(check)
 
 
 def _subset(spec: OutputCheck, env: _Env, b: _Build) -> None:
-    _joined(spec, env, b, env.reference(spec.params["reference"]), subset_flag, disjoint=False)
+    _joined(spec, env, b, env.reference(spec.params["reference"]), disjoint=False)
 
 
 def _disjoint(spec: OutputCheck, env: _Env, b: _Build) -> None:
-    _joined(spec, env, b, env.reference(spec.params["reference"]), overlap_flag, disjoint=True)
+    _joined(spec, env, b, env.reference(spec.params["reference"]), disjoint=True)
 
 
 def _in_vocabulary(spec: OutputCheck, env: _Env, b: _Build) -> None:
@@ -206,7 +207,7 @@ def _in_vocabulary(spec: OutputCheck, env: _Env, b: _Build) -> None:
         return
     idx_col, id_col = spec.columns
     ref = vocabulary.filter(F.col("vocab") == id_col).select(F.col("id").alias(idx_col), F.col("value").alias(id_col))
-    _joined(spec, env, b, ref, subset_flag, disjoint=False)
+    _joined(spec, env, b, ref, disjoint=False)
 
 
 def _id_ranges(spec: OutputCheck, env: _Env, b: _Build) -> None:

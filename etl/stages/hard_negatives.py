@@ -35,7 +35,12 @@ def stage_hard_negatives(ctx: RunContext, spark: SparkSession) -> HardNegativesR
     from pyspark.sql import functions as F
 
     from contracts.outputs import HARD_NEGATIVE_CANDIDATES, HARD_NEGATIVES
-    from etl.hard_negatives import cap_hard_negatives, cut_candidates, excluded_pairs
+    from etl.hard_negatives import (
+        cap_hard_negatives,
+        cut_candidates,
+        excluded_pairs,
+        stage_proves_hard_negatives,
+    )
 
     etl_cfg, days, ds = ctx.cfg.etl, ctx.window.days, ctx.ds
     cand_sources = io.source_fingerprints(ctx, "hard_negative_candidates", days)
@@ -89,7 +94,7 @@ def stage_hard_negatives(ctx: RunContext, spark: SparkSession) -> HardNegativesR
     result = dataclasses.replace(
         result, rows=agg["rows"], by_difficulty={"1": agg["d1"] or 0, "2": agg["d2"] or 0}, requests=agg["requests"]
     )
-    if etl_cfg.verify_hard_negatives or not ctx.cfg.quality.enabled:
+    if stage_proves_hard_negatives(ctx.cfg):
         return _verified(ctx, spark, written, result)
     # The outputs gate proves it (check disjoint_from_shown_or_clicked) before training reads
     # the partition: proving it here too would join the window's impressions twice a day. With
