@@ -108,6 +108,10 @@ temperature = 0.1
 prior = "{prior}"
 prior_days = 7
 prior_grid = [{prior_grid}]
+# The settings search (off unless --search): lr, temperature and embedding_dim chosen by the
+# pipeline's own rule on the daily evaluations BEFORE each run day, among the configured values
+# above and training.search_* (docs/training.md, "Settings search").
+search = "{search}"
 """
 # Days run before the reported day so that its popularity prior has earlier grid records to
 # choose beta from (a production root has them from its daily runs).
@@ -285,6 +289,7 @@ def project_scorer(version_dir: str, fold: ev.Fold, without_prior: bool = False)
         "users_cold_start": int((~np.isin(fold.user_ids, list(known_users))).sum()),
         "gate": v.manifest.get("gate"),
         "prior": {k: val for k, val in (v.manifest.get("prior") or {}).items() if k != "score"} or None,
+        "search": _search_summary(v.path / "metrics.json"),
         "own_eval": {"model_recall@50": ((v.manifest.get("metrics") or {}).get("model") or {}).get("recall@50"),
                      "baselines_recall@50": {n: (b or {}).get("recall@50") for n, b in ((v.manifest.get("metrics") or {}).get("baselines") or {}).items()}},
     }
@@ -340,6 +345,19 @@ def baselines(fold: ev.Fold, als: dict[str, Any]) -> dict[str, dict[str, float]]
     return out
 
 
+def _search_summary(metrics_path: Path) -> dict[str, Any] | None:
+    """The settings search of the published version's day: the settings it trained with (chosen
+    on the earlier days' records) and its own record (None: the search was off)."""
+    if not metrics_path.is_file():
+        return None
+    search = json.loads(metrics_path.read_text()).get("search")
+    if not search:
+        return None
+    return {"chosen": {k: search["chosen"][k] for k in ("key", "chosen_on", "chosen_on_users", "pooled_recall@50")},
+            "own_records": [{k: r[k] for k in ("key", "recall@50", "seconds")} for r in search["records"]],
+            "not_trained": search.get("not_trained"), "seconds": search.get("seconds")}
+
+
 def evaluate_fold(fold: ev.Fold, project: dict[str, Any], als: dict[str, Any]) -> dict[str, Any]:
     res: dict[str, Any] = {"fold": fold.summary(), "project": project, "methods": {}}
     if project.get("version_dir"):
@@ -373,7 +391,8 @@ def evaluate_fold(fold: ev.Fold, project: dict[str, Any], als: dict[str, Any]) -
 
 
 def run_movielens(path: Path, cutoffs: list[str], scratch: Path, save, reuse: bool, prior_runs: int = ML_PRIOR_RUNS,
-                  features: bool = True, eval_days: int = ML_EVAL_DAYS, prior_grid: str = ML_PRIOR_GRID) -> dict[str, Any]:
+                  features: bool = True, eval_days: int = ML_EVAL_DAYS, prior_grid: str = ML_PRIOR_GRID,
+                  search: bool = False) -> dict[str, Any]:
     events = load_movielens(path)
     window_s = ML_TEST_DAYS * ev.DAY_S
     first_day = ts_day(int(events["ts"].min()))
@@ -406,7 +425,7 @@ def run_movielens(path: Path, cutoffs: list[str], scratch: Path, save, reuse: bo
             pd.DataFrame({"item": fold.item_ids}).to_csv(work / "items.csv", index=False)
             (work / "ml.toml").write_text(ML_TOML.format(root=work, window=window, features_toml=ML_IDS_ONLY, eval_days=eval_days,
                                                          prior="validated" if prior_runs else "off", prior_runs=prior_runs,
-                                                         prior_grid=prior_grid))
+                                                         prior_grid=prior_grid, search="validated" if search else "off"))
         env = {"TWOTOWER_DATA_ROOT": str(work / "data"), "TWOTOWER_ARTIFACT_ROOT": str(work / "artifacts"),
                "TWOTOWER_REPORTS_ROOT": str(work / "reports"), "TQDM_DISABLE": "1"}
         cmd = ["import", "interactions", "--file", "ratings.csv", "--user-col", "user", "--item-col", "item",
@@ -452,7 +471,8 @@ def _movielens_with_features(directory: Path, events: pd.DataFrame, fold: ev.Fol
         items.to_csv(work / "items.csv", index=False)
         users[users["user"].isin(set(before["user_id"].astype(str)))].to_csv(work / "users.csv", index=False)
         (work / "ml.toml").write_text(ML_TOML.format(root=work, window=window, features_toml=ML_WITH_FEATURES, eval_days=eval_days,
-                                                     prior="off", prior_runs=0, prior_grid=ML_PRIOR_GRID))
+                                                     prior="off", prior_runs=0, prior_grid=ML_PRIOR_GRID,
+                                                     search="off"))
 
     env = {"TWOTOWER_DATA_ROOT": str(work / "data"), "TWOTOWER_ARTIFACT_ROOT": str(work / "artifacts"),
            "TWOTOWER_REPORTS_ROOT": str(work / "reports"), "TQDM_DISABLE": "1"}
@@ -566,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prior-runs", type=int, default=ML_PRIOR_RUNS,
                    help="MovieLens: days run before each reported day for the popularity prior's records (0 = prior off)")
     p.add_argument("--skip-features", action="store_true", help="MovieLens: no attribute-features variant")
+    p.add_argument("--search", action="store_true",
+                   help="MovieLens: training.search = \"validated\" (settings chosen on the earlier runs' evaluations)")
     a = p.parse_args(argv)
     started = utc_now()
     t0 = time.perf_counter()
@@ -581,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.ml1m and a.ml1m.is_file():
         cutoffs = a.cutoffs.split(",") if a.cutoffs else list(ML_CUTOFFS[-n:])
         ml = run_movielens(a.ml1m, cutoffs, a.scratch, save, a.reuse_runs, a.prior_runs, not a.skip_features, a.eval_days,
-                           a.prior_grid)
+                           a.prior_grid, a.search)
         ml["summary"] = summary_rows(ml["folds"])
         ratios = [f.get("ratio_recall@50_vs_recent") for f in ml["folds"] if f.get("ratio_recall@50_vs_recent")]
         ml["ratio_recall@50_vs_recent_mean"] = float(np.mean(ratios)) if ratios else None

@@ -286,6 +286,25 @@ class TrainingConfig:
     prior_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
     # Earlier days whose grid records day D pools to choose its beta.
     prior_history_days: int = 7
+    # Settings search: "validated" also trains, beside the day's candidate, one alternate per
+    # value of search_lr, search_temperature and search_embedding_dim (one setting changed from
+    # the configured ones at a time), each trained and evaluated on the day's held-out set exactly
+    # as the candidate is, and records recall@50 per setting; day D trains with the setting of best
+    # recall@50 pooled over the records of the search_history_days days before D (never D
+    # itself; the configured settings without a record). "off": the configured settings, nothing
+    # extra trained (docs/training.md, "Settings search").
+    search: Literal["off", "validated"] = "off"
+    # Adam learning rates (dense parameters) the search tries besides ``lr``.
+    search_lr: tuple[float, ...] = (0.001, 0.01)
+    # Temperatures the search tries besides ``temperature``.
+    search_temperature: tuple[float, ...] = (0.05, 0.2)
+    # Output dimensions the search tries besides ``embedding_dim``.
+    search_embedding_dim: tuple[int, ...] = (32, 128)
+    # No alternate starts once the day's search has taken this many seconds (wall clock); the
+    # ones not trained are recorded and cannot be chosen while a record in the pool lacks them.
+    search_budget_seconds: float = 900.0
+    # Earlier days whose search records day D pools to choose its settings.
+    search_history_days: int = 7
     # Streaming frequency estimator (logq = "streaming"): buckets H (0 = 2 x item table size),
     # hash functions m and learning rate alpha (Yi et al. 2019, Algorithm 3).
     freq_buckets: int = 0

@@ -124,7 +124,7 @@ def evaluate_day(ctx: RunContext, *, oracle: Oracle | None = None) -> EvaluateRe
     old = model_dir / "metrics.json"
     if old.is_file():
         recorded = json.loads(old.read_text())
-        for key in ("train", "protocol"):
+        for key in ("train", "protocol", "search"):
             if recorded.get(key) is not None:
                 metrics[key] = recorded[key]
     write_metrics(model_dir, metrics)

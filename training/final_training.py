@@ -21,6 +21,7 @@ from training.data import final_example_files, int_column, load_catalogue, load_
 from training.export import CANDIDATE_DIR, CANDIDATE_FILES, export_model, gate_model_dir, write_metrics
 from training.loop import Trainer
 from training.negatives import build_negatives
+from training.search import Settings
 from training.stream import TrainStream, effective_batch_size
 from training.towers import ModelSpec, TwoTowerModel
 from training.workers import DistInfo, setup_process
@@ -46,6 +47,8 @@ def train_final_day(ctx: RunContext) -> TrainFinalResult:
     if not (src / "model_state.pt").is_file() or not (model_dir / "metrics.json").is_file():
         raise UserError(f"no trained, evaluated model for ds={ds} in {model_dir}: run `twotower train --ds {ds}` first")
     spec = ModelSpec.from_json((src / "model_config.json").read_text())
+    if spec.extra.get("search_settings"):  # the settings the search chose for this candidate
+        t = Settings.from_dict(spec.extra["search_settings"]).apply(t)
     metrics = json.loads((model_dir / "metrics.json").read_text())
     eval_days = list(ctx.window.eval_days)
     gate_eval = GateEvaluation(

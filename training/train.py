@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ from core.results.training import (
 from storage.layout import Layout, atomic_dir
 from training.columns import FeatureColumns
 from training.data import (
+    Catalogue,
+    EvalSet,
     count_rows,
     file_schema_names,
     final_example_files,
@@ -44,14 +48,15 @@ from training.data import (
     partition_files,
     table_sizes,
 )
-from training.evaluate import Oracle, evaluate_with_baselines
+from training.evaluate import Oracle, evaluate_model_dir, evaluate_with_baselines
 from training.export import export_model, plot_loss_curve, write_metrics
 from training.loop import ABLATIONS, Negatives, Trainer
 from training.negatives import build_negatives
+from training.search import Settings, SettingsChoice, candidates, search_choice
 from training.stream import TrainStream, effective_batch_size, window_epochs
 from training.towers import ModelSpec, TwoTowerModel
 from training.warm_start import warm_start
-from training.workers import DistInfo, dist_info_from_env, setup_process
+from training.workers import DistInfo, dist_info_from_env, seed_process, setup_process
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +131,17 @@ def train_day(
     Returns:
         The statistics (also written as train_stats.json, without ``model_dir``).
     """
-    cfg, layout, ds = ctx.cfg, ctx.layout, ctx.ds
     ablate = check_ablate(ablate)
     info = dist_info_from_env()
-    device = setup_process(cfg, info)
-    t = cfg.training
+    device = setup_process(ctx.cfg, info)
     wall = time.perf_counter()
+    configured = ctx.cfg.training
+    choice = search_choice(ctx) if configured.search == "validated" else None
+    if choice is not None:
+        ctx = dataclasses.replace(ctx, cfg=ctx.cfg.replace(training=choice.settings.apply(configured)))
+        log.info("ds=%s: settings %s (chosen on %s)", ctx.ds, choice.settings.key, list(choice.chosen_on) or "no record")
+    cfg, layout, ds = ctx.cfg, ctx.layout, ctx.ds
+    t = cfg.training
     if t.batch_size % info.world:
         raise UserError(f"training.batch_size={t.batch_size} must be divisible by the {info.world} workers")
 
@@ -150,35 +160,22 @@ def train_day(
         "logq": "off" if "logq" in ablate else t.logq,
         "ablate": sorted(ablate),
         "use_history": t.use_history and "history" not in ablate,
-        "config_hash": cfg.hash(),
         "item_freshness_features": [c for c in cols.item_num if c in FRESHNESS_FEATURES],
     }
-    model = TwoTowerModel(model_spec(cfg, cols, sizes, extra), use_history=extra["use_history"])
-    if t.id_init_std != 0.05:
-        model.reset_parameters(t.id_init_std)
-    warm = WarmStartReport()
-    if warm_start_dir is not None and wants_warm_start(t, ablate, full_retrain):
-        warm = warm_start(model, Path(warm_start_dir))
-    negatives = build_negatives(ctx, catalogue, sizes["item_id"], ablate)
-    hard_width = max(cfg.etl.hard_negatives_per_request, 1)
-    batch = effective_batch_size(count_rows(files), t.batch_size, info.world, t.min_batches_per_epoch)
-    stream = TrainStream(
-        files, cols, cfg.features.history_length, hard_width, parse_ds(days[-1]),
-        batch_size=batch // info.world, read_batch_rows=t.read_batch_rows,
-        seed=t.seed, rank=info.rank, world=info.world,
-    )
-    if stream.steps_per_epoch(0) == 0:
-        raise UserError(
-            f"train_examples ds={ds}: {stream.total_rows} rows, fewer than one example per worker "
-            f"({info.world}): nothing to train on (check the ETL's training days)"
-        )
-    trainer = Trainer(model, dataclasses.replace(t, batch_size=batch), negatives, device, ablate, info)
-    # min_steps gives a cold model on a small window enough steps; a model warm-started from the
-    # published one has had them, and more passes over the same rows only overfit it (the
-    # gate's drop rule then refuses every steady-state day on small data).
-    epochs = t.epochs if warm.warm_start_from else window_epochs(t, stream.steps_per_epoch(0))
-    fit = trainer.fit(stream, epochs)
-    last_pass = _last_training_day_pass(ctx, days[-1], cols, model, negatives, device, ablate, info, epochs)
+
+    def fit_model(run: RunContext) -> _Fitted:
+        """One model trained on the window with ``run``'s training settings (the candidate, or
+        an alternate of the settings search: same data, seed and warm start)."""
+        own = dict(extra, config_hash=run.cfg.hash())
+        if choice is not None:  # train_final continues with the same settings
+            own["search_settings"] = Settings.of(run.cfg.training).to_dict()
+        return _fit(run, files, cols, sizes, catalogue, own, days,
+                    warm_start_dir if wants_warm_start(run.cfg.training, ablate, full_retrain) else None,
+                    ablate, info, device)
+
+    fitted = fit_model(ctx)
+    model, stream, fit, epochs, batch, warm = fitted.model, fitted.stream, fitted.fit, fitted.epochs, fitted.batch, fitted.warm
+    last_pass, trainer = fitted.last_pass, fitted.trainer
     if info.enabled and torch.distributed.is_initialized():
         # All workers leave the process group together, right after the last collective. Workers
         # > 0 return below while worker 0 still exports; exiting with the gloo group alive could
@@ -217,6 +214,8 @@ def train_day(
         result = dataclasses.replace(result, export=ExportCounts(**export_model(model, tmp, catalogue, ev)))
         plot_loss_curve(fit.loss_curve, epochs, tmp / "loss_curve.png", f"two-tower {t.loss}, ds={ds}")
         metrics = evaluate_with_baselines(ctx, tmp, oracle=oracle) if evaluate else {}
+        if choice is not None:
+            metrics["search"] = _run_search(ctx, configured, choice, tmp, fit_model, catalogue, ev, world=info.world)
         recorded = result.to_dict()
         metrics["train"] = {k: recorded[k] for k in ("steps", "examples", "examples_per_second", "final_loss", "ablate")}
         write_metrics(tmp, metrics)
@@ -229,6 +228,113 @@ def train_day(
             ))
         (tmp / "train_stats.json").write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
     return dataclasses.replace(result, model_dir=str(final))
+
+
+@dataclasses.dataclass
+class _Fitted:
+    """A model trained on the window, and how (what :func:`_fit` returns)."""
+
+    model: TwoTowerModel
+    trainer: Trainer
+    stream: TrainStream
+    fit: Any
+    epochs: int
+    batch: int
+    warm: WarmStartReport
+    last_pass: DayPass | None
+
+
+def _fit(
+    ctx: RunContext, files: list[Path], cols: FeatureColumns, sizes: dict[str, int], catalogue: Catalogue,
+    extra: dict[str, Any], days: list[str], warm_start_dir: Path | None, ablate: frozenset[str], info: DistInfo,
+    device: torch.device,
+) -> _Fitted:
+    """Build a model with ``ctx``'s training settings, warm-start it from ``warm_start_dir`` (None:
+    cold), train it on the window's shards and end with the last training day's own pass."""
+    cfg = ctx.cfg
+    t = cfg.training
+    seed_process(t.seed)  # an alternate of the search starts from the weights the plain path would
+    model = TwoTowerModel(model_spec(cfg, cols, sizes, extra), use_history=extra["use_history"])
+    if t.id_init_std != 0.05:
+        model.reset_parameters(t.id_init_std)
+    warm = WarmStartReport()
+    if warm_start_dir is not None:
+        warm = warm_start(model, Path(warm_start_dir))
+    negatives = build_negatives(ctx, catalogue, sizes["item_id"], ablate)
+    hard_width = max(cfg.etl.hard_negatives_per_request, 1)
+    batch = effective_batch_size(count_rows(files), t.batch_size, info.world, t.min_batches_per_epoch)
+    stream = TrainStream(
+        files, cols, cfg.features.history_length, hard_width, parse_ds(days[-1]),
+        batch_size=batch // info.world, read_batch_rows=t.read_batch_rows,
+        seed=t.seed, rank=info.rank, world=info.world,
+    )
+    if stream.steps_per_epoch(0) == 0:
+        raise UserError(
+            f"train_examples ds={ctx.ds}: {stream.total_rows} rows, fewer than one example per worker "
+            f"({info.world}): nothing to train on (check the ETL's training days)"
+        )
+    trainer = Trainer(model, dataclasses.replace(t, batch_size=batch), negatives, device, ablate, info)
+    # min_steps gives a cold model on a small window enough steps; a model warm-started from the
+    # published one has had them, and more passes over the same rows only overfit it (the
+    # gate's drop rule then refuses every steady-state day on small data).
+    epochs = t.epochs if warm.warm_start_from else window_epochs(t, stream.steps_per_epoch(0))
+    fit = trainer.fit(stream, epochs)
+    last_pass = _last_training_day_pass(ctx, days[-1], cols, model, negatives, device, ablate, info, epochs)
+    return _Fitted(model, trainer, stream, fit, epochs, batch, warm, last_pass)
+
+
+def _run_search(
+    ctx: RunContext, configured: TrainingConfig, choice: SettingsChoice, candidate_dir: Path,
+    fit_model: Callable[[RunContext], _Fitted], catalogue: Catalogue, ev: EvalSet, world: int,
+) -> dict[str, Any]:
+    """The day's search record (``metrics.json`` ``search``): the candidate (exported in
+    ``candidate_dir``, trained with ``choice``) and every other setting of
+    :func:`training.search.candidates`, each trained by ``fit_model`` and evaluated on the day's
+    held-out set by :func:`training.evaluate.evaluate_model_dir`, the gate's own scoring (with
+    the popularity prior, the day's beta). Alternates stop starting once the search has taken
+    ``search_budget_seconds``; each one is exported into a scratch directory removed after its
+    evaluation."""
+    started = time.perf_counter()
+    cand = evaluate_model_dir(ctx, candidate_dir)["model"]
+    rows = [_search_row(choice.settings, cand, None)]
+    users = int(cand.get("users_scored") or 0)
+    skipped: list[str] = []
+    alternates = [s for s in candidates(configured) if s != choice.settings]
+    if world > 1:
+        log.warning("ds=%s: settings search skipped under %d workers (it runs on one)", ctx.ds, world)
+        skipped = [s.key for s in alternates]
+        alternates = []
+    for s in alternates:
+        if time.perf_counter() - started > configured.search_budget_seconds:
+            skipped.append(s.key)
+            continue
+        run = dataclasses.replace(ctx, cfg=ctx.cfg.replace(training=s.apply(configured)))
+        t0 = time.perf_counter()
+        fitted = fit_model(run)
+        scratch = candidate_dir / f".search-{len(rows)}"
+        scratch.mkdir()
+        try:
+            export_model(fitted.model, scratch, catalogue, ev)
+            m = evaluate_model_dir(run, scratch)["model"]
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        rows.append(_search_row(s, m, time.perf_counter() - t0))
+        log.info("ds=%s: search %s recall@50 %.4f", ctx.ds, s.key, m["recall@50"])
+    if skipped:
+        log.warning("ds=%s: settings search budget (%.0f s) reached: not trained %s", ctx.ds, configured.search_budget_seconds, skipped)
+    return {
+        "chosen": choice.to_dict(),
+        "users": users,
+        "records": rows,
+        "not_trained": skipped,
+        "budget_seconds": configured.search_budget_seconds,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _search_row(s: Settings, m: dict[str, Any], seconds: float | None) -> dict[str, Any]:
+    return {"key": s.key, "settings": s.to_dict(), "recall@50": m["recall@50"], "recall@50_se": m.get("recall@50_se"),
+            "seconds": None if seconds is None else round(seconds, 3), "candidate": seconds is None}
 
 
 def _last_training_day_pass(

@@ -48,13 +48,19 @@ def pick_device(cfg: Config, info: DistInfo) -> torch.device:
     return torch.device("cpu")
 
 
+def seed_process(seed: int) -> None:
+    """Seed torch's and numpy's global generators (model initialisation draws from them): every
+    model built right after this call starts from the same weights."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
 def setup_process(cfg: Config, info: DistInfo) -> torch.device:
     """Threads, seeds and device of this process; under torchrun, join the process group
     (returns once every worker has joined). Idempotent: a second call changes nothing."""
     threads = cfg.training.threads or max(1, (os.cpu_count() or 1) // info.world)
     torch.set_num_threads(threads)
-    torch.manual_seed(cfg.training.seed)
-    np.random.seed(cfg.training.seed % 2**32)
+    seed_process(cfg.training.seed)
     device = pick_device(cfg, info)
     if info.enabled and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
