@@ -305,6 +305,10 @@ class TrainingConfig:
     search_budget_seconds: float = 900.0
     # Earlier days whose search records day D pools to choose its settings.
     search_history_days: int = 7
+    # A searched setting replaces the configured ones only when its pooled recall@50 beats
+    # theirs by more than this many pooled standard errors of their figure (0 = the plain best):
+    # on a held-out set of a few dozen users the ranking of settings is mostly noise.
+    search_min_gain_se: float = 1.0
     # Streaming frequency estimator (logq = "streaming"): buckets H (0 = 2 x item table size),
     # hash functions m and learning rate alpha (Yi et al. 2019, Algorithm 3).
     freq_buckets: int = 0

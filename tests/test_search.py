@@ -73,9 +73,25 @@ def test_choose_settings_missing_settings_empty_records_and_no_record():
     assert none.settings == BASE and none.chosen_on == () and none.users == 0
 
 
+def test_choose_settings_keeps_the_configured_ones_inside_the_noise():
+    # A: 10 users, base 0.20 (SE 0.06), lr 0.30; B: 30 users, base 0.20 (SE 0.04), lr 0.24.
+    # pooled base 0.20, lr (3 + 7.2) / 40 = 0.255: a gain of 0.055.
+    # pooled SE of base = sqrt((10/40)^2 0.06^2 + (30/40)^2 0.04^2) = sqrt(0.000225 + 0.0009) = 0.0335.
+    a = SearchRecord("2026-11-01", 10, {BASE.key: 0.2, LR.key: 0.3}, {BASE.key: 0.06, LR.key: 0.07})
+    b = SearchRecord("2026-11-02", 30, {BASE.key: 0.2, LR.key: 0.24}, {BASE.key: 0.04, LR.key: 0.04})
+    one = choose_settings([a, b], [BASE, LR], min_gain_se=1.0)  # 0.055 > 1 x 0.0335: lr
+    assert one.settings == LR and one.within_noise is None
+    assert one.pooled_se[BASE.key] == pytest.approx(0.033541, abs=1e-6)
+    two = choose_settings([a, b], [BASE, LR], min_gain_se=2.0)  # 0.055 <= 2 x 0.0335 = 0.067: kept
+    assert two.settings == BASE and "not more than 2 SE" in two.within_noise
+    assert two.pooled == pytest.approx({BASE.key: 0.2, LR.key: 0.255})
+
+
 def test_record_from_metrics_reads_the_records():
-    m = {"search": {"users": 12, "records": [{"key": BASE.key, "recall@50": 0.5}, {"key": LR.key, "recall@50": 0.25}]}}
-    assert record_from_metrics("2026-11-01", m) == SearchRecord("2026-11-01", 12, {BASE.key: 0.5, LR.key: 0.25})
+    m = {"search": {"users": 12, "records": [{"key": BASE.key, "recall@50": 0.5, "recall@50_se": 0.1},
+                                              {"key": LR.key, "recall@50": 0.25}]}}
+    assert record_from_metrics("2026-11-01", m) == SearchRecord("2026-11-01", 12, {BASE.key: 0.5, LR.key: 0.25},
+                                                                {BASE.key: 0.1, LR.key: 0.0})
     assert record_from_metrics("2026-11-01", {"model": {}}) is None
 
 
@@ -104,7 +120,7 @@ def test_search_records_every_setting_and_the_next_day_trains_with_the_best(tmp_
     from tests.support.training import train
 
     d1, d2 = "2026-11-04", "2026-11-05"
-    cfg = _search_cfg(tmp_path)
+    cfg = _search_cfg(tmp_path, search_min_gain_se=0.0)
     layout = Layout(cfg.paths)
     write_synthetic_etl(layout, d1, seed=0)
     train(cfg, d1)

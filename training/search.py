@@ -84,6 +84,7 @@ class SearchRecord:
     day: str
     users: int
     recall_at_50: dict[str, float]
+    se: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ class SettingsChoice:
     chosen_on: tuple[str, ...] = ()
     users: int = 0
     pooled: dict[str, float] = field(default_factory=dict)
+    pooled_se: dict[str, float] = field(default_factory=dict)
+    within_noise: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,17 +111,24 @@ class SettingsChoice:
             "key": self.settings.key,
             "chosen_on": list(self.chosen_on),
             "chosen_on_users": self.users,
-            "pooled_recall@50": [{"key": k, "recall@50": r} for k, r in sorted(self.pooled.items())],
+            "pooled_recall@50": [{"key": k, "recall@50": r, "recall@50_se": self.pooled_se.get(k)}
+                                 for k, r in sorted(self.pooled.items())],
+            "within_noise": self.within_noise,
         }
 
 
-def choose_settings(records: Sequence[SearchRecord], settings: Sequence[Settings]) -> SettingsChoice:
+def choose_settings(records: Sequence[SearchRecord], settings: Sequence[Settings], min_gain_se: float = 0.0) -> SettingsChoice:
     """The setting of ``settings`` (the configured ones first) with the best recall@50 pooled
     over ``records`` (earlier days only).
 
-    Pooling weights each day by its held-out users. Only settings present in every used record
-    compete; records without users are skipped. Ties go to the earlier setting of ``settings``
-    (the configured ones win a tie); no usable record gives the configured settings.
+    Pooling weights each day by its held-out users; the pooled SE is that of the weighted mean
+    of independent days, ``sqrt(sum((n_d / N)^2 se_d^2))``. Only settings present in every used
+    record compete; records without users are skipped. Ties go to the earlier setting of
+    ``settings`` (the configured ones win a tie); no usable record gives the configured
+    settings. The best setting replaces the configured ones only when its pooled recall@50
+    beats theirs by more than ``min_gain_se`` pooled SEs of the configured settings' figure: a
+    difference inside the noise of a small held-out set is not a reason to change (the gate's
+    rule, indexing.gate); ``within_noise`` then says so.
     """
     used = [r for r in records if r.users > 0 and r.recall_at_50]
     competing = [s for s in settings if all(s.key in r.recall_at_50 for r in used)]
@@ -126,8 +136,18 @@ def choose_settings(records: Sequence[SearchRecord], settings: Sequence[Settings
         return SettingsChoice(settings=settings[0])
     total = sum(r.users for r in used)
     pooled = {s.key: sum(r.users * r.recall_at_50[s.key] for r in used) / total for s in competing}
-    best = min(range(len(competing)), key=lambda j: (-pooled[competing[j].key], j))
-    return SettingsChoice(settings=competing[best], chosen_on=tuple(sorted(r.day for r in used)), users=total, pooled=pooled)
+    pooled_se = {s.key: sum((r.users / total) ** 2 * r.se.get(s.key, 0.0) ** 2 for r in used) ** 0.5 for s in competing}
+    best = competing[min(range(len(competing)), key=lambda j: (-pooled[competing[j].key], j))]
+    base = settings[0]
+    note = None
+    if best != base and base in competing:
+        gain, se = pooled[best.key] - pooled[base.key], pooled_se[base.key]
+        if gain <= min_gain_se * se:
+            note = (f"{best.key} beat the configured settings by {gain:.4f} recall@50, not more than {min_gain_se:g} SE "
+                    f"({se:.4f}) over {total} users: kept the configured settings")
+            best = base
+    return SettingsChoice(settings=best, chosen_on=tuple(sorted(r.day for r in used)), users=total, pooled=pooled,
+                          pooled_se=pooled_se, within_noise=note)
 
 
 def record_from_metrics(day: str, metrics: dict[str, Any]) -> SearchRecord | None:
@@ -137,7 +157,8 @@ def record_from_metrics(day: str, metrics: dict[str, Any]) -> SearchRecord | Non
     if not rows:
         return None
     return SearchRecord(day=day, users=int(search.get("users") or 0),
-                        recall_at_50={str(r["key"]): float(r["recall@50"]) for r in rows})
+                        recall_at_50={str(r["key"]): float(r["recall@50"]) for r in rows},
+                        se={str(r["key"]): float(r.get("recall@50_se") or 0.0) for r in rows})
 
 
 def search_record_days(ctx: RunContext) -> list[str]:
@@ -163,4 +184,6 @@ def search_choice(ctx: RunContext) -> SettingsChoice:
     t = ctx.cfg.training
     if t.search_history_days < 1:
         raise ConfigError(f"training.search_history_days ({t.search_history_days}) must be >= 1 when training.search = \"validated\"")
-    return choose_settings(search_records(ctx), candidates(t))
+    if t.search_min_gain_se < 0:
+        raise ConfigError(f"training.search_min_gain_se ({t.search_min_gain_se}) must be >= 0")
+    return choose_settings(search_records(ctx), candidates(t), t.search_min_gain_se)
