@@ -499,7 +499,18 @@ def _movielens_with_features(directory: Path, events: pd.DataFrame, fold: ev.Fol
 # -- MIND -------------------------------------------------------------------------------------
 
 
-def run_mind(directory: Path, scratch: Path, variants: list[str], save, reuse: bool) -> dict[str, Any]:
+MIND_PRIOR_TOML = """
+# Added by bench/bench_real.py --mind-prior-runs: the popularity prior (and with --search the
+# settings search), chosen by the pipeline's own rule on the evaluations of the days run first.
+[training]
+prior = "validated"
+prior_days = 7
+search = "{search}"
+"""
+
+
+def run_mind(directory: Path, scratch: Path, variants: list[str], save, reuse: bool, prior_runs: int = 0,
+             search: bool = False) -> dict[str, Any]:
     raw, impressions, hist = load_mind(directory)
     days = sorted({ts_day(int(t)) for t in raw["ts"]})
     last = days[-1]
@@ -521,16 +532,21 @@ def run_mind(directory: Path, scratch: Path, variants: list[str], save, reuse: b
         log(f"MIND --history {variant}: ALS picked on {ts_day(val_c)}: {als}")
         fold = ev.build_fold(_mind_visible(events, c), c, ev.DAY_S)
         log(f"MIND --history {variant} fold {last}: {fold.summary()}")
-        work = scratch / f"mind-{variant}"
+        work = scratch / (f"mind-{variant}" + ("-prior" if prior_runs else ""))
+        config = work / "mind.toml" if prior_runs else REPO / "configs" / "mind.toml"
 
-        def inputs(work: Path = work) -> None:
+        def inputs(work: Path = work, config: Path = config) -> None:
             raw[raw["ts"] < c].drop(columns=["ts"]).to_csv(work / "behaviors.tsv", sep="\t", header=False, index=False, quoting=3)
+            if prior_runs:
+                text = (REPO / "configs" / "mind.toml").read_text()
+                config.write_text(text + MIND_PRIOR_TOML.format(search="validated" if search else "off"))
         env = {"TWOTOWER_DATA_ROOT": str(work / "data"), "TWOTOWER_ARTIFACT_ROOT": str(work / "artifacts"),
                "TWOTOWER_REPORTS_ROOT": str(work / "reports"), "TQDM_DISABLE": "1"}
         cmd = ["import", "mind", "--behaviors", "behaviors.tsv", "--news", str(directory / "news.tsv"), "--history", variant]
         ds = ts_day(c - ev.DAY_S)
         log(f"  twotower --config configs/mind.toml import mind --history {variant} + run --ds {ds} in {work}")
-        project = run_project(work, cmd, ds, env, ["--config", str(REPO / "configs" / "mind.toml")], inputs, reuse)
+        earlier = tuple(ts_day(c - (k + 1) * ev.DAY_S) for k in range(prior_runs, 0, -1))
+        project = run_project(work, cmd, ds, env, ["--config", str(config)], inputs, reuse, earlier)
         if not project.get("reused"):
             (work / "project.json").write_text(json.dumps(project, indent=1))
         log(f"  project: {project.get('status')} in {project.get('wall_s')} s")
@@ -585,9 +601,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reuse-runs", action="store_true", help="re-score the project runs left in --scratch instead of re-running them")
     p.add_argument("--prior-runs", type=int, default=ML_PRIOR_RUNS,
                    help="MovieLens: days run before each reported day for the popularity prior's records (0 = prior off)")
+    p.add_argument("--mind-prior-runs", type=int, default=0,
+                   help="MIND: days run before the reported day for the popularity prior's records (0 = configs/mind.toml as it is)")
     p.add_argument("--skip-features", action="store_true", help="MovieLens: no attribute-features variant")
     p.add_argument("--search", action="store_true",
-                   help="MovieLens: training.search = \"validated\" (settings chosen on the earlier runs' evaluations)")
+                   help="training.search = \"validated\" (settings chosen on the earlier runs' evaluations; MIND with --mind-prior-runs)")
     a = p.parse_args(argv)
     started = utc_now()
     t0 = time.perf_counter()
@@ -615,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.skip_mind:
         result["mind"] = {"skipped": "--skip-mind"}
     elif (a.mind / "behaviors.tsv").is_file():
-        result["mind"] = run_mind(a.mind, a.scratch, a.mind_history.split(","), save, a.reuse_runs)
+        result["mind"] = run_mind(a.mind, a.scratch, a.mind_history.split(","), save, a.reuse_runs, a.mind_prior_runs, a.search)
     else:
         result["mind"] = {"skipped": f"no behaviors.tsv in {a.mind}"}
     result.update(finished=utc_now(), wall_s=round(time.perf_counter() - t0, 1), load_after=load_average())
