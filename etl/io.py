@@ -203,6 +203,14 @@ def read_output_days(
     return _scan(spark, ctx, table, present, schema), missing
 
 
+def output_rows(ctx: RunContext, table: str, days: Sequence[str]) -> int:
+    """Rows of the existing partitions ``days`` of an ETL output, from their Parquet footers:
+    the count of a whole-partition read without a Spark job."""
+    from quality.io import checked_row_count
+
+    return sum(checked_row_count(ctx.layout, table, ds_str(d)) or 0 for d in days)
+
+
 def output_days(ctx: RunContext, table: str) -> list[str]:
     """Days that have a partition of ETL output ``table`` (sorted)."""
     return ctx.layout.partitions(table)

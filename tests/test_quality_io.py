@@ -76,14 +76,16 @@ def test_etl_reads_one_and_several_days_with_the_recorded_schema(spark, tmp_path
 
     cfg = make_config(tmp_path)
     ctx = RunContext.build(cfg, DS)
-    _write_spark(spark, ctx.layout, "user_features", "2026-11-02", [(5, [7], "u5")])
+    _write_spark(spark, ctx.layout, "user_features", "2026-11-02", [(5, [7], "u5"), (6, [], "u6")])
     _write_spark(spark, ctx.layout, "user_features", DS, [(0, [1], "u0")])
     one = etl_io.read_output(spark, ctx, "user_features", DS)
     assert one.schema == READ
     both, missing = etl_io.read_output_days(spark, ctx, "user_features", ["2026-11-01", "2026-11-02", DS])
     assert missing == ["2026-11-01"]
     assert both.schema == T.StructType([*READ.fields, T.StructField("event_ds", T.DateType(), True)])
-    assert sorted((r.user_idx, str(r.event_ds)) for r in both.collect()) == [(0, DS), (5, "2026-11-02")]
+    assert sorted((r.user_idx, str(r.event_ds)) for r in both.collect()) == [(0, DS), (5, "2026-11-02"), (6, "2026-11-02")]
+    # Whole-partition row counts from the footers: 2 + 1 rows, the absent day counts 0.
+    assert etl_io.output_rows(ctx, "user_features", ["2026-11-01", "2026-11-02", DS]) == 3
 
 
 def test_files_of_another_writer_or_disagreeing_files_leave_the_schema_to_spark(spark, layout):
