@@ -51,16 +51,17 @@ def _bad_row_condition(table: str, cfg: Config, ds: str | None) -> Column | None
     return bad_row_condition(table, cfg, ds)
 
 
-def _guard(ctx: RunContext, table: str, days: Sequence[str]) -> None:
+def _guard(ctx: RunContext, table: str, days: Sequence[str]):
     """Open every data file's Parquet footer of the partitions before Spark reads them: a
     zero-byte, truncated or non-Parquet file raises ``quality.io.UnreadableFile`` (a DataError
-    naming table, partition and file) instead of a Spark stack trace mid-stage."""
+    naming table, partition and file) instead of a Spark stack trace mid-stage.
+
+    Returns the Spark schema the files recorded alike (``quality.io.recorded_schema``), or None."""
     # Imported here, like the row rules: the one guarded reader lives with data quality.
-    from quality.io import checked_row_count
+    from quality.io import checked_footers, recorded_schema
 
     layout = ctx.layout
-    for day in days:
-        checked_row_count(layout, table, day)
+    return recorded_schema([checked_footers(layout, table, day) for day in days])
 
 
 def has_partition(ctx: RunContext, table: str, ds: str) -> bool:
@@ -177,8 +178,10 @@ def read_output(
                 )
             )
         return None
-    _guard(ctx, table, [ds])
-    return spark.read.parquet(layout.store.uri(path))
+    schema = _guard(ctx, table, [ds])
+    # The schema the files recorded: what Spark would infer, without its inference job.
+    reader = spark.read if schema is None else spark.read.schema(schema)
+    return reader.parquet(layout.store.uri(path))
 
 
 def read_output_days(
@@ -196,8 +199,16 @@ def read_output_days(
     missing = [d for d in days if d not in set(present)]
     if not present:
         return None, missing
-    _guard(ctx, table, present)
-    return _scan(spark, ctx, table, present), missing
+    schema = _guard(ctx, table, present)
+    return _scan(spark, ctx, table, present, schema), missing
+
+
+def output_rows(ctx: RunContext, table: str, days: Sequence[str]) -> int:
+    """Rows of the existing partitions ``days`` of an ETL output, from their Parquet footers:
+    the count of a whole-partition read without a Spark job."""
+    from quality.io import checked_row_count
+
+    return sum(checked_row_count(ctx.layout, table, ds_str(d)) or 0 for d in days)
 
 
 def output_days(ctx: RunContext, table: str) -> list[str]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,17 +47,36 @@ class UnreadableFile(DataError):
         )
 
 
-def _footer_rows(store, folder: Path, rel: str) -> int:
+# Where Spark records a DataFrame's schema in the Parquet files it writes; reading a folder
+# without a given schema, Spark takes it from one file's footer in a Spark job of its own.
+SPARK_SCHEMA_KEY = b"org.apache.spark.sql.parquet.row.metadata"
+
+
+@dataclass(frozen=True)
+class Footers:
+    """What the data files' Parquet footers of one partition say.
+
+    Attributes:
+        rows: total row count.
+        spark_schema: the Spark schema (JSON text) every file recorded when Spark wrote it;
+            None when a file has none (written by another tool) or the files disagree.
+    """
+
+    rows: int
+    spark_schema: str | None
+
+
+def _footer(store, folder: Path, rel: str):
     import pyarrow.parquet as pq
 
     if store.remote:
-        return pq.read_metadata(f"{store.key(folder)}/{rel}", filesystem=store.fs).num_rows
-    return pq.read_metadata(Path(folder) / rel).num_rows
+        return pq.read_metadata(f"{store.key(folder)}/{rel}", filesystem=store.fs)
+    return pq.read_metadata(Path(folder) / rel)
 
 
-def checked_row_count(layout: Layout, table: str, ds: str) -> int | None:
-    """Rows of a partition from its Parquet footers, opening every data file's footer
-    (cheap: no data read); None if the partition is absent.
+def checked_footers(layout: Layout, table: str, ds: str) -> Footers | None:
+    """Every data file's Parquet footer of a partition opened (cheap: no data read): its row
+    count and the schema Spark recorded in the files; None if the partition is absent.
 
     The one guarded reader of raw and intermediate partitions: a zero-byte, truncated or
     non-Parquet data file raises :class:`UnreadableFile` naming table, partition and file
@@ -72,13 +92,67 @@ def checked_row_count(layout: Layout, table: str, ds: str) -> int | None:
     if not files and not store.is_dir(folder):
         return None
     total = 0
+    schemas: set[bytes | None] = set()
     for rel in files:
         try:
-            total += _footer_rows(store, folder, rel)
+            meta = _footer(store, folder, rel)
         except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UnreadableFile(table, f"ds={ds}", f"{store.uri(folder)}/{rel}", reason) from exc
-    return total
+        total += meta.num_rows
+        schemas.add((meta.metadata or {}).get(SPARK_SCHEMA_KEY))
+    (recorded,) = schemas if len(schemas) == 1 else (None,)
+    return Footers(total, recorded.decode() if recorded else None)
+
+
+def checked_row_count(layout: Layout, table: str, ds: str) -> int | None:
+    """Rows of a partition from its Parquet footers (:func:`checked_footers`); None if the
+    partition is absent.
+
+    Raises:
+        UnreadableFile: a data file is not readable Parquet.
+    """
+    footers = checked_footers(layout, table, ds)
+    return None if footers is None else footers.rows
+
+
+def recorded_schema(footers: Iterable[Footers | None]):
+    """The Spark schema (a ``StructType``, every field nullable as Spark reads files) that all
+    the given partitions recorded alike, or None (then Spark infers it, from one file).
+
+    Passing it to the reader gives the DataFrame Spark would infer, without the schema
+    inference job each read of a Spark-written folder otherwise starts."""
+    texts = {f.spark_schema if f is not None else None for f in footers}
+    if len(texts) != 1 or None in texts:
+        return None
+    from pyspark.sql.types import StructType
+
+    return StructType.fromJson(_nullable(json.loads(texts.pop())))
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """Spark's ``asNullable`` on a schema's JSON: what a file source does to the schema it reads."""
+    kind = schema.get("type")
+    if kind == "struct":
+        for f in schema["fields"]:
+            f["nullable"] = True
+            if isinstance(f["type"], dict):
+                _nullable(f["type"])
+    elif kind == "array":
+        schema["containsNull"] = True
+        if isinstance(schema["elementType"], dict):
+            _nullable(schema["elementType"])
+    elif kind == "map":
+        schema["valueContainsNull"] = True
+        for k in ("keyType", "valueType"):
+            if isinstance(schema[k], dict):
+                _nullable(schema[k])
+    return schema
+
+
+def _reader(spark: SparkSession, footers: Iterable[Footers | None]):
+    schema = recorded_schema(footers)
+    return spark.read if schema is None else spark.read.schema(schema)
 
 
 def read_partition(spark: SparkSession, layout: Layout, table: str, ds: str) -> DataFrame | None:
@@ -92,8 +166,8 @@ def read_partition(spark: SparkSession, layout: Layout, table: str, ds: str) -> 
     folder = layout.path_for(table, ds)
     if not layout.store.data_files(folder):
         return None
-    checked_row_count(layout, table, ds)
-    return spark.read.parquet(layout.store.uri(folder))
+    footers = checked_footers(layout, table, ds)
+    return _reader(spark, [footers]).parquet(layout.store.uri(folder))
 
 
 def read_counted_partition(spark: SparkSession, layout: Layout, table: str, ds: str) -> tuple[int, DataFrame]:
@@ -103,8 +177,9 @@ def read_counted_partition(spark: SparkSession, layout: Layout, table: str, ds: 
     Raises:
         UnreadableFile: a data file is not readable Parquet.
     """
-    rows = checked_row_count(layout, table, ds) or 0
-    return rows, spark.read.parquet(layout.store.uri(layout.path_for(table, ds)))
+    footers = checked_footers(layout, table, ds)
+    rows = footers.rows if footers is not None else 0
+    return rows, _reader(spark, [footers]).parquet(layout.store.uri(layout.path_for(table, ds)))
 
 
 def previous_partition_day(layout: Layout, table: str, ds: str) -> str | None:
@@ -117,12 +192,11 @@ def read_partitions(spark: SparkSession, layout: Layout, table: str, days: Seque
     """The union of the given days' partitions that exist (None if none does); raises
     :class:`UnreadableFile` for a file that is not readable Parquet."""
     present = [d for d in days if layout.store.data_files(layout.path_for(table, d))]
-    for d in present:
-        checked_row_count(layout, table, d)
+    footers = [checked_footers(layout, table, d) for d in present]
     folders = [layout.store.uri(layout.path_for(table, d)) for d in present]
     if not folders:
         return None
-    return spark.read.parquet(*folders)
+    return _reader(spark, footers).parquet(*folders)
 
 
 def write_quarantine(layout: Layout, table: str, ds: str, rows: DataFrame | None) -> Path | None:

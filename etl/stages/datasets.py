@@ -112,12 +112,12 @@ def stage_datasets(ctx: RunContext, spark: SparkSession) -> DatasetsResult:
         # Hash-partition on the seeded order key, then sort each shard by it: a deterministic shuffle.
         return df.repartition(files, "_order").sortWithinPartitions("_order").drop("_order"), files
 
-    rows = resampled.count()
+    rows = io.output_rows(ctx, "resampled_positives", [ds])  # the whole partition: its footers' count
     train, files = shuffled(examples(resampled), rows)
     io.write_partitions(train, ctx, "train_examples", [ds])
     # The evaluation days' clicks as they are (no resampling: one copy, the positive weight).
     final_pos = eval_pos.select(*train_pos.columns).withColumn("replica", F.lit(0).cast("int"))
-    final, _ = shuffled(examples(final_pos), final_pos.count())
+    final, _ = shuffled(examples(final_pos), io.output_rows(ctx, "click_positives", win.eval_days))
     io.write_partitions(final, ctx, "final_examples", [ds])
     io.write_partitions(with_ds(item_days.orderBy("event_ds", "item_idx"), ds), ctx, "item_day_features", [ds])
 
