@@ -9,6 +9,7 @@ per-row Python. The training shards themselves are streamed by :mod:`training.st
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,6 +277,17 @@ def days_clicks(layout: Layout, days: list[str], catalogue: Catalogue) -> tuple[
         total += recent_day_clicks(layout, day, catalogue)
         found.append(day)
     return total, found
+
+
+def day_metrics(layout: Layout, days: list[str]) -> list[tuple[str, dict]]:
+    """``(day, metrics.json)`` of the days in ``days`` (in that order) whose model directory
+    holds one: the earlier evaluations the popularity prior and the settings search choose on."""
+    out = []
+    for day in days:
+        path = layout.model_dir(day) / "metrics.json"
+        if path.is_file():
+            out.append((day, json.loads(path.read_text())))
+    return out
 
 
 def distinct_click_users(layout: Layout, days: list[str], item_ids: np.ndarray) -> tuple[np.ndarray, list[str]]:

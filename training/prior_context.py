@@ -9,7 +9,6 @@ later days choose from.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ import torch
 
 from core.config import ConfigError
 from core.context import RunContext
-from training.data import distinct_click_users
+from training.data import day_metrics, distinct_click_users
 from training.metrics import Ranker
 from training.prior import GridRecord, PriorChoice, choose_beta, prior_term, record_from_metrics
 
@@ -58,14 +57,8 @@ def prior_record_days(ctx: RunContext) -> list[str]:
 
 def prior_records(ctx: RunContext) -> list[GridRecord]:
     """Grid records in the ``metrics.json`` of the days :func:`prior_record_days` names."""
-    out = []
-    for day in prior_record_days(ctx):
-        path = ctx.layout.model_dir(day) / "metrics.json"
-        if path.is_file():
-            rec = record_from_metrics(day, json.loads(path.read_text()))
-            if rec is not None:
-                out.append(rec)
-    return out
+    records = (record_from_metrics(day, m) for day, m in day_metrics(ctx.layout, prior_record_days(ctx)))
+    return [r for r in records if r is not None]
 
 
 def prior_context(ctx: RunContext, item_ids: np.ndarray, temperature: float) -> PriorContext | None:

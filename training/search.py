@@ -19,13 +19,13 @@ be chosen while that record is in the pool.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.config import ConfigError, TrainingConfig
 from core.context import RunContext
+from training.data import day_metrics
 
 
 @dataclass(frozen=True)
@@ -169,14 +169,8 @@ def search_record_days(ctx: RunContext) -> list[str]:
 
 def search_records(ctx: RunContext) -> list[SearchRecord]:
     """Search records in the ``metrics.json`` of the days :func:`search_record_days` names."""
-    out = []
-    for day in search_record_days(ctx):
-        path = ctx.layout.model_dir(day) / "metrics.json"
-        if path.is_file():
-            rec = record_from_metrics(day, json.loads(path.read_text()))
-            if rec is not None:
-                out.append(rec)
-    return out
+    records = (record_from_metrics(day, m) for day, m in day_metrics(ctx.layout, search_record_days(ctx)))
+    return [r for r in records if r is not None]
 
 
 def search_choice(ctx: RunContext) -> SettingsChoice:
