@@ -84,6 +84,21 @@ class PriorChoice:
         }
 
 
+def pooled_recall(records: Sequence[Any], keys: Sequence[Any]) -> tuple[list[Any], list[Any], int, dict[Any, float]]:
+    """recall@50 of each key pooled over earlier days' records (``users`` and ``recall_at_50``:
+    a :class:`GridRecord` or a ``training.search.SearchRecord``): records without users are
+    skipped, only keys present in every used record compete, each day weighs by its users.
+
+    Returns:
+        (used records, competing keys in ``keys`` order, total users, key -> pooled recall@50).
+    """
+    used = [r for r in records if r.users > 0 and r.recall_at_50]
+    competing = [k for k in keys if all(k in r.recall_at_50 for r in used)]
+    total = sum(r.users for r in used)
+    pooled = {k: sum(r.users * r.recall_at_50[k] for r in used) / total for k in competing} if used else {}
+    return used, competing, total, pooled
+
+
 def choose_beta(records: Sequence[GridRecord], grid: Sequence[float]) -> PriorChoice:
     """The grid's beta with the best recall@50 pooled over ``records`` (earlier days only).
 
@@ -92,12 +107,9 @@ def choose_beta(records: Sequence[GridRecord], grid: Sequence[float]) -> PriorCh
     every used record compete; records without users are skipped. Ties go to the smaller
     ``|beta|`` (the plainer model); no usable record gives beta 0.
     """
-    used = [r for r in records if r.users > 0 and r.recall_at_50]
-    betas = [float(b) for b in grid if all(float(b) in r.recall_at_50 for r in used)]
+    used, betas, total, pooled = pooled_recall(records, [float(b) for b in grid])
     if not used or not betas:
         return PriorChoice(beta=0.0)
-    total = sum(r.users for r in used)
-    pooled = {b: sum(r.users * r.recall_at_50[b] for r in used) / total for b in betas}
     best = min(betas, key=lambda b: (-pooled[b], abs(b), b))
     return PriorChoice(beta=best, chosen_on=tuple(sorted(r.day for r in used)), users=total, pooled=pooled)
 

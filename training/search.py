@@ -26,6 +26,7 @@ from typing import Any
 from core.config import ConfigError, TrainingConfig
 from core.context import RunContext
 from training.data import day_metrics
+from training.prior import pooled_recall
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,10 @@ def choose_settings(records: Sequence[SearchRecord], settings: Sequence[Settings
     difference inside the noise of a small held-out set is not a reason to change (the gate's
     rule, indexing.gate); ``within_noise`` then says so.
     """
-    used = [r for r in records if r.users > 0 and r.recall_at_50]
-    competing = [s for s in settings if all(s.key in r.recall_at_50 for r in used)]
+    used, keys, total, pooled = pooled_recall(records, [s.key for s in settings])
+    competing = [s for s in settings if s.key in keys]
     if not used or not competing:
         return SettingsChoice(settings=settings[0])
-    total = sum(r.users for r in used)
-    pooled = {s.key: sum(r.users * r.recall_at_50[s.key] for r in used) / total for s in competing}
     pooled_se = {s.key: sum((r.users / total) ** 2 * r.se.get(s.key, 0.0) ** 2 for r in used) ** 0.5 for s in competing}
     best = competing[min(range(len(competing)), key=lambda j: (-pooled[competing[j].key], j))]
     base = settings[0]

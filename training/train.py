@@ -50,7 +50,7 @@ from training.data import (
 )
 from training.evaluate import Oracle, evaluate_model_dir, evaluate_with_baselines
 from training.export import export_model, plot_loss_curve, write_metrics
-from training.loop import ABLATIONS, Negatives, Trainer
+from training.loop import ABLATIONS, FitResult, Negatives, Trainer
 from training.negatives import build_negatives
 from training.search import Settings, SettingsChoice, candidates, search_choice
 from training.stream import TrainStream, effective_batch_size, window_epochs
@@ -215,7 +215,8 @@ def train_day(
         plot_loss_curve(fit.loss_curve, epochs, tmp / "loss_curve.png", f"two-tower {t.loss}, ds={ds}")
         metrics = evaluate_with_baselines(ctx, tmp, oracle=oracle) if evaluate else {}
         if choice is not None:
-            metrics["search"] = _run_search(ctx, configured, choice, tmp, fit_model, catalogue, ev, world=info.world)
+            metrics["search"] = _run_search(ctx, configured, choice, tmp, metrics.get("model"), fit_model, catalogue, ev,
+                                            world=info.world)
         recorded = result.to_dict()
         metrics["train"] = {k: recorded[k] for k in ("steps", "examples", "examples_per_second", "final_loss", "ablate")}
         write_metrics(tmp, metrics)
@@ -237,7 +238,7 @@ class _Fitted:
     model: TwoTowerModel
     trainer: Trainer
     stream: TrainStream
-    fit: Any
+    fit: FitResult
     epochs: int
     batch: int
     warm: WarmStartReport
@@ -260,6 +261,7 @@ def _fit(
     warm = WarmStartReport()
     if warm_start_dir is not None:
         warm = warm_start(model, Path(warm_start_dir))
+    # Per model: the streaming frequency estimator inside is trained along with it.
     negatives = build_negatives(ctx, catalogue, sizes["item_id"], ablate)
     hard_width = max(cfg.etl.hard_negatives_per_request, 1)
     batch = effective_batch_size(count_rows(files), t.batch_size, info.world, t.min_batches_per_epoch)
@@ -285,7 +287,8 @@ def _fit(
 
 def _run_search(
     ctx: RunContext, configured: TrainingConfig, choice: SettingsChoice, candidate_dir: Path,
-    fit_model: Callable[[RunContext], _Fitted], catalogue: Catalogue, ev: EvalSet, world: int,
+    candidate_metrics: dict[str, Any] | None, fit_model: Callable[[RunContext], _Fitted], catalogue: Catalogue,
+    ev: EvalSet, world: int,
 ) -> dict[str, Any]:
     """The day's search record (``metrics.json`` ``search``): the candidate (exported in
     ``candidate_dir``, trained with ``choice``) and every other setting of
@@ -293,17 +296,17 @@ def _run_search(
     held-out set by :func:`training.evaluate.evaluate_model_dir`, the gate's own scoring (with
     the popularity prior, the day's beta). Alternates stop starting once the search has taken
     ``search_budget_seconds``; each one is exported into a scratch directory removed after its
-    evaluation."""
+    evaluation. ``candidate_metrics``: the candidate's ``model`` figures when the caller has
+    already evaluated it (None: evaluated here)."""
     started = time.perf_counter()
-    cand = evaluate_model_dir(ctx, candidate_dir)["model"]
+    cand = candidate_metrics or evaluate_model_dir(ctx, candidate_dir)["model"]
     rows = [_search_row(choice.settings, cand, None)]
     users = int(cand.get("users_scored") or 0)
-    skipped: list[str] = []
     alternates = [s for s in candidates(configured) if s != choice.settings]
     if world > 1:
         log.warning("ds=%s: settings search skipped under %d workers (it runs on one)", ctx.ds, world)
-        skipped = [s.key for s in alternates]
-        alternates = []
+        return _search_record(choice, users, rows, [s.key for s in alternates], configured, started)
+    skipped: list[str] = []
     for s in alternates:
         if time.perf_counter() - started > configured.search_budget_seconds:
             skipped.append(s.key)
@@ -322,11 +325,16 @@ def _run_search(
         log.info("ds=%s: search %s recall@50 %.4f", ctx.ds, s.key, m["recall@50"])
     if skipped:
         log.warning("ds=%s: settings search budget (%.0f s) reached: not trained %s", ctx.ds, configured.search_budget_seconds, skipped)
+    return _search_record(choice, users, rows, skipped, configured, started)
+
+
+def _search_record(choice: SettingsChoice, users: int, rows: list[dict[str, Any]], not_trained: list[str],
+                   configured: TrainingConfig, started: float) -> dict[str, Any]:
     return {
         "chosen": choice.to_dict(),
         "users": users,
         "records": rows,
-        "not_trained": skipped,
+        "not_trained": not_trained,
         "budget_seconds": configured.search_budget_seconds,
         "seconds": round(time.perf_counter() - started, 3),
     }
